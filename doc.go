@@ -1,0 +1,25 @@
+// Package dglease hands out short-lived, least-privilege Deepgram
+// credentials and guarantees they are cleaned up.
+//
+// A browser page that streams a microphone to Deepgram must never see the
+// project's API key. With dglease the backend mints a key (or grant token)
+// that lives seconds, for one user, with usage:write only, and deletes it as
+// soon as the stream is open:
+//
+//	leases, err := lease.New(client)            // client from keys.New
+//	l, err := leases.Acquire(ctx, userID)       // scoped key, server-side TTL, rate-limited per user
+//	if err != nil { ... }
+//	defer l.Release()                           // deletion guaranteed, retried, never blocks
+//
+// Which package to import:
+//
+//   - [github.com/dglease/dglease/keys]: a typed client for Deepgram's key
+//     and grant-token APIs, built on the official Go SDK, that reports every
+//     failure and cannot be redirected by DEEPGRAM_* environment variables.
+//   - [github.com/dglease/dglease/keys/keystest]: a fake Deepgram (keys,
+//     grant tokens, /v1/listen) for unit tests without a network.
+//   - [github.com/dglease/dglease/lease]: leases with guaranteed deletion,
+//     hooks, per-user rate limits and sweeping.
+//
+// This package itself has no code; it documents the module.
+package dglease

@@ -1,0 +1,148 @@
+package keys
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// redacted replaces every secret in printed values.
+const redacted = "[REDACTED]"
+
+// Spec describes a key to create. The zero value is not valid: Scopes must
+// be non-empty and exactly one of TTL and ExpiresAt must be set, so that
+// every key this package creates expires on Deepgram's side.
+//
+// A Spec is a plain value; it is safe to share once built.
+type Spec struct {
+	// Comment is shown in Deepgram's console. Optional.
+	Comment string
+	// Scopes the key gets, e.g. "usage:write". Required, non-empty.
+	Scopes []string
+	// Tags are sent as the key's tags (usage attribution). Optional.
+	Tags []string
+	// TTL is how long the key lives on Deepgram's side, rounded up to a whole
+	// second. Set TTL or ExpiresAt, not both.
+	TTL time.Duration
+	// ExpiresAt is when the key stops working. It must be in the future. Set
+	// TTL or ExpiresAt, not both.
+	ExpiresAt time.Time
+}
+
+// Key is a Deepgram API key record.
+//
+// Secret is set only on the value returned by [Client.Create]: Deepgram
+// shows a key's secret once, in the create answer. Key prints redacted
+// under every fmt verb, %#v and log/slog; read the Secret field to hand the
+// secret on.
+type Key struct {
+	// ID is Deepgram's api_key_id.
+	ID string
+	// Secret is the key itself (40 hex characters). Empty in List results.
+	Secret string
+	// Comment is the key's comment.
+	Comment string
+	// Scopes are the key's scopes.
+	Scopes []string
+	// Tags are the key's tags, nil when it has none.
+	Tags []string
+	// Created is when Deepgram created the key.
+	Created time.Time
+	// Expires is when the key stops working; zero when it never expires.
+	Expires time.Time
+}
+
+// Expired reports whether k's expiry has passed at now. A key without an
+// expiry never expires.
+func (k Key) Expired(now time.Time) bool {
+	return !k.Expires.IsZero() && !now.Before(k.Expires)
+}
+
+// String returns the key's description with its secret redacted.
+func (k Key) String() string {
+	secret := ""
+	if k.Secret != "" {
+		secret = redacted
+	}
+	return fmt.Sprintf("keys.Key{ID:%q Secret:%q Comment:%q Scopes:%q Tags:%q Created:%s Expires:%s}",
+		k.ID, secret, k.Comment, k.Scopes, k.Tags, fmtTime(k.Created), fmtTime(k.Expires))
+}
+
+// GoString is String: %#v never shows the secret.
+func (k Key) GoString() string { return k.String() }
+
+// Format prints the redacted description for every verb, so that no verb
+// (%v, %+v, %#v, %s, %q, %x, %d, ...) can reach the Secret field.
+func (k Key) Format(f fmt.State, verb rune) { formatRedacted(f, verb, k.String()) }
+
+// LogValue implements [slog.LogValuer]: the secret is redacted.
+func (k Key) LogValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.String("id", k.ID),
+		slog.String("comment", k.Comment),
+		slog.Any("scopes", k.Scopes),
+	}
+	if len(k.Tags) > 0 {
+		attrs = append(attrs, slog.Any("tags", k.Tags))
+	}
+	if k.Secret != "" {
+		attrs = append(attrs, slog.String("secret", redacted))
+	}
+	if !k.Expires.IsZero() {
+		attrs = append(attrs, slog.Time("expires", k.Expires))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// Token is a Deepgram grant token: a JWT that carries usage:write for
+// /listen, /speak and /read, sent as "Authorization: Bearer <Secret>" (or as
+// the "bearer" WebSocket subprotocol from a browser). It cannot be revoked;
+// it only expires.
+//
+// Token prints redacted under every fmt verb, %#v and log/slog.
+type Token struct {
+	// Secret is the JWT.
+	Secret string
+	// Expires is when the token stops working, computed from the answer's
+	// expires_in on the local clock.
+	Expires time.Time
+}
+
+// String returns the token's description with its secret redacted.
+func (t Token) String() string {
+	return fmt.Sprintf("keys.Token{Secret:%q Expires:%s}", redactIfSet(t.Secret), fmtTime(t.Expires))
+}
+
+// GoString is String: %#v never shows the secret.
+func (t Token) GoString() string { return t.String() }
+
+// Format prints the redacted description for every verb.
+func (t Token) Format(f fmt.State, verb rune) { formatRedacted(f, verb, t.String()) }
+
+// LogValue implements [slog.LogValuer]: the secret is redacted.
+func (t Token) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("secret", redactIfSet(t.Secret)), slog.Time("expires", t.Expires))
+}
+
+func redactIfSet(s string) string {
+	if s == "" {
+		return ""
+	}
+	return redacted
+}
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// formatRedacted writes s for any verb; %q quotes it.
+func formatRedacted(f fmt.State, verb rune, s string) {
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q", s)
+		return
+	}
+	fmt.Fprint(f, s)
+}

@@ -1,0 +1,99 @@
+package keys
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DefaultHost is the Deepgram API base URL used unless [WithHost] says
+// otherwise.
+const DefaultHost = "https://api.deepgram.com"
+
+// DefaultTimeout bounds each call made with the default HTTP client.
+const DefaultTimeout = 30 * time.Second
+
+// Option configures a [Client] built by [New]. Options are sealed: only this
+// package defines them.
+type Option interface{ apply(*options) error }
+
+type options struct {
+	host       *url.URL
+	httpClient *http.Client
+	userAgent  string
+}
+
+type optionFunc func(*options) error
+
+func (f optionFunc) apply(o *options) error { return f(o) }
+
+// WithHost points the client at baseURL instead of [DefaultHost]:
+// "https://host[:port]" or, for a local fake, "http://127.0.0.1:port". A
+// path, query or fragment is refused, since Deepgram's SDK drops them.
+// The DEEPGRAM_HOST environment variable is never read.
+func WithHost(baseURL string) Option {
+	return optionFunc(func(o *options) error {
+		u, err := parseHost(baseURL)
+		if err != nil {
+			return err
+		}
+		o.host = u
+		return nil
+	})
+}
+
+func parseHost(baseURL string) (*url.URL, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("keys: host %q is not a URL: %w", baseURL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("keys: host %q must start with https:// (or http:// for a local fake)", baseURL)
+	}
+	if u.Host == "" {
+		return nil, fmt.Errorf("keys: host %q has no host name", baseURL)
+	}
+	if u.User != nil {
+		return nil, errors.New("keys: host must not carry user info; pass the API key to New")
+	}
+	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("keys: host %q must not have a path, query or fragment", baseURL)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+}
+
+// WithHTTPClient makes the client send its requests through hc: use it for
+// custom transports, proxies, timeouts or an in-memory fake
+// (keystest.Server.Transport). hc itself is not modified; its Transport
+// (http.DefaultTransport when nil) is wrapped. The default is an
+// http.Client with a [DefaultTimeout] timeout and TLS verification on.
+func WithHTTPClient(hc *http.Client) Option {
+	return optionFunc(func(o *options) error {
+		if hc == nil {
+			return errors.New("keys: WithHTTPClient needs a non-nil *http.Client")
+		}
+		o.httpClient = hc
+		return nil
+	})
+}
+
+// WithUserAgent puts product (e.g. "myapp/1.2") in front of the
+// User-Agent header. Default: the library's and the SDK's names only.
+func WithUserAgent(product string) Option {
+	return optionFunc(func(o *options) error {
+		if strings.ContainsAny(product, "\r\n") {
+			return errors.New("keys: user agent must not contain line breaks")
+		}
+		o.userAgent = strings.TrimSpace(product)
+		return nil
+	})
+}
+
+func defaultHTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.ResponseHeaderTimeout = DefaultTimeout
+	return &http.Client{Transport: tr, Timeout: DefaultTimeout}
+}
