@@ -1,0 +1,64 @@
+// Package fakelisten fakes Deepgram's streaming speech-to-text endpoint,
+// the WebSocket at /v1/listen, for tests of code that hands out credentials
+// and of clients that stream with them:
+//
+//	allowed := map[string]bool{"token " + key: true}
+//	srv := httptest.NewServer(fakelisten.Handler(func(scheme, secret string) error {
+//		if !allowed[scheme+" "+secret] {
+//			return errors.New("unknown credential")
+//		}
+//		return nil
+//	}))
+//	defer srv.Close()
+//	// Point the SDK's live client at "ws://" + srv.Listener.Addr().String().
+//
+// # Opening a stream
+//
+// The credential is taken from the Authorization header ("Token <key>",
+// "token <key>" or "Bearer <jwt>") or, as browsers send it, from the
+// Sec-WebSocket-Protocol list "token, <key>" or "bearer, <jwt>" (exactly
+// two entries); the header wins when both are present. When the list was
+// used, the handshake answers with the scheme as the selected subprotocol,
+// as browsers require. A request without a usable credential, or one the
+// [Authenticate] function refuses, gets 401 before the upgrade, with a
+// body in Deepgram's legacy error shape
+// ({"err_code":"INVALID_AUTH","err_msg":...,"request_id":...}) and the
+// message repeated in a dg-error header. Neither ever quotes the
+// credential or the text of Authenticate's error. Every answer carries a
+// dg-request-id header.
+//
+// # Streaming
+//
+// Each non-empty binary frame is audio and is answered by one final
+// Results message (is_final and speech_final true) covering exactly that
+// frame: its start and duration follow from the encoding, sample_rate and
+// channels query parameters (default linear16, 16000 Hz, mono), and its
+// transcript is the next phrase of a fixed list (see [WithTranscript]),
+// so n frames give n results, always in the same order. Text frames are
+// control messages: KeepAlive does nothing but keep the stream alive;
+// Finalize is answered by an empty Results message with from_finalize
+// true; CloseStream is answered by a Metadata message (with the sha256
+// and duration of all audio received) and a normal close frame. Other
+// query parameters are accepted and ignored; model, if given, is echoed
+// as the model name.
+//
+// # Modelling choices
+//
+//   - Credentials are checked once, when the stream opens. A stream stays
+//     open after its key is deleted or expires, or its grant token
+//     expires: Deepgram's guidance to delete a key as soon as its socket
+//     is open rests on that, although no official page states it.
+//   - A stream that receives no frame for the idle timeout (default ten
+//     seconds, see [WithIdleTimeout]) is closed with code 1011 and
+//     Deepgram's NET-0001 reason. Any frame, audio or text, resets the
+//     timer, as that reason's wording says.
+//   - A text frame that is not one of the three control messages closes
+//     the stream with code 1008 (Deepgram's answer is undocumented; the
+//     fake picks the stricter one). Empty binary frames are ignored.
+//   - No interim results, UtteranceEnd or SpeechStarted messages are sent,
+//     whatever the query asks for.
+//
+// ServeHTTP returns once the connection is closed, and every goroutine a
+// stream starts has ended by then. Closing an httptest.Server does not
+// close streams already upgraded: close the clients, or let them idle out.
+package fakelisten

@@ -1,0 +1,91 @@
+package fakelisten_test
+
+import (
+	"errors"
+	"net/http"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/dvonthenen/websocket"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dglease/dglease/internal/fakelisten"
+)
+
+// openInBubble opens a stream over an in-memory pipe; call it inside a
+// synctest bubble. returned is closed when ServeHTTP returns.
+func openInBubble(t *testing.T, opts ...fakelisten.Option) (conn *websocket.Conn, returned <-chan struct{}) {
+	t.Helper()
+	done := make(chan struct{})
+	h := fakelisten.Handler(allowAll, opts...)
+	d := pipeDialer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		h.ServeHTTP(w, r)
+	}))
+	conn, _, err := d.Dial("ws://fake.invalid/v1/listen", http.Header{"Authorization": {"Token " + testKey}})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn, done
+}
+
+// readClose reads until the connection ends and returns the code of the
+// server's close frame, or -1 if it ended without one.
+func readClose(conn *websocket.Conn) int {
+	for {
+		_, _, err := conn.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			return ce.Code
+		}
+		return -1
+	}
+}
+
+func TestIdleTimeoutDefaultsToTenSeconds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		conn, returned := openInBubble(t)
+		opened := time.Now()
+
+		code := readClose(conn)
+		assert.Equal(t, websocket.CloseInternalServerErr, code)
+		assert.Equal(t, fakelisten.DefaultIdleTimeout, time.Since(opened))
+		<-returned
+	})
+}
+
+func TestKeepAliveAndAudioKeepStreamOpen(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		conn, returned := openInBubble(t, fakelisten.WithIdleTimeout(3*time.Second))
+		closed := make(chan int, 1)
+		go func() { closed <- readClose(conn) }()
+
+		// A minute of activity, each gap shorter than the idle timeout.
+		for i := range 30 {
+			time.Sleep(2 * time.Second) // fake time: advances the bubble's clock
+			var err error
+			if i%2 == 0 {
+				err = conn.WriteMessage(websocket.TextMessage, []byte(`{"type":"KeepAlive"}`))
+			} else {
+				err = conn.WriteMessage(websocket.BinaryMessage, make([]byte, 320))
+			}
+			require.NoError(t, err)
+			synctest.Wait()
+			select {
+			case code := <-closed:
+				t.Fatalf("stream closed with %d after %d messages", code, i)
+			default:
+			}
+		}
+
+		last := time.Now()
+		code := <-closed
+		assert.Equal(t, websocket.CloseInternalServerErr, code)
+		assert.Equal(t, 3*time.Second, time.Since(last))
+		<-returned
+	})
+}

@@ -1,0 +1,77 @@
+package fakelisten
+
+import (
+	"errors"
+	"strings"
+	"time"
+)
+
+// DefaultIdleTimeout is how long a stream may go without a message from
+// the client before the fake closes it with code 1011, as Deepgram does
+// after about ten seconds without audio or a KeepAlive.
+const DefaultIdleTimeout = 10 * time.Second
+
+// defaultTranscript is the phrase list a stream's Results take their
+// transcripts from unless [WithTranscript] says otherwise.
+var defaultTranscript = []string{
+	"hello from the fake deepgram",
+	"the quick brown fox jumps over the lazy dog",
+	"testing one two three",
+}
+
+// Option configures a [Handler]. Options are sealed: only this package
+// defines them.
+type Option interface{ apply(*config) error }
+
+type optionFunc func(*config) error
+
+func (f optionFunc) apply(c *config) error { return f(c) }
+
+type config struct {
+	idleTimeout time.Duration
+	transcript  []string
+}
+
+func defaultConfig() config {
+	return config{
+		idleTimeout: DefaultIdleTimeout,
+		transcript:  defaultTranscript,
+	}
+}
+
+// WithIdleTimeout sets how long a stream may stay silent (no audio frame
+// and no text message from the client) before the fake closes it with
+// code 1011. Default: [DefaultIdleTimeout]. d must be positive.
+func WithIdleTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) error {
+		if d <= 0 {
+			return errors.New("fakelisten: idle timeout must be positive")
+		}
+		c.idleTimeout = d
+		return nil
+	})
+}
+
+// WithTranscript sets the phrases Results messages carry: the n-th Results
+// message of every stream (counting from 0) has the transcript
+// phrases[n % len(phrases)]. Each phrase must hold at least one word.
+// Default: "hello from the fake deepgram", "the quick brown fox jumps over
+// the lazy dog", "testing one two three".
+func WithTranscript(phrases ...string) Option {
+	cp := make([]string, 0, len(phrases))
+	for _, p := range phrases {
+		cp = append(cp, strings.Join(strings.Fields(p), " "))
+	}
+	return optionFunc(func(c *config) error {
+		if len(cp) == 0 {
+			return errors.New("fakelisten: WithTranscript needs at least one phrase")
+		}
+		for _, p := range cp {
+			if p == "" {
+				return errors.New("fakelisten: WithTranscript phrases must not be blank")
+			}
+		}
+		c.transcript = cp
+		return nil
+	})
+}

@@ -1,0 +1,292 @@
+package fakelisten
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"hash"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dvonthenen/websocket"
+)
+
+const (
+	// idleReason is Deepgram's own NET-0001 close reason.
+	idleReason = "Deepgram did not receive audio data or a text message within the timeout window. See https://dpgr.am/net0001"
+	// badMessageReason closes a stream that sent a text frame the fake
+	// does not know.
+	badMessageReason = "fakelisten: text frame is not a KeepAlive, Finalize or CloseStream message"
+
+	// writeTimeout bounds every write, so a client that stops reading
+	// cannot hold a stream open.
+	writeTimeout = 10 * time.Second
+	// closeWait is how long the fake waits for the client's close frame
+	// after sending its own.
+	closeWait = 5 * time.Second
+	// maxFrame bounds one client frame.
+	maxFrame = 8 << 20
+)
+
+// stream is one open /v1/listen connection. Its reader runs on the
+// ServeHTTP goroutine; one writer goroutine, started and waited for by
+// serve, makes every write except the close frame echo of the WebSocket
+// library (which it may make concurrently) and owns the idle timer.
+type stream struct {
+	conn      *websocket.Conn
+	cfg       config
+	requestID string
+	model     string
+	format    audioFormat
+	created   time.Time
+
+	out      chan outbound // reader → writer, in order
+	activity chan struct{} // reader → writer: a message arrived; buffered 1
+	done     chan struct{} // closed when the reader has stopped
+
+	// Reader-owned state.
+	bytes   int64     // audio bytes received
+	audio   hash.Hash // sha256 of the audio received
+	results int       // Results messages sent
+	ending  bool      // CloseStream received or a close frame queued
+}
+
+// outbound is one thing for the writer to send: a JSON message, or a close
+// frame when close is set.
+type outbound struct {
+	msg    any
+	close  bool
+	code   int
+	reason string
+}
+
+func newStream(conn *websocket.Conn, cfg config, requestID string, q url.Values) *stream {
+	model := q.Get("model")
+	if model == "" {
+		model = defaultModel
+	}
+	return &stream{
+		conn:      conn,
+		cfg:       cfg,
+		requestID: requestID,
+		model:     model,
+		format:    formatOf(q),
+		created:   time.Now().UTC(),
+		out:       make(chan outbound, 16),
+		activity:  make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		audio:     sha256.New(),
+	}
+}
+
+// serve runs the stream until the connection ends, then closes it.
+func (s *stream) serve() {
+	s.conn.SetReadLimit(maxFrame)
+	writerDone := make(chan struct{})
+	go s.write(writerDone)
+	s.read()
+	close(s.done)
+	<-writerDone
+	_ = s.conn.Close()
+}
+
+// read handles client frames until the connection fails or closes.
+func (s *stream) read() {
+	for {
+		kind, data, err := s.conn.ReadMessage()
+		if err != nil {
+			return
+		}
+		select {
+		case s.activity <- struct{}{}:
+		default:
+		}
+		if s.ending {
+			continue // wait for the client's close frame
+		}
+		switch kind {
+		case websocket.BinaryMessage:
+			if len(data) > 0 {
+				s.out <- outbound{msg: s.transcribe(data)}
+			}
+		case websocket.TextMessage:
+			s.control(data)
+		}
+	}
+}
+
+func (s *stream) control(data []byte) {
+	var m controlMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		m.Type = ""
+	}
+	switch m.Type {
+	case typeKeepAlive:
+	case typeFinalize:
+		s.out <- outbound{msg: s.finalize()}
+	case typeCloseStream:
+		s.ending = true
+		s.out <- outbound{msg: s.metadata()}
+		s.out <- outbound{close: true, code: websocket.CloseNormalClosure}
+	default:
+		s.ending = true
+		s.out <- outbound{close: true, code: websocket.ClosePolicyViolation, reason: badMessageReason}
+	}
+}
+
+// write sends what the reader queues and closes an idle stream, until the
+// reader stops.
+func (s *stream) write(done chan<- struct{}) {
+	defer close(done)
+	idle := time.NewTimer(s.cfg.idleTimeout)
+	defer idle.Stop()
+	closed := false // a close frame went out, or the connection broke
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.activity:
+			if !closed {
+				idle.Reset(s.cfg.idleTimeout)
+			}
+		case <-idle.C:
+			if !closed {
+				closed = true
+				s.sendClose(websocket.CloseInternalServerErr, idleReason)
+			}
+		case m := <-s.out:
+			switch {
+			case closed:
+			case m.close:
+				closed = true
+				idle.Stop()
+				s.sendClose(m.code, m.reason)
+			default:
+				if err := s.sendJSON(m.msg); err != nil {
+					closed = true
+					_ = s.conn.Close() // ends the reader
+				}
+			}
+		}
+	}
+}
+
+func (s *stream) sendJSON(v any) error {
+	if err := s.conn.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+		return err
+	}
+	return s.conn.WriteJSON(v)
+}
+
+// sendClose starts the closing handshake; the reader ends when the client
+// answers, or after closeWait.
+func (s *stream) sendClose(code int, reason string) {
+	now := time.Now()
+	err := s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), now.Add(writeTimeout))
+	if err != nil {
+		_ = s.conn.Close()
+		return
+	}
+	_ = s.conn.SetReadDeadline(now.Add(closeWait))
+}
+
+// transcribe turns one audio frame into a final Results message covering
+// exactly that frame's audio.
+func (s *stream) transcribe(audio []byte) resultsMessage {
+	start := s.format.seconds(s.bytes)
+	s.bytes += int64(len(audio))
+	s.audio.Write(audio)
+	duration := s.format.seconds(s.bytes) - start
+
+	phrase := s.cfg.transcript[s.results%len(s.cfg.transcript)]
+	s.results++
+	fields := strings.Fields(phrase)
+	words := make([]word, len(fields))
+	step := duration / float64(len(fields))
+	for i, f := range fields {
+		words[i] = word{
+			Word:           f,
+			PunctuatedWord: f,
+			Start:          start + float64(i)*step,
+			End:            start + float64(i+1)*step,
+			Confidence:     0.99,
+		}
+	}
+	return s.resultsMessage(start, duration, alternative{Transcript: phrase, Confidence: 0.99, Words: words}, false)
+}
+
+// finalize answers a Finalize: every frame has been transcribed already,
+// so the flushed result is empty.
+func (s *stream) finalize() resultsMessage {
+	return s.resultsMessage(s.format.seconds(s.bytes), 0, alternative{Words: []word{}}, true)
+}
+
+func (s *stream) resultsMessage(start, duration float64, alt alternative, fromFinalize bool) resultsMessage {
+	return resultsMessage{
+		Type:         typeResults,
+		ChannelIndex: []int{0, s.format.channels},
+		Duration:     duration,
+		Start:        start,
+		IsFinal:      true,
+		SpeechFinal:  true,
+		Channel:      channel{Alternatives: []alternative{alt}},
+		Metadata: resultsMetadata{
+			RequestID: s.requestID,
+			ModelInfo: s.modelInfo(),
+			ModelUUID: modelUUID,
+		},
+		FromFinalize: fromFinalize,
+	}
+}
+
+func (s *stream) metadata() metadataMessage {
+	return metadataMessage{
+		Type:           typeMetadata,
+		TransactionKey: "deprecated",
+		RequestID:      s.requestID,
+		Sha256:         hex.EncodeToString(s.audio.Sum(nil)),
+		Created:        s.created.Format(time.RFC3339Nano),
+		Duration:       s.format.seconds(s.bytes),
+		Channels:       s.format.channels,
+		Models:         []string{modelUUID},
+		ModelInfo:      map[string]modelInfo{modelUUID: s.modelInfo()},
+	}
+}
+
+func (s *stream) modelInfo() modelInfo {
+	return modelInfo{Name: s.model, Version: modelVersion, Arch: modelArch}
+}
+
+// audioFormat is what the query says about the audio, enough to turn byte
+// counts into seconds.
+type audioFormat struct {
+	bytesPerSample int
+	sampleRate     int
+	channels       int
+}
+
+// formatOf reads encoding, sample_rate and channels from the query.
+// Missing or unusable values fall back to linear16, 16000 Hz, mono;
+// encodings without a fixed sample size count as two bytes a sample.
+func formatOf(q url.Values) audioFormat {
+	f := audioFormat{bytesPerSample: 2, sampleRate: 16000, channels: 1}
+	switch strings.ToLower(q.Get("encoding")) {
+	case "mulaw", "alaw":
+		f.bytesPerSample = 1
+	case "linear32":
+		f.bytesPerSample = 4
+	}
+	if n, err := strconv.Atoi(q.Get("sample_rate")); err == nil && n > 0 {
+		f.sampleRate = n
+	}
+	if n, err := strconv.Atoi(q.Get("channels")); err == nil && n > 0 {
+		f.channels = n
+	}
+	return f
+}
+
+func (f audioFormat) seconds(bytes int64) float64 {
+	return float64(bytes) / float64(f.bytesPerSample*f.sampleRate*f.channels)
+}
