@@ -149,13 +149,24 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 // Deepgram lists them. It asks for each status explicitly (two requests) so
 // that no key is missed whatever the default filter is.
 func (c *Client) List(ctx context.Context) ([]Key, error) {
+	return c.list(ctx, "active", "expired")
+}
+
+// ListExpired returns the project's keys that Deepgram reports as expired
+// (GET .../keys?status=expired), by Deepgram's clock rather than the local
+// one. They no longer authenticate, but stay listed until deleted.
+func (c *Client) ListExpired(ctx context.Context) ([]Key, error) {
+	return c.list(ctx, "expired")
+}
+
+func (c *Client) list(ctx context.Context, statuses ...string) ([]Key, error) {
 	project, err := c.Project(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var keys []Key
 	seen := map[string]bool{}
-	for _, status := range []string{"active", "expired"} {
+	for _, status := range statuses {
 		op := "list " + status + " keys"
 		var out struct {
 			APIKeys []struct {

@@ -10,7 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	authv1 "github.com/deepgram/deepgram-go-sdk/v3/pkg/client/auth/v1"
@@ -37,12 +37,16 @@ const Version = "0.1.0"
 // A Client is safe for concurrent use. It prints redacted: the API key
 // never appears in fmt output, logs or errors.
 type Client struct {
-	apiKey    string
-	host      string
-	manage    *managev1.Client
-	auth      *authv1.Client
-	projectMu sync.Mutex
-	projectID string
+	// apiKey is behind a pointer so that printing a copied Client shows
+	// an address, never the key.
+	apiKey *string
+	host   string
+	manage *managev1.Client
+	auth   *authv1.Client
+	// discover serialises project discovery; a one-slot semaphore so that
+	// waiting callers can give up with their context.
+	discover  chan struct{}
+	projectID atomic.Pointer[string]
 }
 
 // New returns a client that authenticates with apiKey ("Authorization:
@@ -108,13 +112,25 @@ func New(apiKey, projectID string, opts ...Option) (*Client, error) {
 		HTTPClient: &restv1.HTTPClient{Client: hcCopy, UserAgent: ua},
 		Options:    sdkOpts,
 	}}
-	return &Client{
-		apiKey:    apiKey,
-		host:      o.host.String(),
-		manage:    &managev1.Client{RESTClient: rest},
-		auth:      &authv1.Client{RESTClient: rest},
-		projectID: projectID,
-	}, nil
+	c := &Client{
+		apiKey:   &apiKey,
+		discover: make(chan struct{}, 1),
+		host:     o.host.String(),
+		manage:   &managev1.Client{RESTClient: rest},
+		auth:     &authv1.Client{RESTClient: rest},
+	}
+	if projectID != "" {
+		c.projectID.Store(&projectID)
+	}
+	return c, nil
+}
+
+// project returns the project ID if known, else "".
+func (c *Client) project() string {
+	if p := c.projectID.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // Host returns the base URL the client talks to.
@@ -122,9 +138,7 @@ func (c *Client) Host() string { return c.host }
 
 // String describes the client with its API key redacted.
 func (c *Client) String() string {
-	c.projectMu.Lock()
-	p := c.projectID
-	c.projectMu.Unlock()
+	p := c.project()
 	return fmt.Sprintf("keys.Client{Host:%q Project:%q APIKey:%q}", c.host, p, redacted)
 }
 
@@ -136,9 +150,7 @@ func (c *Client) Format(f fmt.State, verb rune) { formatRedacted(f, verb, c.Stri
 
 // LogValue implements [slog.LogValuer]: the API key is redacted.
 func (c *Client) LogValue() slog.Value {
-	c.projectMu.Lock()
-	p := c.projectID
-	c.projectMu.Unlock()
+	p := c.project()
 	return slog.GroupValue(slog.String("host", c.host), slog.String("project", p), slog.String("api_key", redacted))
 }
 
@@ -162,10 +174,20 @@ func checkID(what, id string) error {
 // GET /v1/projects when New was given none. Discovery succeeds only when the
 // API key sees exactly one project; its result is kept, its failures are not.
 func (c *Client) Project(ctx context.Context) (string, error) {
-	c.projectMu.Lock()
-	defer c.projectMu.Unlock()
-	if c.projectID != "" {
-		return c.projectID, nil
+	if p := c.project(); p != "" {
+		return p, nil
+	}
+	if ctx == nil {
+		return "", errors.New("keys: list projects: nil context")
+	}
+	select {
+	case c.discover <- struct{}{}:
+		defer func() { <-c.discover }()
+	case <-ctx.Done():
+		return "", fmt.Errorf("keys: list projects: %w", ctx.Err())
+	}
+	if p := c.project(); p != "" {
+		return p, nil
 	}
 	var out struct {
 		Projects []struct {
@@ -191,7 +213,7 @@ func (c *Client) Project(ctx context.Context) (string, error) {
 	if err := checkID("discovered project ID", id); err != nil {
 		return "", err
 	}
-	c.projectID = id
+	c.projectID.Store(&id)
 	return id, nil
 }
 
@@ -205,6 +227,10 @@ type apiRequest func(ctx context.Context, method, apiPath string, body io.Reader
 func (c *Client) call(ctx context.Context, op string, do apiRequest, method, path string, query map[string][]string, body any, out any, params ...any) error {
 	if ctx == nil {
 		return fmt.Errorf("keys: %s: nil context", op)
+	}
+	if err := ctx.Err(); err != nil {
+		// Not every RoundTripper checks the context before sending.
+		return fmt.Errorf("keys: %s: %w", op, err)
 	}
 	var rd io.Reader
 	if body != nil {
@@ -234,9 +260,12 @@ func (c *Client) call(ctx context.Context, op string, do apiRequest, method, pat
 		return fmt.Errorf("keys: %s: reading answer (status %d): %w", op, capt.status, capt.readErr)
 	}
 	if capt.status < 200 || capt.status > 299 {
-		e := ParseError(capt.status, capt.header, capt.body, time.Now())
+		// Scrub before parsing (truncation could cut the key in two) and
+		// after (JSON escapes); every field ends up in Error().
+		body := bytes.ReplaceAll(capt.body, []byte(*c.apiKey), []byte(redacted))
+		e := ParseError(capt.status, capt.header, body, time.Now())
 		e.Op = op
-		e.Message = c.scrub(e.Message)
+		e.Code, e.Message, e.RequestID = c.scrub(e.Code), c.scrub(e.Message), c.scrub(e.RequestID)
 		return e
 	}
 	if out == nil {
@@ -250,7 +279,7 @@ func (c *Client) call(ctx context.Context, op string, do apiRequest, method, pat
 
 // scrub removes the client's API key from s.
 func (c *Client) scrub(s string) string {
-	return strings.ReplaceAll(s, c.apiKey, redacted)
+	return strings.ReplaceAll(s, *c.apiKey, redacted)
 }
 
 // scrubbed wraps a transport error whose text may need the API key removed,

@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"time"
@@ -94,6 +95,23 @@ func (k Key) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
+// MarshalJSON encodes the key with its secret redacted, so that a Key
+// logged or stored as JSON (including by log/slog's JSON handler, which
+// does not call LogValue on nested values) never carries the secret. To
+// send the secret on, put k.Secret into a field of your own.
+func (k Key) MarshalJSON() ([]byte, error) {
+	type plain struct {
+		ID      string    `json:"id"`
+		Secret  string    `json:"secret,omitempty"`
+		Comment string    `json:"comment"`
+		Scopes  []string  `json:"scopes"`
+		Tags    []string  `json:"tags,omitempty"`
+		Created time.Time `json:"created"`
+		Expires time.Time `json:"expires"`
+	}
+	return json.Marshal(plain{k.ID, redactIfSet(k.Secret), k.Comment, k.Scopes, k.Tags, k.Created, k.Expires})
+}
+
 // Token is a Deepgram grant token: a JWT that carries usage:write for
 // /listen, /speak and /read, sent as "Authorization: Bearer <Secret>" (or as
 // the "bearer" WebSocket subprotocol from a browser). It cannot be revoked;
@@ -118,6 +136,15 @@ func (t Token) GoString() string { return t.String() }
 
 // Format prints the redacted description for every verb.
 func (t Token) Format(f fmt.State, verb rune) { formatRedacted(f, verb, t.String()) }
+
+// MarshalJSON encodes the token with its secret redacted; see
+// [Key.MarshalJSON].
+func (t Token) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Secret  string    `json:"secret,omitempty"`
+		Expires time.Time `json:"expires"`
+	}{redactIfSet(t.Secret), t.Expires})
+}
 
 // LogValue implements [slog.LogValuer]: the secret is redacted.
 func (t Token) LogValue() slog.Value {

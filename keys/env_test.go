@@ -1,0 +1,314 @@
+package keys_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/klog/v2"
+
+	"github.com/dglease/dglease/keys"
+)
+
+// exerciseAllCalls registers answers on mock for host and runs every call
+// of a client built for it, returning the requests seen.
+func exerciseAllCalls(t *testing.T, c *keys.Client, mockHost string, register func(method, url string, body string) *recorder) []request {
+	t.Helper()
+	var recs []*recorder
+	recs = append(recs,
+		register(http.MethodPost, mockHost+"/v1/projects/"+testProject+"/keys", createAnswer("key-1")),
+		register(http.MethodGet, mockHost+"/v1/projects/"+testProject+"/keys", `{"api_keys":[]}`),
+		register(http.MethodDelete, mockHost+"/v1/projects/"+testProject+"/keys/key-1", `{"message":"ok"}`),
+		register(http.MethodPost, mockHost+"/v1/auth/grant", `{"access_token":"`+testJWT+`","expires_in":30}`),
+	)
+	ctx := context.Background()
+	k, err := c.Create(ctx, validSpec)
+	require.NoError(t, err)
+	assert.Equal(t, newSecret, k.Secret)
+	_, err = c.List(ctx)
+	require.NoError(t, err)
+	require.NoError(t, c.Delete(ctx, "key-1"))
+	_, err = c.Grant(ctx, 30*time.Second)
+	require.NoError(t, err)
+
+	var all []request
+	for _, r := range recs {
+		all = append(all, r.all()...)
+	}
+	return all
+}
+
+func TestEnvironmentIsIgnored(t *testing.T) {
+	const good = "https://good.test"
+	tests := []struct {
+		name, value string
+	}{
+		{"DEEPGRAM_HOST", "http://evil.invalid"},
+		{"DEEPGRAM_ACCESS_TOKEN", "evil-jwt"},
+		{"DEEPGRAM_API_VERSION", "v9"},
+		{"DEEPGRAM_API_PATH", "evil"},
+		{"DEEPGRAM_WEBSOCKET_SKIP_AUTH", "true"},
+		{"DEEPGRAM_DEBUG_REST", "true"},
+		{"DEEPGRAM_API_KEY", "env-key"},
+		{"DEEPGRAM_SELF_HOSTED", "true"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clearDeepgramEnv(t)
+			t.Setenv(tt.name, tt.value)
+
+			mock := newMock(t)
+			for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
+				mock.RegisterResponder(method, "=~"+evilHostRE, func(req *http.Request) (*http.Response, error) {
+					t.Errorf("request to the environment's host: %s %s", req.Method, req.URL)
+					return nil, errors.New("evil host")
+				})
+			}
+			var c *keys.Client
+			out := captureStdio(t, func() {
+				var err error
+				c, err = keys.New(testAPIKey, testProject, keys.WithHost(good), keys.WithHTTPClient(&http.Client{Transport: mock}))
+				require.NoError(t, err)
+				reqs := exerciseAllCalls(t, c, good, func(method, url, body string) *recorder {
+					rec := &recorder{}
+					mock.RegisterResponder(method, url, rec.wrap(jsonResponder(200, body)))
+					return rec
+				})
+				require.Len(t, reqs, 5, "create, list twice, delete, grant")
+				for _, req := range reqs {
+					assert.Equal(t, "good.test", req.URL.Host)
+					assert.Equal(t, "https", req.URL.Scheme)
+					assert.True(t, strings.HasPrefix(req.URL.Path, "/v1/"), "path %q", req.URL.Path)
+					assert.NotContains(t, req.URL.Path, "evil")
+					assert.NotContains(t, req.URL.Path, "v9")
+					assert.Equal(t, "token "+testAPIKey, req.Header.Get("Authorization"))
+					assert.NotContains(t, fmt.Sprint(req.Header), "evil-jwt")
+					assert.NotContains(t, fmt.Sprint(req.Header), "env-key")
+				}
+			})
+			assertNoSecret(t, out)
+			assert.NotContains(t, out, "DEEPGRAM_DEBUG_REST found")
+			assert.Equal(t, 5, mock.GetTotalCallCount(), "no other host was called")
+		})
+	}
+}
+
+const evilHostRE = `^https?://evil\.invalid`
+
+func TestDeepgramHostDoesNotOverrideTheDefaultHost(t *testing.T) {
+	clearDeepgramEnv(t)
+	t.Setenv("DEEPGRAM_HOST", "http://evil.invalid")
+	mock := newMock(t)
+	var rec recorder
+	mock.RegisterResponder(http.MethodPost, keys.DefaultHost+"/v1/auth/grant", rec.wrap(jsonResponder(200, `{"access_token":"`+testJWT+`","expires_in":30}`)))
+	c, err := keys.New(testAPIKey, testProject, keys.WithHTTPClient(&http.Client{Transport: mock}))
+	require.NoError(t, err)
+	_, err = c.Grant(context.Background(), 30*time.Second)
+	require.NoError(t, err)
+	req := rec.only(t)
+	assert.Equal(t, "api.deepgram.com", req.URL.Host)
+	assert.Equal(t, "https", req.URL.Scheme)
+}
+
+func TestDeepgramAPIKeyIsNotRead(t *testing.T) {
+	clearDeepgramEnv(t)
+	t.Setenv("DEEPGRAM_API_KEY", "env-key")
+	c, err := keys.New("", testProject)
+	assert.Nil(t, c)
+	assertKeysError(t, err, "API key must not be empty")
+	assert.NotContains(t, err.Error(), "env-key")
+}
+
+func TestSkipAuthDoesNotDisableTLSVerification(t *testing.T) {
+	clearDeepgramEnv(t)
+	t.Setenv("DEEPGRAM_WEBSOCKET_SKIP_AUTH", "true")
+
+	var served atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		_, _ = io.WriteString(w, createAnswer("key-1"))
+	}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // the failed handshakes
+	srv.StartTLS()
+	defer srv.Close()
+
+	c, err := keys.New(testAPIKey, testProject, keys.WithHost(srv.URL)) // default HTTP client
+	require.NoError(t, err)
+	k, err := c.Create(context.Background(), validSpec)
+	require.Error(t, err)
+	assert.Nil(t, k)
+
+	var verr *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	assert.True(t, errors.As(err, &verr) || errors.As(err, &unknown), "TLS verification error, got %v", err)
+	assert.Contains(t, err.Error(), "x509")
+	var apiErr *keys.APIError
+	assert.False(t, errors.As(err, &apiErr))
+	assert.Zero(t, served.Load(), "no request reached the unverified server")
+
+	// The same server is reachable once its certificate is trusted: the
+	// failure above was verification, not something else.
+	c, err = keys.New(testAPIKey, testProject, keys.WithHost(srv.URL), keys.WithHTTPClient(srv.Client()))
+	require.NoError(t, err)
+	_, err = c.Create(context.Background(), validSpec)
+	require.NoError(t, err)
+	assert.Equal(t, int32(1), served.Load())
+}
+
+// captureStdio runs fn with os.Stdout and os.Stderr sent to a pipe and
+// returns what was written. fn may call t.FailNow.
+func captureStdio(t *testing.T, fn func()) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	require.NoError(t, err)
+	oldOut, oldErr := os.Stdout, os.Stderr
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(&out, r)
+	}()
+	restore := func() {
+		os.Stdout, os.Stderr = oldOut, oldErr
+		_ = w.Close()
+		<-done
+		_ = r.Close()
+	}
+	os.Stdout, os.Stderr = w, w
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				restore()
+				panic(p)
+			}
+		}()
+		defer func() {
+			// runtime.Goexit from t.FailNow passes here too.
+			if os.Stdout == w {
+				restore()
+			}
+		}()
+		fn()
+	}()
+	return out.String()
+}
+
+func TestDebugRestPrintsNothing(t *testing.T) {
+	clearDeepgramEnv(t)
+	t.Setenv("DEEPGRAM_DEBUG_REST", "true")
+	mock := newMock(t)
+	mock.RegisterResponder(http.MethodPost, keysURL, jsonResponder(200, createAnswer("key-1")))
+	mock.RegisterResponder(http.MethodPost, grantURL, jsonResponder(200, `{"access_token":"`+testJWT+`","expires_in":30}`))
+
+	const marker = "capture-works-marker"
+	out := captureStdio(t, func() {
+		fmt.Println(marker)
+		fmt.Fprintln(os.Stderr, marker+"-stderr")
+		c, err := keys.New(testAPIKey, testProject, keys.WithHost(testHost), keys.WithHTTPClient(&http.Client{Transport: mock}))
+		require.NoError(t, err)
+		k, err := c.Create(context.Background(), validSpec)
+		require.NoError(t, err)
+		require.Equal(t, newSecret, k.Secret)
+		tok, err := c.Grant(context.Background(), 30*time.Second)
+		require.NoError(t, err)
+		require.Equal(t, testJWT, tok.Secret)
+	})
+	assert.Contains(t, out, marker, "the capture saw stdout")
+	assert.Contains(t, out, marker+"-stderr", "the capture saw stderr")
+	assertNoSecret(t, out)
+	assert.NotContains(t, out, "DEEPGRAM_DEBUG_REST found")
+	assert.NotContains(t, out, "Authorization")
+	assert.Equal(t, 2, mock.GetTotalCallCount())
+	assertNoDebugFiles(t)
+}
+
+// assertNoDebugFiles checks that the SDK's REST debug log (files named
+// N-client.log, N-NNNN.req.headers, ...) was not written to the working
+// directory.
+func assertNoDebugFiles(t *testing.T) {
+	t.Helper()
+	entries, err := os.ReadDir(".")
+	require.NoError(t, err)
+	for _, e := range entries {
+		name := e.Name()
+		assert.False(t, strings.HasSuffix(name, "client.log") || strings.Contains(name, ".req.") || strings.Contains(name, ".res."),
+			"debug file %s", name)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for klog's writer.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func TestSDKKlogAtHighVerbosityLogsNoSecret(t *testing.T) {
+	c, mock := newClient(t, "")
+	mock.RegisterResponder(http.MethodGet, projectsURL, jsonResponder(200, `{"projects":[{"project_id":"`+testProject+`","name":"Main"}]}`))
+	mock.RegisterResponder(http.MethodPost, keysURL, jsonResponder(200, createAnswer("key-1")))
+	mock.RegisterResponder(http.MethodGet, keysURL, jsonResponder(200, activeAnswer))
+	mock.RegisterResponder(http.MethodDelete, keysURL+"/key-1", jsonResponder(200, `{"message":"ok"}`))
+	mock.RegisterResponder(http.MethodPost, grantURL, jsonResponder(200, `{"access_token":"`+testJWT+`","expires_in":30}`))
+
+	var fs flag.FlagSet
+	klog.InitFlags(&fs)
+	var buf syncBuffer
+	require.NoError(t, fs.Set("v", "9"))
+	require.NoError(t, fs.Set("logtostderr", "false"))
+	require.NoError(t, fs.Set("alsologtostderr", "false"))
+	klog.SetOutput(&buf)
+	defer func() {
+		klog.Flush()
+		_ = fs.Set("v", "0")
+		_ = fs.Set("logtostderr", "true")
+		klog.SetOutput(io.Discard)
+	}()
+
+	ctx := context.Background()
+	k, err := c.Create(ctx, validSpec)
+	require.NoError(t, err)
+	require.Equal(t, newSecret, k.Secret)
+	_, err = c.List(ctx)
+	require.NoError(t, err)
+	require.NoError(t, c.Delete(ctx, "key-1"))
+	tok, err := c.Grant(ctx, 30*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, testJWT, tok.Secret)
+	// Error answers go through the SDK's logging too.
+	mock.RegisterResponder(http.MethodPost, keysURL, jsonResponder(400, "bad key "+testAPIKey))
+	_, err = c.Create(ctx, validSpec)
+	require.Error(t, err)
+	klog.Flush()
+
+	logged := buf.String()
+	assert.Contains(t, logged, "v1/projects/"+testProject+"/keys", "klog captured the SDK's verbose logging")
+	assertNoSecret(t, logged)
+}

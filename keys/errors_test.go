@@ -1,0 +1,605 @@
+package keys_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jarcoal/httpmock"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dglease/dglease/keys"
+)
+
+var validSpec = keys.Spec{Comment: "c", Scopes: []string{"usage:write"}, TTL: time.Minute}
+
+// errorShapes are the three bodies Deepgram answers errors with, and what
+// each must become.
+var errorShapes = []struct {
+	name                string
+	body                string
+	wantCode, wantMsg   string
+	wantMsgAlso         string
+	wantRequestID       string
+	wantCodeFromSDKType bool
+}{
+	{
+		name:          "legacy",
+		body:          `{"err_code":"SOME_CODE","err_msg":"Something went wrong.","request_id":"req-legacy-1"}`,
+		wantCode:      "SOME_CODE",
+		wantMsg:       "Something went wrong.",
+		wantRequestID: "req-legacy-1",
+	},
+	{
+		name:          "current",
+		body:          `{"category":"SOME_CATEGORY","message":"Something went wrong.","details":"More about it.","request_id":"req-current-1"}`,
+		wantCode:      "SOME_CATEGORY",
+		wantMsg:       "Something went wrong.",
+		wantMsgAlso:   "More about it.",
+		wantRequestID: "req-current-1",
+	},
+	{
+		name:    "plain text",
+		body:    "upstream connect error or disconnect/reset before headers\n",
+		wantMsg: "upstream connect error or disconnect/reset before headers",
+	},
+}
+
+var errorStatuses = []struct {
+	status   int
+	sentinel error
+}{
+	{400, nil},
+	{401, keys.ErrUnauthorized},
+	{403, keys.ErrForbidden},
+	{404, keys.ErrNotFound},
+	{429, keys.ErrRateLimited},
+	{500, nil},
+	{502, nil},
+	{503, nil},
+}
+
+var allSentinels = []error{keys.ErrNotFound, keys.ErrUnauthorized, keys.ErrForbidden, keys.ErrRateLimited}
+
+func TestEveryNon2xxIsAnAPIError(t *testing.T) {
+	for _, st := range errorStatuses {
+		for _, shape := range errorShapes {
+			t.Run(fmt.Sprintf("%d %s", st.status, shape.name), func(t *testing.T) {
+				c, mock := newClient(t, testProject)
+				mock.RegisterResponder(http.MethodPost, keysURL, jsonResponder(st.status, shape.body))
+
+				k, err := c.Create(context.Background(), validSpec)
+				require.Error(t, err)
+				assert.Nil(t, k)
+
+				var apiErr *keys.APIError
+				require.ErrorAs(t, err, &apiErr)
+				assert.Equal(t, st.status, apiErr.StatusCode)
+				assert.Equal(t, "create key", apiErr.Op)
+				assert.Equal(t, shape.wantCode, apiErr.Code)
+				assert.Contains(t, apiErr.Message, shape.wantMsg)
+				if shape.wantMsgAlso != "" {
+					assert.Contains(t, apiErr.Message, shape.wantMsgAlso)
+				}
+				assert.Equal(t, shape.wantRequestID, apiErr.RequestID)
+
+				msg := err.Error()
+				assert.True(t, strings.HasPrefix(msg, "keys: create key: "), "message %q", msg)
+				assert.Contains(t, msg, fmt.Sprint(st.status))
+				assert.Contains(t, msg, shape.wantMsg)
+				if shape.wantRequestID != "" {
+					assert.Contains(t, msg, shape.wantRequestID)
+				}
+
+				for _, s := range allSentinels {
+					assert.Equal(t, s == st.sentinel, errors.Is(err, s), "errors.Is(err, %v)", s)
+				}
+				wantTemporary := st.status == 429 || st.status >= 500
+				assert.Equal(t, wantTemporary, apiErr.Temporary(), "Temporary")
+				assert.Equal(t, 1, mock.GetTotalCallCount(), "never retried")
+			})
+		}
+	}
+}
+
+// The SDK parses a 400 body itself (legacy shape only) and builds its own
+// error; every shape of 400 must still come back as the same *APIError as
+// any other status, whichever call made it.
+func TestBadRequestIsConsistentAcrossCalls(t *testing.T) {
+	calls := []struct {
+		op     string
+		method string
+		url    string
+		do     func(*keys.Client) error
+	}{
+		{"create key", http.MethodPost, keysURL, func(c *keys.Client) error { _, err := c.Create(context.Background(), validSpec); return err }},
+		{"delete key", http.MethodDelete, keysURL + "/key-1", func(c *keys.Client) error { return c.Delete(context.Background(), "key-1") }},
+		{"list active keys", http.MethodGet, keysURL, func(c *keys.Client) error { _, err := c.List(context.Background()); return err }},
+		{"grant token", http.MethodPost, grantURL, func(c *keys.Client) error { _, err := c.Grant(context.Background(), time.Minute); return err }},
+	}
+	for _, call := range calls {
+		for _, shape := range errorShapes {
+			t.Run(call.op+" "+shape.name, func(t *testing.T) {
+				c, mock := newClient(t, testProject)
+				mock.RegisterResponder(call.method, call.url, jsonResponder(400, shape.body))
+				err := call.do(c)
+				var apiErr *keys.APIError
+				require.ErrorAs(t, err, &apiErr)
+				assert.Equal(t, 400, apiErr.StatusCode)
+				assert.Equal(t, call.op, apiErr.Op)
+				assert.Equal(t, shape.wantCode, apiErr.Code)
+				assert.Contains(t, apiErr.Message, shape.wantMsg)
+				assert.Equal(t, shape.wantRequestID, apiErr.RequestID)
+				for _, s := range allSentinels {
+					assert.NotErrorIs(t, err, s)
+				}
+			})
+		}
+	}
+}
+
+func TestErrorsFromEveryCall(t *testing.T) {
+	calls := []struct {
+		op     string
+		method string
+		url    string
+		do     func(*keys.Client) error
+	}{
+		{"create key", http.MethodPost, keysURL, func(c *keys.Client) error { _, err := c.Create(context.Background(), validSpec); return err }},
+		{"delete key", http.MethodDelete, keysURL + "/key-1", func(c *keys.Client) error { return c.Delete(context.Background(), "key-1") }},
+		{"list active keys", http.MethodGet, keysURL, func(c *keys.Client) error { _, err := c.List(context.Background()); return err }},
+		{"grant token", http.MethodPost, grantURL, func(c *keys.Client) error { _, err := c.Grant(context.Background(), time.Minute); return err }},
+	}
+	for _, call := range calls {
+		for _, st := range errorStatuses {
+			t.Run(fmt.Sprintf("%s %d", call.op, st.status), func(t *testing.T) {
+				c, mock := newClient(t, testProject)
+				mock.RegisterResponder(call.method, call.url, jsonResponder(st.status, `{"err_code":"X","err_msg":"nope"}`))
+				err := call.do(c)
+				var apiErr *keys.APIError
+				require.ErrorAs(t, err, &apiErr)
+				assert.Equal(t, st.status, apiErr.StatusCode)
+				assert.Equal(t, call.op, apiErr.Op)
+				if st.sentinel != nil {
+					assert.ErrorIs(t, err, st.sentinel)
+				}
+			})
+		}
+	}
+}
+
+func TestRetryAfterHeader(t *testing.T) {
+	tests := []struct {
+		name       string
+		status     int
+		retryAfter string
+		wantMin    time.Duration
+		wantMax    time.Duration
+	}{
+		{"429 seconds", 429, "7", 7 * time.Second, 7 * time.Second},
+		{"503 seconds", 503, "120", 2 * time.Minute, 2 * time.Minute},
+		{"429 HTTP-date", 429, time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat), 85 * time.Second, 90 * time.Second},
+		{"429 absent", 429, "", 0, 0},
+		{"429 garbage", 429, "soon", 0, 0},
+		{"429 past date", 429, "Wed, 21 Oct 2015 07:28:00 GMT", 0, 0},
+		{"429 huge", 429, "9999999", 24 * time.Hour, 24 * time.Hour},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, mock := newClient(t, testProject)
+			mock.RegisterResponder(http.MethodPost, keysURL, func(*http.Request) (*http.Response, error) {
+				res := httpmock.NewStringResponse(tt.status, `{"err_code":"TOO_MANY","err_msg":"slow down"}`)
+				if tt.retryAfter != "" {
+					res.Header.Set("Retry-After", tt.retryAfter)
+				}
+				return res, nil
+			})
+			_, err := c.Create(context.Background(), validSpec)
+			var apiErr *keys.APIError
+			require.ErrorAs(t, err, &apiErr)
+			assert.GreaterOrEqual(t, apiErr.RetryAfter, tt.wantMin)
+			assert.LessOrEqual(t, apiErr.RetryAfter, tt.wantMax)
+			if tt.wantMin > 0 {
+				assert.Contains(t, err.Error(), "retry after")
+			}
+		})
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	tests := []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"   ", 0},
+		{"0", 0},
+		{"1", time.Second},
+		{"120", 2 * time.Minute},
+		{" 30 ", 30 * time.Second},
+		{"+5", 5 * time.Second},
+		{"-5", 0},
+		{"1.5", 0},
+		{"5s", 0},
+		{"soon", 0},
+		{"86400", 24 * time.Hour},
+		{"86401", 24 * time.Hour},
+		{"99999999999999999999", 0}, // not a representable number of seconds
+		{"9223372036854775807", 24 * time.Hour},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(time.Hour).Format(time.RFC850), time.Hour},
+		{now.Add(2 * time.Minute).Format(time.ANSIC), 2 * time.Minute},
+		{now.Format(http.TimeFormat), 0},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
+		{now.Add(48 * time.Hour).Format(http.TimeFormat), 24 * time.Hour},
+		{"Wed, 21 Oct 2015 07:28:00 GMT", 0},
+		{now.Add(time.Minute).Format(time.RFC3339), 0}, // not an HTTP-date
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got := keys.ParseRetryAfter(tt.in, now)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestParseError(t *testing.T) {
+	now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	long := strings.Repeat("é", 2000)
+	tests := []struct {
+		name   string
+		status int
+		header http.Header
+		body   string
+		want   keys.APIError
+	}{
+		{
+			name:   "legacy",
+			status: 401,
+			body:   `{"err_code":"INVALID_AUTH","err_msg":"Invalid credentials.","request_id":"r-1"}`,
+			want:   keys.APIError{StatusCode: 401, Code: "INVALID_AUTH", Message: "Invalid credentials.", RequestID: "r-1"},
+		},
+		{
+			name:   "current with string details",
+			status: 403,
+			body:   `{"category":"INSUFFICIENT_PERMISSIONS","message":"Forbidden.","details":"needs keys:write","request_id":"r-2"}`,
+			want:   keys.APIError{StatusCode: 403, Code: "INSUFFICIENT_PERMISSIONS", Message: "Forbidden.: needs keys:write", RequestID: "r-2"},
+		},
+		{
+			name:   "current with object details",
+			status: 400,
+			body:   `{"category":"BAD_REQUEST","message":"Bad.","details":{"field":"scopes"}}`,
+			want:   keys.APIError{StatusCode: 400, Code: "BAD_REQUEST", Message: `Bad.: {"field":"scopes"}`},
+		},
+		{
+			name:   "current with null details",
+			status: 404,
+			body:   `{"category":"PROJECT_NOT_FOUND","message":"Not found.","details":null}`,
+			want:   keys.APIError{StatusCode: 404, Code: "PROJECT_NOT_FOUND", Message: "Not found."},
+		},
+		{
+			name:   "request_id only",
+			status: 500,
+			body:   `{"request_id":"r-3"}`,
+			want:   keys.APIError{StatusCode: 500, RequestID: "r-3"},
+		},
+		{
+			name:   "unknown JSON kept as text",
+			status: 502,
+			body:   `{"error":"bad gateway"}`,
+			want:   keys.APIError{StatusCode: 502, Message: `{"error":"bad gateway"}`},
+		},
+		{
+			name:   "plain text with newlines and controls",
+			status: 503,
+			body:   "line one\nline\x00two\x1b[31m\r\n",
+			want:   keys.APIError{StatusCode: 503, Message: "line one linetwo[31m"},
+		},
+		{
+			name:   "invalid UTF-8",
+			status: 500,
+			body:   "bad \xff\xfe byte",
+			want:   keys.APIError{StatusCode: 500, Message: "bad \uFFFD byte"},
+		},
+		{
+			name:   "empty body",
+			status: 500,
+			want:   keys.APIError{StatusCode: 500},
+		},
+		{
+			name:   "Retry-After",
+			status: 429,
+			header: http.Header{"Retry-After": {"3"}},
+			body:   "slow down",
+			want:   keys.APIError{StatusCode: 429, Message: "slow down", RetryAfter: 3 * time.Second},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := keys.ParseError(tt.status, tt.header, []byte(tt.body), now)
+			require.NotNil(t, got)
+			assert.Equal(t, tt.want, *got)
+		})
+	}
+
+	t.Run("long body is bounded", func(t *testing.T) {
+		got := keys.ParseError(500, nil, []byte(long), now)
+		assert.LessOrEqual(t, len(got.Message), 520)
+		assert.True(t, strings.HasSuffix(got.Message, "…"))
+		assert.True(t, strings.HasPrefix(got.Message, "ééé"))
+	})
+}
+
+func TestAPIErrorString(t *testing.T) {
+	tests := []struct {
+		err  keys.APIError
+		want string
+	}{
+		{keys.APIError{StatusCode: 404}, "keys: deepgram answered 404 Not Found"},
+		{keys.APIError{Op: "delete key", StatusCode: 404, Code: "NOT_FOUND", Message: "gone", RequestID: "r-1"},
+			"keys: delete key: deepgram answered 404 Not Found: NOT_FOUND: gone (request_id r-1)"},
+		{keys.APIError{Op: "create key", StatusCode: 429, RetryAfter: 5 * time.Second},
+			"keys: create key: deepgram answered 429 Too Many Requests (retry after 5s)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			assert.Equal(t, tt.want, tt.err.Error())
+		})
+	}
+}
+
+func TestSuccessWithoutUsableBodyIsAnError(t *testing.T) {
+	type call struct {
+		name   string
+		method string
+		url    string
+		do     func(*keys.Client) error
+	}
+	create := call{"create", http.MethodPost, keysURL, func(c *keys.Client) error {
+		k, err := c.Create(context.Background(), validSpec)
+		if err == nil && k == nil {
+			return errors.New("nil key and nil error")
+		}
+		return err
+	}}
+	grant := call{"grant", http.MethodPost, grantURL, func(c *keys.Client) error {
+		tok, err := c.Grant(context.Background(), time.Minute)
+		if err == nil && tok == nil {
+			return errors.New("nil token and nil error")
+		}
+		return err
+	}}
+	list := call{"list", http.MethodGet, keysURL, func(c *keys.Client) error { _, err := c.List(context.Background()); return err }}
+	del := call{"delete", http.MethodDelete, keysURL + "/key-1", func(c *keys.Client) error { return c.Delete(context.Background(), "key-1") }}
+
+	tests := []struct {
+		call   call
+		status int
+		body   string
+	}{
+		{create, 200, ``},
+		{create, 201, ``},
+		{create, 204, ``},
+		{create, 200, `not json`},
+		{create, 200, `{"api_key_id":"key-1"`},
+		{create, 200, `[]`},
+		{create, 200, `null`},
+		{create, 200, `{}`},
+		{create, 200, `{"api_key_id":"key-1","scopes":["usage:write"],"created":"2025-01-02T03:04:05Z"}`},
+		{create, 200, `{"key":"` + newSecret + `","scopes":["usage:write"]}`},
+		{create, 200, `{"api_key_id":"key-1","key":"` + newSecret + `","created":"yesterday"}`},
+		{create, 200, `{"api_key_id":"key-1","key":"` + newSecret + `","created":"2025-01-02T03:04:05Z","expiration_date":"tomorrow"}`},
+		{create, 200, `{"api_key_id":1,"key":true}`},
+		{grant, 200, ``},
+		{grant, 200, `{}`},
+		{grant, 200, `{"access_token":"` + testJWT + `"}`},
+		{grant, 200, `{"access_token":"` + testJWT + `","expires_in":0}`},
+		{grant, 200, `{"access_token":"` + testJWT + `","expires_in":-5}`},
+		{grant, 200, `{"access_token":"","expires_in":30}`},
+		{grant, 200, `{"expires_in":30}`},
+		{grant, 200, `<html>`},
+		{list, 200, ``},
+		{list, 200, `oops`},
+		{list, 200, `{"api_keys":"x"}`},
+		{del, 200, ``},
+		{del, 204, ``},
+		{del, 200, `<html>`},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s %d %q", tt.call.name, tt.status, tt.body), func(t *testing.T) {
+			c, mock := newClient(t, testProject)
+			mock.RegisterResponder(tt.call.method, tt.call.url, jsonResponder(tt.status, tt.body))
+			err := tt.call.do(c)
+			require.Error(t, err)
+			assert.True(t, strings.HasPrefix(err.Error(), "keys: "), "message %q", err)
+			assertNoSecret(t, err.Error())
+			var apiErr *keys.APIError
+			assert.False(t, errors.As(err, &apiErr), "a 2xx is not an APIError")
+		})
+	}
+}
+
+func TestRedirectIsNotFollowed(t *testing.T) {
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			c, mock := newClient(t, testProject)
+			mock.RegisterResponder(http.MethodPost, keysURL, func(*http.Request) (*http.Response, error) {
+				res := httpmock.NewStringResponse(status, "moved")
+				res.Header.Set("Location", "http://evil.invalid/steal")
+				return res, nil
+			})
+			mock.RegisterResponder(http.MethodPost, "http://evil.invalid/steal", func(req *http.Request) (*http.Response, error) {
+				t.Errorf("redirect followed to %s", req.URL)
+				return httpmock.NewStringResponse(200, createAnswer("evil")), nil
+			})
+			mock.RegisterResponder(http.MethodGet, "http://evil.invalid/steal", func(req *http.Request) (*http.Response, error) {
+				t.Errorf("redirect followed to %s", req.URL)
+				return httpmock.NewStringResponse(200, createAnswer("evil")), nil
+			})
+
+			k, err := c.Create(context.Background(), validSpec)
+			require.Error(t, err)
+			assert.Nil(t, k)
+			var apiErr *keys.APIError
+			require.ErrorAs(t, err, &apiErr)
+			assert.Equal(t, status, apiErr.StatusCode)
+			assert.Equal(t, 1, mock.GetTotalCallCount())
+		})
+	}
+}
+
+func TestWithHTTPClientIsNotModified(t *testing.T) {
+	clearDeepgramEnv(t)
+	mock := newMock(t)
+	hc := &http.Client{Transport: mock}
+	_, err := keys.New(testAPIKey, testProject, keys.WithHTTPClient(hc))
+	require.NoError(t, err)
+	assert.Same(t, mock, hc.Transport)
+	assert.Nil(t, hc.CheckRedirect)
+}
+
+var errDial = errors.New("dial tcp: connection refused")
+
+func TestTransportErrorIsWrapped(t *testing.T) {
+	c, mock := newClient(t, testProject)
+	mock.RegisterResponder(http.MethodPost, keysURL, httpmock.NewErrorResponder(
+		fmt.Errorf("proxy said no to Authorization: token %s: %w", testAPIKey, errDial)))
+
+	_, err := c.Create(context.Background(), validSpec)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, errDial)
+	var apiErr *keys.APIError
+	assert.False(t, errors.As(err, &apiErr))
+	assert.True(t, strings.HasPrefix(err.Error(), "keys: create key: "), "message %q", err)
+	assert.Contains(t, err.Error(), "connection refused")
+	assertNoSecret(t, err.Error())
+}
+
+type failingReader struct{ err error }
+
+func (r failingReader) Read([]byte) (int, error) { return 0, r.err }
+
+var errReset = errors.New("connection reset by peer")
+
+func TestBodyReadErrorIsAnError(t *testing.T) {
+	for _, status := range []int{200, 500} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			c, mock := newClient(t, testProject)
+			mock.RegisterResponder(http.MethodPost, keysURL, func(*http.Request) (*http.Response, error) {
+				return &http.Response{
+					StatusCode: status,
+					Header:     http.Header{},
+					Body:       io.NopCloser(io.MultiReader(strings.NewReader(`{"api_key_id":"k`), failingReader{errReset})),
+				}, nil
+			})
+			k, err := c.Create(context.Background(), validSpec)
+			require.Error(t, err)
+			assert.Nil(t, k)
+			assert.ErrorIs(t, err, errReset)
+			assert.True(t, strings.HasPrefix(err.Error(), "keys: create key: "), "message %q", err)
+		})
+	}
+}
+
+func TestContextCancelled(t *testing.T) {
+	t.Run("before the call", func(t *testing.T) {
+		c, mock := newClient(t, testProject)
+		mock.RegisterResponder(http.MethodPost, keysURL, jsonResponder(200, createAnswer("key-1")))
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		k, err := c.Create(ctx, validSpec)
+		require.Error(t, err)
+		assert.Nil(t, k)
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.True(t, strings.HasPrefix(err.Error(), "keys: "), "message %q", err)
+		assertNoSecret(t, err.Error())
+		assert.Zero(t, mock.GetTotalCallCount(), "a dead context sends nothing")
+	})
+	t.Run("before discovery", func(t *testing.T) {
+		c, mock := newClient(t, "")
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := c.List(ctx)
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.Zero(t, mock.GetTotalCallCount())
+	})
+	t.Run("during the call", func(t *testing.T) {
+		c, mock := newClient(t, testProject)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		mock.RegisterResponder(http.MethodPost, keysURL, func(req *http.Request) (*http.Response, error) {
+			cancel()
+			<-req.Context().Done()
+			return nil, req.Context().Err()
+		})
+		k, err := c.Create(ctx, validSpec)
+		require.Error(t, err)
+		assert.Nil(t, k)
+		assert.ErrorIs(t, err, context.Canceled)
+	})
+	t.Run("deadline during discovery", func(t *testing.T) {
+		c, mock := newClient(t, "")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+		defer cancel()
+		mock.RegisterResponder(http.MethodGet, projectsURL, func(req *http.Request) (*http.Response, error) {
+			<-req.Context().Done()
+			return nil, req.Context().Err()
+		})
+		// Cancel with the deadline's error without waiting for it.
+		ctx2, cancel2 := context.WithDeadline(ctx, time.Now())
+		defer cancel2()
+		_, err := c.List(ctx2)
+		require.Error(t, err)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+	})
+	t.Run("nil context", func(t *testing.T) {
+		c, mock := newClient(t, testProject)
+		//lint:ignore SA1012 the nil context is the point of this test
+		_, err := c.Grant(nil, time.Minute) //nolint:staticcheck
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "keys: ")
+		assert.Contains(t, err.Error(), "nil context")
+		assert.Zero(t, mock.GetTotalCallCount())
+	})
+}
+
+func TestErrorsNeverContainTheAPIKey(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+	}{
+		{"plain text echo", "invalid credentials: token " + testAPIKey},
+		{"legacy err_msg echo", `{"err_code":"INVALID_AUTH","err_msg":"bad key ` + testAPIKey + `"}`},
+		{"legacy err_code echo", `{"err_code":"` + testAPIKey + `","err_msg":"bad key"}`},
+		{"request_id echo", `{"err_code":"INVALID_AUTH","err_msg":"bad key","request_id":"` + testAPIKey + `"}`},
+		{"current message echo", `{"category":"INVALID_AUTH","message":"bad key ` + testAPIKey + `"}`},
+		{"current details echo", `{"category":"INVALID_AUTH","message":"bad","details":"key=` + testAPIKey + `"}`},
+		{"current object details echo", `{"category":"INVALID_AUTH","message":"bad","details":{"key":"` + testAPIKey + `"}}`},
+		{"current category echo", `{"category":"` + testAPIKey + `","message":"bad"}`},
+		{"echo straddling the length bound", strings.Repeat("x", 500) + testAPIKey},
+		{"echo straddling the JSON length bound", `{"err_code":"X","err_msg":"` + strings.Repeat("x", 500) + testAPIKey + `"}`},
+	}
+	for _, st := range []int{400, 401, 403, 500} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("%d %s", st, tt.name), func(t *testing.T) {
+				c, mock := newClient(t, testProject)
+				mock.RegisterResponder(http.MethodPost, keysURL, jsonResponder(st, tt.body))
+				_, err := c.Create(context.Background(), validSpec)
+				var apiErr *keys.APIError
+				require.ErrorAs(t, err, &apiErr)
+				for _, s := range []string{err.Error(), fmt.Sprintf("%+v", err), fmt.Sprintf("%#v", apiErr),
+					apiErr.Code, apiErr.Message, apiErr.RequestID} {
+					assert.NotContains(t, s, testAPIKey)
+					assert.NotContains(t, s, testAPIKey[:12], "no prefix of the key either")
+				}
+			})
+		}
+	}
+}

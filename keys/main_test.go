@@ -1,0 +1,175 @@
+package keys_test
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jarcoal/httpmock"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/dglease/dglease/keys"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// Test fixtures. The API key and the new key's secret are distinctive so
+// that any leak into output, logs or errors is easy to find.
+const (
+	testHost    = "https://dg.test"
+	testAPIKey  = "0badc0de0badc0de0badc0de0badc0de0badc0d"
+	testProject = "proj-123"
+	newSecret   = "deadbeefcafebabe0123456789abcdef00c0ffee"
+	testJWT     = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJncmFudCJ9.c2lnbmF0dXJlLXRlc3Q"
+	keysURL     = testHost + "/v1/projects/" + testProject + "/keys"
+	grantURL    = testHost + "/v1/auth/grant"
+	projectsURL = testHost + "/v1/projects"
+	createdJSON = "2025-01-02T03:04:05.123Z"
+	expiresJSON = "2025-01-02T03:05:05Z"
+)
+
+// clearDeepgramEnv unsets every DEEPGRAM_* variable for the test and
+// restores it afterwards.
+func clearDeepgramEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "DEEPGRAM_") {
+			t.Setenv(name, "") // registers the restore
+			require.NoError(t, os.Unsetenv(name))
+		}
+	}
+}
+
+// request is what a responder saw of one request.
+type request struct {
+	Method string
+	URL    *url.URL
+	Header http.Header
+	Body   []byte
+}
+
+// recorder keeps every request its responders see.
+type recorder struct {
+	mu   sync.Mutex
+	reqs []request
+}
+
+func (r *recorder) wrap(resp httpmock.Responder) httpmock.Responder {
+	return func(req *http.Request) (*http.Response, error) {
+		var body []byte
+		if req.Body != nil {
+			body, _ = io.ReadAll(req.Body)
+		}
+		r.mu.Lock()
+		r.reqs = append(r.reqs, request{Method: req.Method, URL: req.URL, Header: req.Header.Clone(), Body: body})
+		r.mu.Unlock()
+		return resp(req)
+	}
+}
+
+func (r *recorder) all() []request {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]request(nil), r.reqs...)
+}
+
+func (r *recorder) only(t *testing.T) request {
+	t.Helper()
+	all := r.all()
+	require.Len(t, all, 1, "requests seen")
+	return all[0]
+}
+
+// newMock returns a mock transport that fails the test on any request no
+// responder was registered for.
+func newMock(t *testing.T) *httpmock.MockTransport {
+	t.Helper()
+	mock := httpmock.NewMockTransport()
+	mock.RegisterNoResponder(func(req *http.Request) (*http.Response, error) {
+		t.Errorf("unexpected request %s %s", req.Method, req.URL)
+		return nil, errors.New("unexpected request")
+	})
+	return mock
+}
+
+// newClient clears the environment and returns a client for testProject
+// (or project discovery when project is "") talking to testHost through a
+// fresh mock.
+func newClient(t *testing.T, project string, opts ...keys.Option) (*keys.Client, *httpmock.MockTransport) {
+	t.Helper()
+	clearDeepgramEnv(t)
+	mock := newMock(t)
+	all := append([]keys.Option{keys.WithHost(testHost), keys.WithHTTPClient(&http.Client{Transport: mock})}, opts...)
+	c, err := keys.New(testAPIKey, project, all...)
+	require.NoError(t, err)
+	return c, mock
+}
+
+// jsonResponder answers status with body and an application/json type.
+func jsonResponder(status int, body string) httpmock.Responder {
+	return func(*http.Request) (*http.Response, error) {
+		res := httpmock.NewStringResponse(status, body)
+		res.Header.Set("Content-Type", "application/json")
+		return res, nil
+	}
+}
+
+// createAnswer is Deepgram's 200 answer to a create.
+func createAnswer(id string) string {
+	b, _ := json.Marshal(map[string]any{
+		"api_key_id":      id,
+		"key":             newSecret,
+		"comment":         "stream for user 42",
+		"scopes":          []string{"usage:write"},
+		"tags":            []string{"dglease", "user-42"},
+		"created":         createdJSON,
+		"expiration_date": expiresJSON,
+	})
+	return string(b)
+}
+
+// assertCommonHeaders checks the headers every call must carry.
+func assertCommonHeaders(t *testing.T, req request) {
+	t.Helper()
+	assert.Equal(t, "token "+testAPIKey, req.Header.Get("Authorization"), "Authorization")
+	assert.Len(t, req.Header.Values("Authorization"), 1, "one Authorization header")
+	assert.Equal(t, "application/json", req.Header.Get("Content-Type"), "Content-Type")
+	assert.True(t, strings.HasPrefix(req.Header.Get("User-Agent"), "dglease/"+keys.Version+" "),
+		"User-Agent %q starts with dglease/%s", req.Header.Get("User-Agent"), keys.Version)
+}
+
+// bodyFields decodes a JSON object body.
+func bodyFields(t *testing.T, body []byte) map[string]json.RawMessage {
+	t.Helper()
+	var m map[string]json.RawMessage
+	require.NoError(t, json.Unmarshal(body, &m), "body %s", body)
+	return m
+}
+
+func fieldNames(m map[string]json.RawMessage) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	return names
+}
+
+// assertNoSecret fails if s contains the API key, the new key's secret or
+// the grant JWT.
+func assertNoSecret(t *testing.T, s string, msgAndArgs ...any) {
+	t.Helper()
+	for _, secret := range []string{testAPIKey, newSecret, testJWT} {
+		assert.NotContains(t, s, secret, msgAndArgs...)
+	}
+}
