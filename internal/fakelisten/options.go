@@ -30,6 +30,7 @@ func (f optionFunc) apply(c *config) error { return f(c) }
 type config struct {
 	idleTimeout time.Duration
 	transcript  []string
+	shutdown    <-chan struct{}
 }
 
 func defaultConfig() config {
@@ -72,6 +73,19 @@ func WithTranscript(phrases ...string) Option {
 			}
 		}
 		c.transcript = cp
+		return nil
+	})
+}
+
+// WithShutdown makes every open stream close (code 1001, going away) once
+// done is closed, as a server shutting down would. Default: streams end only
+// when the client closes them or they go idle.
+func WithShutdown(done <-chan struct{}) Option {
+	return optionFunc(func(c *config) error {
+		if done == nil {
+			return errors.New("fakelisten: WithShutdown needs a non-nil channel")
+		}
+		c.shutdown = done
 		return nil
 	})
 }

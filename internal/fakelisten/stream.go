@@ -143,10 +143,18 @@ func (s *stream) write(done chan<- struct{}) {
 	idle := time.NewTimer(s.cfg.idleTimeout)
 	defer idle.Stop()
 	closed := false // a close frame went out, or the connection broke
+	shutdown := s.cfg.shutdown
 	for {
 		select {
 		case <-s.done:
 			return
+		case <-shutdown:
+			shutdown = nil
+			if !closed {
+				closed = true
+				idle.Stop()
+				s.sendClose(websocket.CloseGoingAway, "server shutting down")
+			}
 		case <-s.activity:
 			if !closed {
 				idle.Reset(s.cfg.idleTimeout)

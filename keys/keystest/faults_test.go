@@ -1,0 +1,265 @@
+package keystest_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+	"syscall"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dglease/dglease/keys"
+	"github.com/dglease/dglease/keys/keystest"
+)
+
+var usageSpec = keys.Spec{Comment: "fault test", Scopes: []string{"usage:write"}, TTL: time.Minute}
+
+func TestFail(t *testing.T) {
+	unsetDeepgramEnv(t)
+	tests := []struct {
+		name      string
+		fault     keystest.Fault
+		failures  int
+		status    int
+		code      string
+		retry     time.Duration
+		sentinel  error
+		temporary bool
+	}{
+		{"503 three times with Retry-After", keystest.Fault{Status: 503, RetryAfter: 2 * time.Second, Times: 3}, 3, 503, "SERVICE_UNAVAILABLE", 2 * time.Second, nil, true},
+		{"429 once, Retry-After rounded up", keystest.Fault{Status: 429, RetryAfter: 1500 * time.Millisecond}, 1, 429, "TOO_MANY_REQUESTS", 2 * time.Second, keys.ErrRateLimited, true},
+		{"custom body", keystest.Fault{Status: 500, Body: `{"err_code":"BOOM","err_msg":"custom"}`}, 1, 500, "BOOM", 0, nil, true},
+		{"403", keystest.Fault{Status: 403, Times: 2}, 2, 403, "INSUFFICIENT_PERMISSIONS", 0, keys.ErrForbidden, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := memServer(t)
+			c := s.Client()
+			s.Fail(keystest.OpCreate, tt.fault)
+			for i := range tt.failures {
+				_, err := c.Create(t.Context(), usageSpec)
+				var apiErr *keys.APIError
+				require.ErrorAs(t, err, &apiErr, "call %d", i)
+				assert.Equal(t, tt.status, apiErr.StatusCode)
+				assert.Equal(t, tt.code, apiErr.Code)
+				assert.Equal(t, tt.retry, apiErr.RetryAfter)
+				assert.Equal(t, tt.temporary, apiErr.Temporary())
+				if tt.sentinel != nil {
+					assert.ErrorIs(t, err, tt.sentinel)
+				}
+			}
+			assert.Len(t, s.Keys(), 1, "a faulted create has no effect")
+			_, err := c.Create(t.Context(), usageSpec)
+			require.NoError(t, err, "the fault is used up")
+			assert.Len(t, s.Keys(), 2)
+			_, err = c.List(t.Context())
+			require.NoError(t, err, "other ops are not affected")
+		})
+	}
+}
+
+func TestFailForeverUntilCleared(t *testing.T) {
+	unsetDeepgramEnv(t)
+	s := memServer(t)
+	c := s.Client()
+	s.Fail(keystest.OpGrant, keystest.Fault{Status: 502, Times: -1})
+	for range 5 {
+		_, err := c.Grant(t.Context(), time.Minute)
+		var apiErr *keys.APIError
+		require.ErrorAs(t, err, &apiErr)
+		assert.Equal(t, 502, apiErr.StatusCode)
+	}
+	s.ClearFaults(keystest.OpGrant)
+	_, err := c.Grant(t.Context(), time.Minute)
+	require.NoError(t, err)
+}
+
+func TestFaultsQueueInOrder(t *testing.T) {
+	unsetDeepgramEnv(t)
+	s := memServer(t)
+	c := s.Client()
+	s.Fail(keystest.OpList, keystest.Fault{Status: 500})
+	s.Fail(keystest.OpList, keystest.Fault{Status: 429})
+	var got []int
+	for range 3 {
+		_, err := c.List(t.Context())
+		var apiErr *keys.APIError
+		if errors.As(err, &apiErr) {
+			got = append(got, apiErr.StatusCode)
+		} else {
+			require.NoError(t, err)
+			got = append(got, 200)
+		}
+	}
+	assert.Equal(t, []int{500, 429, 200}, got)
+}
+
+func TestInjectionPanicsOnBadInput(t *testing.T) {
+	s := memServer(t)
+	assert.Panics(t, func() { s.Fail(keystest.OpCreate, keystest.Fault{Status: 200}) })
+	assert.Panics(t, func() { s.Fail(keystest.Op(0), keystest.Fault{Status: 500}) })
+	assert.Panics(t, func() { s.Hang(keystest.Op(99), 1) })
+	assert.Equal(t, "create", keystest.OpCreate.String())
+	assert.Equal(t, "Op(99)", keystest.Op(99).String())
+}
+
+func TestSetLatency(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := memServer(t)
+		c := s.Client()
+		s.SetLatency(keystest.OpList, 5*time.Second)
+
+		start := time.Now()
+		_, err := c.List(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, 10*time.Second, time.Since(start), "List makes two calls of 5s each")
+
+		start = time.Now()
+		_, err = c.Create(t.Context(), usageSpec)
+		require.NoError(t, err)
+		assert.Zero(t, time.Since(start), "other ops have no latency")
+
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		start = time.Now()
+		_, err = c.List(ctx)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 3*time.Second, time.Since(start), "the client's deadline ends the wait")
+		reqs := s.Requests()
+		assert.Equal(t, 0, reqs[len(reqs)-1].Status, "no answer was sent")
+
+		s.ClearFaults(keystest.OpList)
+		start = time.Now()
+		_, err = c.List(t.Context())
+		require.NoError(t, err)
+		assert.Zero(t, time.Since(start))
+	})
+}
+
+func TestHang(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := memServer(t)
+		c := s.Client()
+		k, err := c.Create(t.Context(), usageSpec)
+		require.NoError(t, err)
+
+		s.Hang(keystest.OpDelete, 1)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		start := time.Now()
+		err = c.Delete(ctx, k.ID)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, time.Minute, time.Since(start), "the call hangs until the client gives up")
+		assert.Equal(t, 0, s.DeleteCount(k.ID), "a hung call has no effect")
+
+		require.NoError(t, c.Delete(t.Context(), k.ID), "only one call hangs")
+		assert.Equal(t, 1, s.DeleteCount(k.ID))
+	})
+}
+
+func TestCloseReleasesHangs(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		s := memServer(t)
+		c := s.Client()
+		s.Hang(keystest.OpList, 2)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i := range errs {
+			wg.Go(func() { _, errs[i] = c.List(context.Background()) })
+		}
+		synctest.Wait()
+		assert.Len(t, s.Requests(), 0, "both calls are hanging")
+
+		var closers sync.WaitGroup
+		for range 3 {
+			closers.Go(s.Close) // concurrent, idempotent
+		}
+		closers.Wait()
+		wg.Wait()
+		for _, err := range errs {
+			assert.ErrorIs(t, err, keystest.ErrClosed)
+		}
+		assert.Len(t, s.Requests(), 2, "Close waited for both calls")
+	})
+}
+
+func TestLoseAnswer(t *testing.T) {
+	unsetDeepgramEnv(t)
+	s := memServer(t)
+	c := s.Client()
+
+	s.LoseAnswer(keystest.OpCreate, 1)
+	_, err := c.Create(t.Context(), usageSpec)
+	require.Error(t, err)
+	assert.ErrorIs(t, err, syscall.ECONNRESET)
+	var apiErr *keys.APIError
+	assert.False(t, errors.As(err, &apiErr), "a lost answer is a transport error")
+	states := s.Keys()
+	require.Len(t, states, 2, "the key was created anyway")
+	lost := states[1].Key
+	assert.Equal(t, keystest.StatusActive, states[1].Status)
+	assert.Equal(t, usageSpec.Comment, lost.Comment)
+
+	s.LoseAnswer(keystest.OpDelete, 1)
+	err = c.Delete(t.Context(), lost.ID)
+	assert.ErrorIs(t, err, syscall.ECONNRESET)
+	assert.Equal(t, 1, s.DeleteCount(lost.ID), "the key was deleted anyway")
+	assert.ErrorIs(t, c.Delete(t.Context(), lost.ID), keys.ErrNotFound, "the retry finds it gone")
+
+	reqs := s.Requests()
+	require.Len(t, reqs, 3)
+	assert.Equal(t, []int{0, 0, 404}, []int{reqs[0].Status, reqs[1].Status, reqs[2].Status})
+	assert.Equal(t, keystest.OpDelete, reqs[2].Op)
+	assert.Equal(t, lost.ID, reqs[2].KeyID)
+}
+
+func TestLoseAnswerOverSocket(t *testing.T) {
+	unsetDeepgramEnv(t)
+	s := keystest.NewServer(t)
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	defer hc.CloseIdleConnections()
+	c, err := keys.New(s.AdminKey(), s.ProjectID(), keys.WithHost(s.URL), keys.WithHTTPClient(hc))
+	require.NoError(t, err)
+
+	s.LoseAnswer(keystest.OpCreate, 1)
+	_, err = c.Create(t.Context(), usageSpec)
+	require.Error(t, err)
+	var apiErr *keys.APIError
+	assert.False(t, errors.As(err, &apiErr), "the connection was aborted: %v", err)
+	assert.Len(t, s.LiveKeys(), 2, "the key was created anyway")
+
+	k, err := c.Create(t.Context(), usageSpec)
+	require.NoError(t, err)
+	require.NoError(t, c.Delete(t.Context(), k.ID))
+}
+
+func TestHangOverSocketEndsWithClient(t *testing.T) {
+	unsetDeepgramEnv(t)
+	s, err := keystest.Start()
+	require.NoError(t, err)
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	defer hc.CloseIdleConnections()
+	c, err := keys.New(s.AdminKey(), "", keys.WithHost(s.URL), keys.WithHTTPClient(hc))
+	require.NoError(t, err)
+
+	s.Hang(keystest.OpProjects, 1)
+	// A socket cannot live in a synctest bubble: a short real deadline.
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err = c.Project(ctx)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	s.Close() // waits for the handler, which ends when the client hangs up
+	reqs := s.Requests()
+	require.Len(t, reqs, 1)
+	assert.Equal(t, keystest.OpProjects, reqs[0].Op)
+	assert.Equal(t, 0, reqs[0].Status)
+}

@@ -1,0 +1,482 @@
+package keystest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Wire shapes (see /v1 key management in Deepgram's API reference).
+type (
+	memberJSON struct {
+		MemberID  string `json:"member_id"`
+		Email     string `json:"email"`
+		FirstName string `json:"first_name"`
+		LastName  string `json:"last_name"`
+	}
+	keyJSON struct {
+		APIKeyID       string   `json:"api_key_id"`
+		Key            string   `json:"key,omitempty"`
+		Comment        string   `json:"comment"`
+		Scopes         []string `json:"scopes"`
+		Tags           []string `json:"tags,omitempty"`
+		Created        string   `json:"created"`
+		ExpirationDate string   `json:"expiration_date,omitempty"`
+	}
+	memberKeyJSON struct {
+		Member memberJSON `json:"member"`
+		APIKey keyJSON    `json:"api_key"`
+	}
+	legacyError struct {
+		ErrCode   string `json:"err_code"`
+		ErrMsg    string `json:"err_msg"`
+		RequestID string `json:"request_id"`
+	}
+	currentError struct {
+		Category  string `json:"category"`
+		Message   string `json:"message"`
+		Details   string `json:"details"`
+		RequestID string `json:"request_id"`
+	}
+)
+
+// maxRequestBody bounds the request bodies the fake reads.
+const maxRequestBody = 1 << 20
+
+// answer is what an endpoint answers.
+type answer struct {
+	status int
+	body   any
+	header http.Header
+}
+
+// errShape is the error body shape an endpoint uses.
+type errShape int
+
+const (
+	shapeLegacy  errShape = iota // {"err_code","err_msg","request_id"}: Manage API
+	shapeCurrent                 // {"category","message","details","request_id"}: /v1/auth/grant
+)
+
+// call is one request being served.
+type call struct {
+	op        Op
+	shape     errShape
+	project   string
+	keyID     string
+	requestID string
+	r         *http.Request
+	body      []byte
+}
+
+func (c *call) fail(status int, code, msg string) answer {
+	if c.shape == shapeCurrent {
+		return answer{status: status, body: currentError{Category: code, Message: msg, Details: "", RequestID: c.requestID}}
+	}
+	return answer{status: status, body: legacyError{ErrCode: code, ErrMsg: msg, RequestID: c.requestID}}
+}
+
+// codeFor is the error code the fake uses for status when none is more
+// specific, e.g. 503 -> "SERVICE_UNAVAILABLE".
+func codeFor(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return "INVALID_AUTH"
+	case http.StatusForbidden:
+		return "INSUFFICIENT_PERMISSIONS"
+	}
+	text := http.StatusText(status)
+	if text == "" {
+		return "ERROR"
+	}
+	return strings.ToUpper(strings.NewReplacer(" ", "_", "-", "_", "'", "").Replace(text))
+}
+
+// serveAPI serves every route but /v1/listen.
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	c := &call{requestID: newUUID(), r: r}
+	w.Header().Set("dg-request-id", c.requestID)
+	rec := Request{
+		RequestID: c.requestID,
+		Method:    r.Method,
+		Path:      r.URL.Path,
+		Query:     r.URL.RawQuery,
+		Scheme:    authScheme(r.Header.Get("Authorization")),
+	}
+	defer func() {
+		s.mu.Lock()
+		rec.Time = s.now()
+		s.requests = append(s.requests, rec)
+		s.mu.Unlock()
+	}()
+
+	a, lost := s.route(c)
+	rec.Op, rec.KeyID = c.op, c.keyID
+	if lost {
+		// No answer: the client gave up, the server closed, or the answer
+		// is lost on purpose. Status stays 0.
+		panic(http.ErrAbortHandler)
+	}
+	rec.Status = a.status
+	for k, v := range a.header {
+		w.Header()[k] = v
+	}
+	var buf []byte
+	switch b := a.body.(type) {
+	case rawBody:
+		buf = []byte(b)
+	default:
+		var err error
+		buf, err = json.Marshal(b)
+		if err != nil {
+			panic("keystest: encoding answer: " + err.Error()) // fixed shapes: cannot happen
+		}
+		buf = append(buf, '\n')
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(buf)))
+	w.WriteHeader(a.status)
+	w.Write(buf)
+}
+
+// rawBody is an answer body sent as it is.
+type rawBody string
+
+// route finds the endpoint, applies injected faults and serves the call.
+// lost reports that no answer must be sent.
+func (s *Server) route(c *call) (a answer, lost bool) {
+	r := c.r
+	seg := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	for _, x := range seg {
+		if x == "" {
+			return c.fail(http.StatusNotFound, "NOT_FOUND", "no such route: "+r.URL.Path), false
+		}
+	}
+	allow := ""
+	switch {
+	case len(seg) == 2 && seg[0] == "v1" && seg[1] == "projects":
+		allow = "GET"
+		if r.Method == http.MethodGet {
+			c.op = OpProjects
+		}
+	case len(seg) == 4 && seg[0] == "v1" && seg[1] == "projects" && seg[3] == "keys":
+		allow, c.project = "GET, POST", seg[2]
+		switch r.Method {
+		case http.MethodGet:
+			c.op = OpList
+		case http.MethodPost:
+			c.op = OpCreate
+		}
+	case len(seg) == 5 && seg[0] == "v1" && seg[1] == "projects" && seg[3] == "keys":
+		allow, c.project, c.keyID = "GET, DELETE", seg[2], seg[4]
+		switch r.Method {
+		case http.MethodGet:
+			c.op = OpGet
+		case http.MethodDelete:
+			c.op = OpDelete
+		}
+	case len(seg) == 3 && seg[0] == "v1" && seg[1] == "auth" && seg[2] == "grant":
+		allow, c.shape = "POST", shapeCurrent
+		if r.Method == http.MethodPost {
+			c.op = OpGrant
+		}
+	default:
+		return c.fail(http.StatusNotFound, "NOT_FOUND", "no such route: "+r.URL.Path), false
+	}
+	if c.op == 0 {
+		a = c.fail(http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", r.Method+" is not allowed here; allowed: "+allow)
+		a.header = http.Header{"Allow": {allow}}
+		return a, false
+	}
+
+	s.mu.Lock()
+	in := s.takeInjected(c.op)
+	s.mu.Unlock()
+	if !s.wait(r.Context(), in.latency) {
+		return answer{}, true
+	}
+	if in.hang {
+		select {
+		case <-r.Context().Done():
+		case <-s.done:
+		}
+		return answer{}, true
+	}
+	if f := in.fault; f != nil {
+		a = c.fail(f.Status, codeFor(f.Status), "fault injected by keystest")
+		if f.Body != "" {
+			a.body = rawBody(f.Body)
+		}
+		if f.RetryAfter > 0 {
+			a.header = http.Header{"Retry-After": {strconv.FormatInt(int64(math.Ceil(f.RetryAfter.Seconds())), 10)}}
+		}
+		return a, false
+	}
+
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	if err != nil {
+		return answer{}, true
+	}
+	if len(body) > maxRequestBody {
+		return c.fail(http.StatusRequestEntityTooLarge, "PAYLOAD_TOO_LARGE", "request body is larger than 1 MiB"), false
+	}
+	c.body = body
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a = s.serveLocked(c)
+	if a.status/100 == 2 && s.takeLose(c.op) {
+		return a, true
+	}
+	return a, false
+}
+
+// wait waits d, or less if ctx is done or the server closes; it reports
+// whether it waited d.
+func (s *Server) wait(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.done:
+		return false
+	}
+}
+
+// serveLocked authenticates and serves c. s.mu is held.
+func (s *Server) serveLocked(c *call) answer {
+	caller, a, ok := s.authenticate(c)
+	if !ok {
+		return a
+	}
+	if c.op != OpProjects && c.op != OpGrant && c.project != s.projectID {
+		return c.fail(http.StatusNotFound, "PROJECT_NOT_FOUND", "project not found")
+	}
+	need := map[Op]string{OpList: "keys:read", OpGet: "keys:read", OpCreate: "keys:write", OpDelete: "keys:write", OpGrant: "keys:write"}[c.op]
+	if need != "" && !rightsOf(caller.scopes)[need] {
+		return c.fail(http.StatusForbidden, "INSUFFICIENT_PERMISSIONS", "the API key lacks the "+need+" scope (or a role that includes it)")
+	}
+	switch c.op {
+	case OpProjects:
+		type project struct {
+			ProjectID string `json:"project_id"`
+			Name      string `json:"name"`
+		}
+		return answer{status: http.StatusOK, body: struct {
+			Projects []project `json:"projects"`
+		}{[]project{{s.projectID, s.projectName}}}}
+	case OpList:
+		return s.list(c)
+	case OpGet:
+		k := s.byID[c.keyID]
+		if k == nil || k.deleted {
+			return c.fail(http.StatusNotFound, "NOT_FOUND", "API key not found")
+		}
+		return answer{status: http.StatusOK, body: memberKeyJSON{Member: s.member, APIKey: wireKey(k, false)}}
+	case OpCreate:
+		return s.create(c, caller)
+	case OpDelete:
+		k := s.byID[c.keyID]
+		if k == nil || k.deleted {
+			return c.fail(http.StatusNotFound, "NOT_FOUND", "API key not found")
+		}
+		k.deleted, k.deletedAt = true, s.now()
+		k.deletes++
+		delete(s.bySecret, k.secret)
+		return answer{status: http.StatusOK, body: struct {
+			Message string `json:"message"`
+		}{"Successfully deleted the API key!"}}
+	case OpGrant:
+		return s.grant(c)
+	}
+	panic("keystest: unrouted op " + c.op.String())
+}
+
+// authScheme returns the lower-cased scheme of an Authorization header.
+func authScheme(h string) string {
+	scheme, _, _ := strings.Cut(strings.TrimSpace(h), " ")
+	return strings.ToLower(scheme)
+}
+
+// authenticate finds the key the call authenticates with. s.mu is held.
+func (s *Server) authenticate(c *call) (*keyRecord, answer, bool) {
+	scheme, secret, _ := strings.Cut(strings.TrimSpace(c.r.Header.Get("Authorization")), " ")
+	secret = strings.TrimSpace(secret)
+	switch strings.ToLower(scheme) {
+	case "token":
+	case "bearer":
+		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "grant tokens (Bearer) are not accepted here; use an API key (Token)"), false
+	case "":
+		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "missing Authorization header"), false
+	default:
+		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "unsupported Authorization scheme"), false
+	}
+	k := s.bySecret[secret]
+	if k == nil || k.deleted || k.expired(s.now()) {
+		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "Invalid credentials."), false
+	}
+	return k, answer{}, true
+}
+
+// wireKey is k as Deepgram sends it; the secret only when withSecret.
+func wireKey(k *keyRecord, withSecret bool) keyJSON {
+	j := keyJSON{
+		APIKeyID: k.id,
+		Comment:  k.comment,
+		Scopes:   append([]string(nil), k.scopes...),
+		Tags:     append([]string(nil), k.tags...),
+		Created:  k.created.UTC().Format(time.RFC3339Nano),
+	}
+	if withSecret {
+		j.Key = k.secret
+	}
+	if !k.expires.IsZero() {
+		j.ExpirationDate = k.expires.UTC().Format(time.RFC3339Nano)
+	}
+	return j
+}
+
+func (s *Server) list(c *call) answer {
+	status := c.r.URL.Query().Get("status")
+	if status != "" && status != "active" && status != "expired" {
+		return c.fail(http.StatusBadRequest, "BAD_REQUEST", `status must be "active" or "expired"`)
+	}
+	now := s.now()
+	out := struct {
+		APIKeys []memberKeyJSON `json:"api_keys"`
+	}{APIKeys: []memberKeyJSON{}}
+	for _, k := range s.keys {
+		if k.deleted || (status == "active" && k.expired(now)) || (status == "expired" && !k.expired(now)) {
+			continue
+		}
+		out.APIKeys = append(out.APIKeys, memberKeyJSON{Member: s.member, APIKey: wireKey(k, false)})
+	}
+	return answer{status: http.StatusOK, body: out}
+}
+
+// decodeJSON decodes body into v, refusing trailing data.
+func decodeJSON(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if dec.More() {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+// maxTTLSeconds keeps expiry times representable; Deepgram documents no
+// bound.
+const maxTTLSeconds = 100 * 365 * 24 * 3600
+
+func (s *Server) create(c *call, caller *keyRecord) answer {
+	var req struct {
+		Comment        *string  `json:"comment"`
+		Scopes         []string `json:"scopes"`
+		Tags           []string `json:"tags"`
+		ExpirationDate *string  `json:"expiration_date"`
+		TTL            *int64   `json:"time_to_live_in_seconds"`
+	}
+	if err := decodeJSON(c.body, &req); err != nil {
+		return c.fail(http.StatusBadRequest, "BAD_REQUEST", "Invalid JSON: "+err.Error())
+	}
+	bad := func(msg string) answer { return c.fail(http.StatusBadRequest, "BAD_REQUEST", msg) }
+	if len(req.Scopes) == 0 {
+		return bad("scopes must be a non-empty array")
+	}
+	for _, sc := range req.Scopes {
+		if !knownScope(sc) {
+			return bad(fmt.Sprintf("unknown scope %q", sc))
+		}
+	}
+	for _, tag := range req.Tags {
+		if strings.TrimSpace(tag) == "" {
+			return bad("tags must be non-empty strings")
+		}
+	}
+	now := s.now()
+	var expires time.Time
+	switch {
+	case req.TTL != nil && req.ExpirationDate != nil:
+		return bad("set at most one of time_to_live_in_seconds and expiration_date")
+	case req.TTL != nil:
+		if *req.TTL <= 0 || *req.TTL > maxTTLSeconds {
+			return bad(fmt.Sprintf("time_to_live_in_seconds must be 1..%d", maxTTLSeconds))
+		}
+		expires = now.Add(time.Duration(*req.TTL) * time.Second)
+	case req.ExpirationDate != nil:
+		t, err := time.Parse(time.RFC3339Nano, *req.ExpirationDate)
+		if err != nil {
+			return bad("expiration_date must be an RFC 3339 date-time with a time zone")
+		}
+		if !t.After(now) {
+			return bad("expiration_date must be in the future")
+		}
+		if t.Sub(now) > maxTTLSeconds*time.Second {
+			return bad("expiration_date is too far in the future")
+		}
+		expires = t
+	}
+	if missing, ok := rightsOf(caller.scopes).covers(req.Scopes); !ok {
+		return c.fail(http.StatusForbidden, "INSUFFICIENT_PERMISSIONS",
+			fmt.Sprintf("a key cannot be given rights its creator lacks (%s)", missing))
+	}
+	comment := ""
+	if req.Comment != nil {
+		comment = *req.Comment
+	}
+	k := s.addKey(newSecret(), comment, req.Scopes, req.Tags, expires)
+	return answer{status: http.StatusOK, body: wireKey(k, true)}
+}
+
+// Grant token TTL bounds and default (seconds).
+const (
+	minGrantTTL     = 1
+	maxGrantTTL     = 3600
+	defaultGrantTTL = 30
+)
+
+func (s *Server) grant(c *call) answer {
+	ttl := int64(defaultGrantTTL)
+	if len(bytes.TrimSpace(c.body)) > 0 {
+		var req struct {
+			TTLSeconds *int64 `json:"ttl_seconds"`
+		}
+		if err := decodeJSON(c.body, &req); err != nil {
+			return c.fail(http.StatusBadRequest, "BAD_REQUEST", "Invalid JSON: "+err.Error())
+		}
+		if req.TTLSeconds != nil {
+			ttl = *req.TTLSeconds
+		}
+	}
+	if ttl < minGrantTTL || ttl > maxGrantTTL {
+		return c.fail(http.StatusBadRequest, "BAD_REQUEST", fmt.Sprintf("ttl_seconds must be %d..%d", minGrantTTL, maxGrantTTL))
+	}
+	now := s.now()
+	token := signJWT(s.jwtSecret, grantClaims{
+		Sub:   s.member.MemberID,
+		JTI:   newUUID(),
+		Iat:   now.Unix(),
+		Exp:   now.Unix() + ttl,
+		Scope: "usage:write",
+	})
+	return answer{status: http.StatusOK, body: struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
+	}{token, ttl}}
+}

@@ -1,0 +1,275 @@
+package keystest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dglease/dglease/internal/fakelisten"
+	"github.com/dglease/dglease/keys"
+)
+
+// noListenerURL is the URL of a server started [WithoutListener].
+const noListenerURL = "http://keystest.invalid"
+
+// Server is a fake Deepgram: one project, its API keys, grant tokens and
+// (over the socket) /v1/listen. Build it with [NewServer] in tests or
+// [Start] elsewhere.
+//
+// All methods are safe for concurrent use, also while requests are being
+// served. The server's clock is time.Now plus an offset moved by
+// [Server.Advance]; inside a testing/synctest bubble it is the bubble's
+// fake clock. A Server is per instance: it shares no state with others.
+type Server struct {
+	// URL is the base URL of the server, "http://127.0.0.1:port" (or
+	// "http://keystest.invalid" for a server started [WithoutListener]).
+	// Pass it to keys.WithHost or as the SDK's ClientOptions.Host.
+	URL string
+
+	projectID   string
+	projectName string
+	adminKey    string
+	adminKeyID  string
+	member      memberJSON
+	jwtSecret   []byte
+	handler     http.Handler
+	http        *httptest.Server
+	done        chan struct{}  // closed by Close: releases hangs and waits
+	streams     sync.WaitGroup // open /v1/listen streams
+	closeOnce   sync.Once
+
+	mu       sync.Mutex // guards everything below
+	closed   bool
+	inflight sync.WaitGroup // in-memory requests; Add under mu while !closed
+	offset   time.Duration
+	keys     []*keyRecord // in creation order
+	byID     map[string]*keyRecord
+	bySecret map[string]*keyRecord
+	controls map[Op]*opControl
+	requests []Request
+}
+
+// keyRecord is one key as the fake stores it.
+type keyRecord struct {
+	id, secret, comment string
+	scopes, tags        []string
+	created, expires    time.Time
+	deleted             bool
+	deletedAt           time.Time
+	deletes             int // successful DELETE calls
+}
+
+func (k *keyRecord) expired(now time.Time) bool {
+	return !k.expires.IsZero() && !now.Before(k.expires)
+}
+
+// NewServer starts a fake Deepgram for t and closes it when t ends
+// (t.Cleanup). It calls t.Fatal if an option is invalid or no listener can
+// be opened. Inside a testing/synctest bubble pass [WithoutListener] and
+// reach the server through [Server.Client] or [Server.Transport], and
+// create the server inside the bubble.
+func NewServer(t testing.TB, opts ...Option) *Server {
+	t.Helper()
+	s, err := Start(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a fake Deepgram outside a test, e.g. for an example
+// program. The caller must call [Server.Close].
+func Start(opts ...Option) (*Server, error) {
+	cfg := config{projectName: "keystest", adminScopes: defaultAdminScopes}
+	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("keystest: nil Option")
+		}
+		o.apply(&cfg)
+	}
+	if cfg.err != nil {
+		return nil, cfg.err
+	}
+	if cfg.projectID == "" {
+		cfg.projectID = newUUID()
+	}
+	if cfg.adminKey == "" {
+		cfg.adminKey = newSecret()
+	}
+	s := &Server{
+		URL:         noListenerURL,
+		projectID:   cfg.projectID,
+		projectName: cfg.projectName,
+		adminKey:    cfg.adminKey,
+		member: memberJSON{
+			MemberID:  newUUID(),
+			Email:     "admin@keystest.invalid",
+			FirstName: "Keystest",
+			LastName:  "Admin",
+		},
+		jwtSecret: make([]byte, 32),
+		done:      make(chan struct{}),
+		byID:      map[string]*keyRecord{},
+		bySecret:  map[string]*keyRecord{},
+		controls:  map[Op]*opControl{},
+	}
+	rand.Read(s.jwtSecret)
+	admin := s.addKey(cfg.adminKey, "keystest admin key", cfg.adminScopes, nil, time.Time{})
+	s.adminKeyID = admin.id
+
+	mux := http.NewServeMux()
+	listen := fakelisten.Handler(s.checkStreamCredential, fakelisten.WithShutdown(s.done))
+	mux.HandleFunc("/v1/listen", func(w http.ResponseWriter, r *http.Request) {
+		// Streams are hijacked connections, which httptest.Server.Close
+		// does not wait for: Close closes them (WithShutdown) and waits.
+		s.streams.Add(1)
+		defer s.streams.Done()
+		listen.ServeHTTP(w, r)
+	})
+	// Everything the mux does not match is served by serveAPI, which
+	// answers JSON also for unknown routes (the mux itself would answer
+	// plain text).
+	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, pattern := mux.Handler(r); pattern != "" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		s.serveAPI(w, r)
+	})
+
+	if !cfg.noListener {
+		s.http = httptest.NewServer(s.handler)
+		s.URL = s.http.URL
+	}
+	return s, nil
+}
+
+// String describes the server without its secrets; %v and %#v of a
+// *Server print the same.
+func (s *Server) String() string {
+	return fmt.Sprintf("keystest.Server{URL:%q Project:%q AdminKey:%q}", s.URL, s.projectID, "[REDACTED]")
+}
+
+// GoString is String.
+func (s *Server) GoString() string { return s.String() }
+
+// Format prints String for every verb, so no verb reaches a secret.
+func (s *Server) Format(f fmt.State, verb rune) {
+	if verb == 'q' {
+		fmt.Fprintf(f, "%q", s.String())
+		return
+	}
+	fmt.Fprint(f, s.String())
+}
+
+// ProjectID returns the ID of the server's one project.
+func (s *Server) ProjectID() string { return s.projectID }
+
+// AdminKey returns the secret of the seeded admin key, which has the
+// scopes of [WithAdminScopes] (default keys:read, keys:write, usage:write)
+// and never expires. It stops working if revoked or deleted.
+func (s *Server) AdminKey() string { return s.adminKey }
+
+// AdminKeyID returns the api_key_id of the seeded admin key, e.g. to
+// revoke it with [Server.RevokeKey].
+func (s *Server) AdminKeyID() string { return s.adminKeyID }
+
+// Client returns a *keys.Client authenticated with [Server.AdminKey] for
+// [Server.ProjectID], talking to the server through [Server.Transport]
+// (in memory, no socket). Each call returns a new client.
+func (s *Server) Client() *keys.Client { return s.ClientFor(s.adminKey, s.projectID) }
+
+// ClientFor returns a *keys.Client that authenticates with secret (any
+// key, e.g. one minted by a test) and manages projectID ("" to let the
+// client discover it), talking to the server through [Server.Transport].
+// It panics if keys.New refuses secret or projectID.
+func (s *Server) ClientFor(secret, projectID string) *keys.Client {
+	c, err := keys.New(secret, projectID,
+		keys.WithHost(s.URL),
+		keys.WithHTTPClient(&http.Client{Transport: s.Transport()}))
+	if err != nil {
+		panic(err)
+	}
+	return c
+}
+
+// Now returns the server's clock: time.Now plus the total of
+// [Server.Advance] calls. Key expiry and grant tokens use it.
+func (s *Server) Now() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.now()
+}
+
+func (s *Server) now() time.Time { return time.Now().Add(s.offset) }
+
+// Advance moves the server's clock forward by d, so that keys and grant
+// tokens expire without waiting. It panics if d is negative.
+func (s *Server) Advance(d time.Duration) {
+	if d < 0 {
+		panic("keystest: Advance with a negative duration")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.offset += d
+}
+
+// Close stops the server: it releases hanging calls, refuses new ones and
+// waits until the calls in flight have ended. It is idempotent and safe
+// for concurrent use; every call returns once the server is closed.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.mu.Unlock()
+		close(s.done)
+		if s.http != nil {
+			s.http.Close()
+		}
+		s.inflight.Wait()
+		s.streams.Wait()
+	})
+}
+
+// addKey stores a new key. s.mu must be held, or s not yet shared.
+func (s *Server) addKey(secret, comment string, scopes, tags []string, expires time.Time) *keyRecord {
+	k := &keyRecord{
+		id:      newUUID(),
+		secret:  secret,
+		comment: comment,
+		scopes:  append([]string(nil), scopes...),
+		tags:    append([]string(nil), tags...),
+		created: s.now(),
+		expires: expires,
+	}
+	if len(k.tags) == 0 {
+		k.tags = nil
+	}
+	s.keys = append(s.keys, k)
+	s.byID[k.id] = k
+	s.bySecret[k.secret] = k
+	return k
+}
+
+// newSecret returns a Deepgram-like key secret: 40 lower-case hex
+// characters from crypto/rand.
+func newSecret() string {
+	b := make([]byte, 20)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newUUID returns a random (version 4) UUID string.
+func newUUID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
