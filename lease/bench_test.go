@@ -1,0 +1,249 @@
+package lease_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	sdkinterfaces "github.com/deepgram/deepgram-go-sdk/v3/pkg/client/interfaces/v1"
+	sdkmanage "github.com/deepgram/deepgram-go-sdk/v3/pkg/client/manage"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+
+	"github.com/dglease/dglease/keys"
+	"github.com/dglease/dglease/keys/keystest"
+	"github.com/dglease/dglease/lease"
+)
+
+// stub is an instant, stateless KeyService that counts concurrent deletes:
+// it isolates the lease package's own costs.
+type stub struct {
+	n          atomic.Int64
+	inDelete   atomic.Int64
+	maxDelete  atomic.Int64
+	deleted    atomic.Int64
+	deleteWait time.Duration
+}
+
+func (s *stub) Create(ctx context.Context, spec keys.Spec) (*keys.Key, error) {
+	id := s.n.Add(1)
+	return &keys.Key{ID: fmt.Sprintf("key-%d", id), Secret: "0123456789abcdef0123456789abcdef01234567", Scopes: spec.Scopes, Expires: time.Now().Add(spec.TTL)}, nil
+}
+
+func (s *stub) Delete(ctx context.Context, id string) error {
+	cur := s.inDelete.Add(1)
+	defer s.inDelete.Add(-1)
+	for {
+		m := s.maxDelete.Load()
+		if cur <= m || s.maxDelete.CompareAndSwap(m, cur) {
+			break
+		}
+	}
+	if s.deleteWait > 0 {
+		time.Sleep(s.deleteWait)
+	}
+	s.deleted.Add(1)
+	return nil
+}
+
+func (s *stub) List(ctx context.Context) ([]keys.Key, error) { return nil, nil }
+
+func (s *stub) Grant(ctx context.Context, ttl time.Duration) (*keys.Token, error) {
+	return &keys.Token{Secret: "a.b.c", Expires: time.Now().Add(ttl)}, nil
+}
+
+// sdkCreateDelete creates and deletes one key with the official SDK's own
+// REST client (APIRequest), the baseline for the lease overhead.
+func sdkCreateDelete(b *testing.B, c *sdkmanage.Client, project string) {
+	body, _ := json.Marshal(map[string]any{"comment": "baseline", "scopes": []string{"usage:write"}, "time_to_live_in_seconds": 15})
+	var key struct {
+		ID string `json:"api_key_id"`
+	}
+	if err := c.APIRequest(context.Background(), http.MethodPost, "v1/projects/%s/keys", bytes.NewReader(body), &key, project); err != nil || key.ID == "" {
+		b.Fatalf("sdk create: %v", err)
+	}
+	var msg struct{}
+	if err := c.APIRequest(context.Background(), http.MethodDelete, "v1/projects/%s/keys/%s", nil, &msg, project, key.ID); err != nil {
+		b.Fatalf("sdk delete: %v", err)
+	}
+}
+
+// BenchmarkLeaseOverhead runs the official SDK's create+delete and
+// Acquire+Release (with its deletion) alternately on the same in-memory
+// fake and reports their ratio: the lease package's overhead.
+func BenchmarkLeaseOverhead(b *testing.B) {
+	srv := keystest.NewServer(b, keystest.WithoutListener())
+	sdk := sdkmanage.New(srv.AdminKey(), &sdkinterfaces.ClientOptions{Host: "http://keystest.invalid"})
+	require.NotNil(b, sdk)
+	sdk.HTTPClient.Client.Transport = srv.Transport()
+	m, err := lease.New(srv.Client(), lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(1<<20, 1<<20))
+	require.NoError(b, err)
+	defer m.Close(context.Background())
+	const batch = 200
+	var sdkTime, leaseTime time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		for range batch {
+			sdkCreateDelete(b, sdk, srv.ProjectID())
+		}
+		sdkTime += time.Since(start)
+
+		start = time.Now()
+		deleted := m.Stats().Deleted
+		for range batch {
+			l, err := m.Acquire(context.Background(), "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.Release()
+		}
+		for m.Stats().Deleted < deleted+batch {
+			runtime.Gosched()
+		}
+		leaseTime += time.Since(start)
+	}
+	b.ReportMetric(float64(sdkTime.Nanoseconds())/float64(b.N*batch), "sdk-ns/pair")
+	b.ReportMetric(float64(leaseTime.Nanoseconds())/float64(b.N*batch), "lease-ns/pair")
+	b.ReportMetric(float64(leaseTime)/float64(sdkTime), "lease/sdk")
+}
+
+// BenchmarkRelease measures the time a caller spends in Release.
+func BenchmarkRelease(b *testing.B) {
+	s := &stub{}
+	m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(1<<22, 1<<22))
+	require.NoError(b, err)
+	defer m.Close(context.Background())
+	ls := make([]*lease.Lease, b.N)
+	for i := range ls {
+		if ls[i], err = m.Acquire(context.Background(), "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	times := make([]time.Duration, b.N)
+	b.ResetTimer()
+	for i, l := range ls {
+		start := time.Now()
+		l.Release()
+		times[i] = time.Since(start)
+	}
+	b.StopTimer()
+	slices.Sort(times)
+	b.ReportMetric(float64(times[len(times)/2].Nanoseconds()), "median-ns/release")
+	b.ReportMetric(float64(times[len(times)*99/100].Nanoseconds()), "p99-ns/release")
+}
+
+// BenchmarkLiveLeases holds 100,000 live leases and reports the heap and
+// goroutines they cost.
+func BenchmarkLiveLeases(b *testing.B) {
+	const n = 100000
+	for i := 0; i < b.N; i++ {
+		s := &stub{}
+		m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(n, n), lease.WithTTL(time.Hour))
+		require.NoError(b, err)
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		g0 := runtime.NumGoroutine()
+		ls := make([]*lease.Lease, 0, n)
+		for j := range n {
+			l, err := m.Acquire(context.Background(), fmt.Sprint("user-", j%1000))
+			if err != nil {
+				b.Fatal(err)
+			}
+			ls = append(ls, l)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		g1 := runtime.NumGoroutine()
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/lease")
+		b.ReportMetric(float64(g1-g0), "goroutines-added")
+		for _, l := range ls {
+			l.Release()
+		}
+		require.NoError(b, m.Close(context.Background()))
+	}
+}
+
+// BenchmarkReleaseStorm releases 10,000 leases at once and waits until all
+// are deleted.
+func BenchmarkReleaseStorm(b *testing.B) {
+	const n = 10000
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		s := &stub{}
+		m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(n, n))
+		require.NoError(b, err)
+		ls := make([]*lease.Lease, n)
+		for j := range ls {
+			ls[j], _ = m.Acquire(context.Background(), "storm")
+		}
+		b.StartTimer()
+		for _, l := range ls {
+			l.Release()
+		}
+		require.NoError(b, m.Close(context.Background()))
+		b.StopTimer()
+		if s.deleted.Load() != n || s.maxDelete.Load() > lease.DefaultDeleteConcurrency {
+			b.Fatalf("deleted %d of %d, max concurrent deletes %d", s.deleted.Load(), n, s.maxDelete.Load())
+		}
+		b.ReportMetric(float64(s.maxDelete.Load()), "max-concurrent-deletes")
+	}
+}
+
+func TestGoroutinesDoNotGrowWithLeases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &stub{}
+		m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(5000, 5000), lease.WithTTL(time.Minute))
+		require.NoError(t, err)
+		count := func(n int) int {
+			ls := make([]*lease.Lease, n)
+			for i := range ls {
+				ls[i], err = m.Acquire(context.Background(), "u")
+				require.NoError(t, err)
+			}
+			synctest.Wait()
+			g := runtime.NumGoroutine()
+			for _, l := range ls {
+				l.Release()
+			}
+			synctest.Wait()
+			return g
+		}
+		assert.Equal(t, count(10), count(5000))
+		require.NoError(t, m.Close(context.Background()))
+	})
+}
+
+func TestReleaseStormRespectsDeleteConcurrency(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &stub{deleteWait: 100 * time.Millisecond}
+		m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(10000, 10000), lease.WithDeleteConcurrency(4))
+		require.NoError(t, err)
+		ls := make([]*lease.Lease, 10000)
+		for i := range ls {
+			ls[i], err = m.Acquire(context.Background(), "storm")
+			require.NoError(t, err)
+		}
+		var wg sync.WaitGroup
+		for _, l := range ls {
+			wg.Add(1)
+			go func() { defer wg.Done(); l.Release() }()
+		}
+		wg.Wait()
+		require.NoError(t, m.Close(context.Background()))
+		assert.Equal(t, int64(10000), s.deleted.Load())
+		assert.Equal(t, int64(4), s.maxDelete.Load())
+		assert.Equal(t, 10000, m.Stats().DeletePeak)
+	})
+}

@@ -1,0 +1,693 @@
+package lease_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+
+	"github.com/dglease/dglease/keys"
+	"github.com/dglease/dglease/keys/keystest"
+	"github.com/dglease/dglease/lease"
+)
+
+// fake starts an in-memory fake Deepgram (usable inside synctest bubbles).
+func fake(t *testing.T, opts ...keystest.Option) *keystest.Server {
+	t.Helper()
+	return keystest.NewServer(t, append([]keystest.Option{keystest.WithoutListener()}, opts...)...)
+}
+
+// newManager builds a Manager on srv without rate limits unless opts set them.
+func newManager(t *testing.T, srv *keystest.Server, opts ...lease.Option) *lease.Manager {
+	t.Helper()
+	m, err := lease.New(srv.Client(), append([]lease.Option{lease.WithRateLimit(rate.Inf, 1)}, opts...)...)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close(context.Background()) })
+	return m
+}
+
+func liveIDs(srv *keystest.Server) []string {
+	var ids []string
+	for _, k := range srv.LiveKeys() {
+		if k.ID != srv.AdminKeyID() {
+			ids = append(ids, k.ID)
+		}
+	}
+	return ids
+}
+
+func state(t *testing.T, srv *keystest.Server, id string) keystest.KeyState {
+	t.Helper()
+	for _, k := range srv.Keys() {
+		if k.Key.ID == id {
+			return k
+		}
+	}
+	t.Fatalf("key %s unknown to the fake", id)
+	return keystest.KeyState{}
+}
+
+func countOps(srv *keystest.Server, op keystest.Op) int {
+	n := 0
+	for _, r := range srv.Requests() {
+		if r.Op == op {
+			n++
+		}
+	}
+	return n
+}
+
+func TestAcquireIssuesScopedMarkedKeyWithServerExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv, lease.WithTTL(10*time.Second), lease.WithTags("svc:demo"))
+		start := time.Now()
+		l, err := m.Acquire(context.Background(), "user 42 ü")
+		require.NoError(t, err)
+
+		assert.Equal(t, "user 42 ü", l.User())
+		assert.Len(t, l.Secret(), 40)
+		assert.Equal(t, start.Add(10*time.Second), l.Expires())
+		assert.Equal(t, []string{l.ID()}, liveIDs(srv))
+		k := state(t, srv, l.ID()).Key
+		assert.Equal(t, []string{"usage:write"}, k.Scopes)
+		assert.Equal(t, start.Add(15*time.Second), k.Expires, "server-side expiry = TTL + margin")
+		mk, err := lease.ParseMarker(k.Comment, k.Tags)
+		require.NoError(t, err)
+		assert.Equal(t, lease.Marker{Lease: l.LeaseID(), Manager: m.ID(), User: "user 42 ü"}, mk)
+		assert.Contains(t, k.Tags, "svc:demo")
+		select {
+		case <-l.Done():
+			t.Fatal("Done closed while the lease is live")
+		default:
+		}
+		l.Release()
+	})
+}
+
+// Every path to deletion, one subtest each.
+func TestEveryPathDeletesTheKey(t *testing.T) {
+	tests := []struct {
+		name   string
+		reason lease.Reason
+		end    func(t *testing.T, m *lease.Manager, l *lease.Lease, cancel context.CancelFunc)
+	}{
+		{"release", lease.ReasonReleased, func(t *testing.T, m *lease.Manager, l *lease.Lease, cancel context.CancelFunc) {
+			l.Release()
+			l.Release() // idempotent
+		}},
+		{"context", lease.ReasonContext, func(t *testing.T, m *lease.Manager, l *lease.Lease, cancel context.CancelFunc) {
+			cancel()
+		}},
+		{"ttl", lease.ReasonExpired, func(t *testing.T, m *lease.Manager, l *lease.Lease, cancel context.CancelFunc) {
+			time.Sleep(10 * time.Second)
+		}},
+		{"close", lease.ReasonClosed, func(t *testing.T, m *lease.Manager, l *lease.Lease, cancel context.CancelFunc) {
+			require.NoError(t, m.Close(context.Background()))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := fake(t)
+				m := newManager(t, srv, lease.WithTTL(10*time.Second))
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				l, err := m.Acquire(ctx, "alice")
+				require.NoError(t, err)
+				time.Sleep(time.Second)
+				synctest.Wait()
+				require.Len(t, liveIDs(srv), 1, "nothing ends the lease early")
+
+				tt.end(t, m, l, cancel)
+				synctest.Wait()
+				<-l.Done()
+				assert.Equal(t, tt.reason, l.Reason())
+				assert.Empty(t, liveIDs(srv))
+				assert.Equal(t, 1, state(t, srv, l.ID()).Deletes, "exactly one successful delete")
+				assert.Equal(t, keystest.StatusDeleted, state(t, srv, l.ID()).Status)
+			})
+		})
+	}
+}
+
+func TestReleaseNeverWaitsOnTheNetwork(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv)
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		srv.SetLatency(keystest.OpDelete, time.Hour)
+		start := time.Now()
+		l.Release()
+		assert.Equal(t, start, time.Now(), "Release took fake time")
+		<-l.Done()
+		synctest.Wait()
+		assert.Len(t, liveIDs(srv), 1, "the delete is still in flight")
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		// The delete attempt timed out after 10s and was retried; the
+		// fake's latency applies to every call, so the key outlives its
+		// server-side expiry and the deleter gives up.
+		assert.Empty(t, liveIDs(srv))
+	})
+}
+
+func TestLeakedLeaseIsDeletedAndReported(t *testing.T) {
+	// Outside a bubble: the cleanup runs after a real garbage collection.
+	srv := keystest.NewServer(t)
+	leaked := make(chan lease.Event, 1)
+	m := newManager(t, srv, lease.WithHooks(lease.Hooks{OnLeak: func(e lease.Event) { leaked <- e }}))
+	id := func() string {
+		l, err := m.Acquire(context.Background(), "careless")
+		require.NoError(t, err)
+		return l.ID()
+	}()
+	var ev lease.Event
+	for i := 0; ; i++ {
+		runtime.GC()
+		select {
+		case ev = <-leaked:
+		case <-time.After(10 * time.Millisecond):
+			require.Less(t, i, 500, "cleanup never ran")
+			continue
+		}
+		break
+	}
+	assert.Equal(t, id, ev.KeyID)
+	assert.Equal(t, lease.ReasonLeaked, ev.Reason)
+	require.NoError(t, m.Close(context.Background()))
+	assert.Equal(t, keystest.StatusDeleted, state(t, srv, id).Status)
+	assert.Equal(t, uint64(1), m.Usage("careless").Leaked)
+}
+
+func TestCallerGoneDuringCreateKeyIsDeletedOnArrival(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv)
+		srv.SetLatency(keystest.OpCreate, 3*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		l, err := m.Acquire(ctx, "alice")
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Nil(t, l)
+		assert.Equal(t, time.Second, time.Since(start), "Acquire returned when ctx ended")
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		all := srv.Keys()
+		require.Len(t, all, 2, "admin key and the late key")
+		assert.Equal(t, keystest.StatusDeleted, all[1].Status)
+		assert.Equal(t, 1, all[1].Deletes)
+		assert.Zero(t, m.Stats().Live)
+	})
+}
+
+func TestCloseWaitsForCreatesInFlight(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv)
+		srv.SetLatency(keystest.OpCreate, 2*time.Second)
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := m.Acquire(context.Background(), "alice")
+			assert.ErrorIs(t, err, lease.ErrClosed)
+		}()
+		synctest.Wait()
+		require.NoError(t, m.Close(context.Background()))
+		wg.Wait()
+		assert.Empty(t, liveIDs(srv))
+		_, err := m.Acquire(context.Background(), "bob")
+		assert.ErrorIs(t, err, lease.ErrClosed)
+	})
+}
+
+func TestDeleterRetriesTransientFailures(t *testing.T) {
+	for _, status := range []int{500, 502, 503, 429} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := fake(t)
+				var errs []lease.Event
+				var mu sync.Mutex
+				m := newManager(t, srv, lease.WithHooks(lease.Hooks{OnError: func(e lease.Event) { mu.Lock(); errs = append(errs, e); mu.Unlock() }}))
+				l, err := m.Acquire(context.Background(), "alice")
+				require.NoError(t, err)
+				srv.Fail(keystest.OpDelete, keystest.Fault{Status: status, Times: 3})
+				l.Release()
+				time.Sleep(5 * time.Second)
+				synctest.Wait()
+				assert.Empty(t, liveIDs(srv))
+				assert.Equal(t, 4, countOps(srv, keystest.OpDelete))
+				assert.Equal(t, 1, state(t, srv, l.ID()).Deletes)
+				st := m.Stats()
+				assert.Equal(t, uint64(1), st.Deleted)
+				assert.Equal(t, uint64(4), st.DeleteAttempts)
+				assert.Zero(t, st.DeleteFailed)
+				mu.Lock()
+				defer mu.Unlock()
+				require.Len(t, errs, 3)
+				for i, e := range errs {
+					assert.Equal(t, i+1, e.Attempt)
+					assert.False(t, e.Final)
+					assert.Equal(t, "delete", e.Op)
+				}
+			})
+		})
+	}
+}
+
+func TestDeleterHonoursRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv)
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		srv.Fail(keystest.OpDelete, keystest.Fault{Status: 429, RetryAfter: 7 * time.Second})
+		l.Release()
+		synctest.Wait()
+		time.Sleep(6 * time.Second)
+		synctest.Wait()
+		assert.Len(t, liveIDs(srv), 1, "retried before Retry-After")
+		time.Sleep(time.Second + time.Millisecond)
+		synctest.Wait()
+		assert.Empty(t, liveIDs(srv))
+		assert.Equal(t, 2, countOps(srv, keystest.OpDelete))
+	})
+}
+
+func TestBackoffGrowsWithJitter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv, lease.WithTTL(time.Minute))
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		srv.Fail(keystest.OpDelete, keystest.Fault{Status: 503, Times: 6})
+		start := time.Now()
+		l.Release()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		var times []time.Duration
+		for _, r := range srv.Requests() {
+			if r.Op == keystest.OpDelete {
+				times = append(times, r.Time.Sub(start))
+			}
+		}
+		require.Len(t, times, 7)
+		for i := 1; i < len(times); i++ {
+			ceiling := 250 * time.Millisecond << (i - 1)
+			gap := times[i] - times[i-1]
+			assert.GreaterOrEqual(t, gap, ceiling/2, "gap %d", i)
+			assert.LessOrEqual(t, gap, ceiling, "gap %d", i)
+		}
+	})
+}
+
+func TestUnauthorizedDeleteIsNotRetriedAndIsReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		final := make(chan lease.Event, 1)
+		m := newManager(t, srv, lease.WithHooks(lease.Hooks{OnError: func(e lease.Event) {
+			if e.Final {
+				final <- e
+			}
+		}}))
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		require.True(t, srv.RevokeKey(srv.AdminKeyID()))
+		l.Release()
+		synctest.Wait()
+		e := <-final
+		assert.ErrorIs(t, e.Err, keys.ErrUnauthorized)
+		assert.Equal(t, 1, e.Attempt)
+		assert.Equal(t, 1, countOps(srv, keystest.OpDelete))
+
+		err = m.Close(context.Background())
+		var ce *lease.CloseError
+		require.ErrorAs(t, err, &ce)
+		require.Len(t, ce.Undeleted, 1)
+		assert.Equal(t, l.ID(), ce.Undeleted[0].KeyID)
+		assert.Contains(t, err.Error(), l.ID())
+		assert.NotContains(t, err.Error(), l.Secret())
+		assert.Equal(t, []string{l.ID()}, liveIDs(srv), "the key survives, named by Close, until it expires")
+		time.Sleep(15 * time.Second)
+		assert.Empty(t, liveIDs(srv), "the server-side expiry ends it")
+	})
+}
+
+func TestDeleterGivesUpAtServerExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv, lease.WithTTL(10*time.Second))
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		srv.Fail(keystest.OpDelete, keystest.Fault{Status: 503, Times: -1})
+		l.Release()
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		attempts := countOps(srv, keystest.OpDelete)
+		time.Sleep(time.Hour)
+		synctest.Wait()
+		assert.Equal(t, attempts, countOps(srv, keystest.OpDelete), "no retries after the key expired")
+		u := m.Undeleted()
+		require.Len(t, u, 1)
+		assert.Equal(t, l.ID(), u[0].KeyID)
+		assert.Contains(t, u[0].Err.Error(), "expired on Deepgram's side")
+		assert.Empty(t, liveIDs(srv))
+
+		srv.ClearFaults(keystest.OpDelete)
+		n, err := m.Sweep(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, 1, n, "Sweep removes the expired record")
+		assert.Equal(t, keystest.StatusDeleted, state(t, srv, l.ID()).Status)
+	})
+}
+
+func TestCloseReportsKeysLeftWhenItsContextEnds(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv)
+		var ids []string
+		for i := range 3 {
+			l, err := m.Acquire(context.Background(), fmt.Sprint("u", i))
+			require.NoError(t, err)
+			ids = append(ids, l.ID())
+		}
+		srv.Fail(keystest.OpDelete, keystest.Fault{Status: 503, Times: -1})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err := m.Close(ctx)
+		var ce *lease.CloseError
+		require.ErrorAs(t, err, &ce)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		var got []string
+		for _, u := range ce.Undeleted {
+			got = append(got, u.KeyID)
+		}
+		assert.ElementsMatch(t, ids, got)
+		assert.ElementsMatch(t, ids, liveIDs(srv), "survivors are exactly the keys named")
+		assert.Equal(t, err, m.Close(context.Background()), "Close again returns the same result")
+	})
+}
+
+func TestRateLimitDeniesBeforeAnyCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		denied := make(chan lease.Event, 10)
+		m := newManager(t, srv, lease.WithRateLimit(rate.Every(time.Second), 2),
+			lease.WithHooks(lease.Hooks{OnDenied: func(e lease.Event) { denied <- e }}))
+		for range 2 {
+			l, err := m.Acquire(context.Background(), "alice")
+			require.NoError(t, err)
+			l.Release()
+		}
+		creates := countOps(srv, keystest.OpCreate)
+		_, err := m.Acquire(context.Background(), "alice")
+		require.ErrorIs(t, err, lease.ErrRateLimited)
+		var de *lease.DeniedError
+		require.ErrorAs(t, err, &de)
+		assert.Equal(t, "rate", de.Limit)
+		assert.Equal(t, time.Second, de.RetryAfter)
+		assert.Equal(t, creates, countOps(srv, keystest.OpCreate), "a denied Acquire creates nothing")
+		synctest.Wait()
+		e := <-denied
+		assert.Equal(t, "alice", e.User)
+		assert.Equal(t, time.Second, e.RetryAfter)
+
+		l, err := m.Acquire(context.Background(), "bob")
+		require.NoError(t, err, "limits are per user")
+		l.Release()
+		time.Sleep(time.Second)
+		l, err = m.Acquire(context.Background(), "alice")
+		require.NoError(t, err, "allowed again after RetryAfter")
+		l.Release()
+		assert.Equal(t, lease.Usage{Acquired: 3, Released: 3, Denied: 1}, m.Usage("alice"))
+	})
+}
+
+func TestCapsDeny(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv, lease.WithMaxLeases(3, 2))
+		a1, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		_, err = m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		_, err = m.Acquire(context.Background(), "alice")
+		var de *lease.DeniedError
+		require.ErrorAs(t, err, &de)
+		assert.Equal(t, "per-user cap", de.Limit)
+		_, err = m.Acquire(context.Background(), "bob")
+		require.NoError(t, err)
+		_, err = m.Acquire(context.Background(), "carol")
+		require.ErrorAs(t, err, &de)
+		assert.Equal(t, "total cap", de.Limit)
+		a1.Release()
+		_, err = m.Acquire(context.Background(), "carol")
+		require.NoError(t, err, "a released lease frees its slot")
+	})
+}
+
+func TestBadInput(t *testing.T) {
+	srv := keystest.NewServer(t, keystest.WithoutListener())
+	m := newManager(t, srv)
+	tests := []struct {
+		name string
+		call func() error
+		want string
+	}{
+		{"empty user", func() error { _, err := m.Acquire(context.Background(), ""); return err }, "lease: user must not be empty"},
+		{"long user", func() error { _, err := m.Acquire(context.Background(), strings.Repeat("x", 129)); return err }, "at most 128"},
+		{"invalid utf-8", func() error { _, err := m.Acquire(context.Background(), "\xc3"); return err }, "valid UTF-8"},
+		{"nil ctx", func() error {
+			var ctx context.Context
+			_, err := m.Acquire(ctx, "a")
+			return err
+		}, "non-nil context"},
+		{"nil api", func() error { _, err := lease.New(nil); return err }, "needs a KeyService"},
+		{"nil client", func() error { var c *keys.Client; _, err := lease.New(c); return err }, "nil *keys.Client"},
+		{"admin scope", func() error { _, err := lease.New(srv.Client(), lease.WithScopes("admin")); return err }, "management rights"},
+		{"keys scope", func() error { _, err := lease.New(srv.Client(), lease.WithScopes("keys:write")); return err }, "management rights"},
+		{"no scopes", func() error { _, err := lease.New(srv.Client(), lease.WithScopes()); return err }, "at least one scope"},
+		{"zero ttl", func() error { _, err := lease.New(srv.Client(), lease.WithTTL(0)); return err }, "must be positive"},
+		{"long ttl", func() error { _, err := lease.New(srv.Client(), lease.WithTTL(2*time.Hour)); return err }, "outside 1s..1h"},
+		{"grant ttl", func() error {
+			_, err := lease.New(srv.Client(), lease.WithGrantTokens(), lease.WithTTL(500*time.Millisecond))
+			return err
+		}, "grant token TTL"},
+		{"bad burst", func() error { _, err := lease.New(srv.Client(), lease.WithRateLimit(1, 0)); return err }, "burst"},
+		{"bad caps", func() error { _, err := lease.New(srv.Client(), lease.WithMaxLeases(1, 2)); return err }, "exceeds"},
+		{"nil option", func() error { _, err := lease.New(srv.Client(), nil); return err }, "nil Option"},
+		{"marker tag", func() error { _, err := lease.New(srv.Client(), lease.WithTags("dglease:x")); return err }, "must not start"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.True(t, strings.HasPrefix(err.Error(), "lease: "), err.Error())
+		})
+	}
+	assert.Zero(t, countOps(srv, keystest.OpCreate))
+}
+
+func TestGrantTokens(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv, lease.WithGrantTokens(), lease.WithTTL(30*time.Second))
+		start := time.Now()
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		assert.True(t, l.GrantToken())
+		assert.True(t, strings.HasPrefix(l.ID(), "grant-"))
+		assert.Equal(t, 2, strings.Count(l.Secret(), "."), "a JWT")
+		assert.Equal(t, start.Add(30*time.Second), l.Expires())
+		l.Release()
+		synctest.Wait()
+		assert.Equal(t, lease.ReasonReleased, l.Reason())
+		assert.Zero(t, countOps(srv, keystest.OpDelete), "a grant token cannot be deleted")
+		assert.Zero(t, countOps(srv, keystest.OpCreate))
+		assert.Equal(t, uint64(1), m.Usage("alice").Released)
+	})
+}
+
+func TestHooksCannotStallOrBreakDeletion(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		block := make(chan struct{})
+		m := newManager(t, srv, lease.WithHooks(lease.Hooks{
+			OnAcquire: func(lease.Event) { <-block },
+			OnRelease: func(lease.Event) { panic("hook bug") },
+		}))
+		var ls []*lease.Lease
+		for i := range 5 {
+			l, err := m.Acquire(context.Background(), fmt.Sprint("u", i))
+			require.NoError(t, err)
+			ls = append(ls, l)
+		}
+		start := time.Now()
+		for _, l := range ls {
+			l.Release()
+		}
+		assert.Equal(t, start, time.Now())
+		synctest.Wait()
+		assert.Empty(t, liveIDs(srv), "deleted while the acquire hook is blocked")
+		close(block)
+		require.NoError(t, m.Close(context.Background()))
+	})
+}
+
+func TestSweepDeletesOnlyExpiredMarkedKeys(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv, lease.WithTTL(10*time.Second))
+		// A key whose create answer was lost: Acquire fails, the key
+		// exists with the marker.
+		srv.LoseAnswer(keystest.OpCreate, 1)
+		_, err := m.Acquire(context.Background(), "alice")
+		require.Error(t, err)
+		lost := srv.Keys()[1].Key
+		// Keys that are not ours, expired or not.
+		foreign := srv.AddKey(keys.Spec{Comment: "someone else's", Scopes: []string{"usage:write"}, TTL: time.Second})
+		forged := srv.AddKey(keys.Spec{Comment: "dglease lease=x mgr=y user=z", Tags: []string{"dglease"}, Scopes: []string{"usage:write"}, TTL: time.Second})
+		// A live lease of ours.
+		live, err := m.Acquire(context.Background(), "bob")
+		require.NoError(t, err)
+		defer live.Release()
+
+		n, err := m.Sweep(context.Background())
+		require.NoError(t, err)
+		assert.Zero(t, n, "nothing expired yet")
+
+		time.Sleep(16 * time.Second) // past the lost key's server-side expiry
+		live2, err := m.Acquire(context.Background(), "carol")
+		require.NoError(t, err)
+		defer live2.Release()
+
+		other, err := lease.New(srv.Client()) // another replica
+		require.NoError(t, err)
+		defer other.Close(context.Background())
+		n, err = other.Sweep(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, 1, n)
+		assert.Equal(t, keystest.StatusDeleted, state(t, srv, lost.ID).Status)
+		assert.Equal(t, keystest.StatusExpired, state(t, srv, foreign.ID).Status, "never touched")
+		assert.Equal(t, keystest.StatusExpired, state(t, srv, forged.ID).Status, "never touched")
+		assert.Equal(t, keystest.StatusActive, state(t, srv, live2.ID()).Status)
+	})
+}
+
+func TestSweepDryRunAndProgress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv, lease.WithTTL(time.Second))
+		for range 3 {
+			srv.LoseAnswer(keystest.OpCreate, 1)
+			_, err := m.Acquire(context.Background(), "alice")
+			require.Error(t, err)
+		}
+		time.Sleep(time.Minute)
+		res, err := lease.Sweep(context.Background(), srv.Client(), lease.SweepOptions{DryRun: true})
+		require.NoError(t, err)
+		assert.Len(t, res.Expired, 3)
+		assert.Zero(t, res.Deleted)
+		assert.Zero(t, countOps(srv, keystest.OpDelete))
+
+		var calls []int
+		res, err = lease.Sweep(context.Background(), srv.Client(), lease.SweepOptions{Concurrency: 1, Progress: func(done, total int) {
+			assert.Equal(t, 3, total)
+			calls = append(calls, done)
+		}})
+		require.NoError(t, err)
+		assert.Equal(t, 3, res.Deleted)
+		assert.Equal(t, []int{1, 2, 3}, calls)
+	})
+}
+
+func TestPeriodicSweep(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv, lease.WithTTL(time.Second), lease.WithSweepInterval(time.Minute))
+		srv.LoseAnswer(keystest.OpCreate, 1)
+		_, err := m.Acquire(context.Background(), "alice")
+		require.Error(t, err)
+		time.Sleep(time.Minute + time.Second)
+		synctest.Wait()
+		assert.Empty(t, liveIDs(srv))
+		assert.Equal(t, keystest.StatusDeleted, srv.Keys()[1].Status)
+		require.NoError(t, m.Close(context.Background()))
+	})
+}
+
+func TestConcurrentAcquireRelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv, lease.WithMaxLeases(1000, 10))
+		var wg sync.WaitGroup
+		for i := range 200 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				l, err := m.Acquire(context.Background(), fmt.Sprint("u", i%20))
+				if !assert.NoError(t, err) {
+					return
+				}
+				go l.Release()
+				l.Release()
+			}()
+		}
+		wg.Wait()
+		require.NoError(t, m.Close(context.Background()))
+		assert.Empty(t, liveIDs(srv))
+		for _, k := range srv.Keys()[1:] {
+			assert.Equal(t, 1, k.Deletes, k.Key.ID)
+		}
+		st := m.Stats()
+		assert.Equal(t, uint64(200), st.Acquired)
+		assert.Equal(t, uint64(200), st.Deleted)
+		assert.Zero(t, st.Live)
+	})
+}
+
+func TestSecretsNeverPrinted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		var events []lease.Event
+		var mu sync.Mutex
+		rec := func(e lease.Event) { mu.Lock(); events = append(events, e); mu.Unlock() }
+		m := newManager(t, srv, lease.WithHooks(lease.Hooks{OnAcquire: rec, OnRelease: rec, OnError: rec}))
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		secret := l.Secret()
+		srv.Fail(keystest.OpDelete, keystest.Fault{Status: http.StatusServiceUnavailable})
+		l.Release()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		var b strings.Builder
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%d"} {
+			fmt.Fprintf(&b, verb+"\n", l)
+			fmt.Fprintf(&b, verb+"\n", *l)
+			fmt.Fprintf(&b, verb+"\n", []*lease.Lease{l})
+		}
+		mu.Lock()
+		for _, e := range events {
+			fmt.Fprintf(&b, "%+v %#v\n", e, e)
+		}
+		mu.Unlock()
+		fmt.Fprintf(&b, "%+v", m.Stats())
+		out := b.String()
+		assert.NotContains(t, out, secret)
+		assert.NotContains(t, out, srv.AdminKey())
+		assert.Contains(t, out, "[REDACTED]")
+	})
+}

@@ -1,0 +1,537 @@
+package lease
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/dglease/dglease/keys"
+)
+
+// KeyService is what a Manager needs from Deepgram. *keys.Client implements
+// it; so does a client of keys/keystest's fake. Implementations must be safe
+// for concurrent use and must not retry creates by themselves.
+type KeyService interface {
+	Create(ctx context.Context, s keys.Spec) (*keys.Key, error)
+	Delete(ctx context.Context, id string) error
+	List(ctx context.Context) ([]keys.Key, error)
+	Grant(ctx context.Context, ttl time.Duration) (*keys.Token, error)
+}
+
+var (
+	// ErrRateLimited: Acquire was denied by the per-user rate limit or a
+	// lease cap. The error is a *DeniedError that says when to retry.
+	ErrRateLimited = errors.New("lease: rate limited")
+	// ErrClosed: the Manager is closed.
+	ErrClosed = errors.New("lease: manager closed")
+)
+
+// DeniedError is returned by Acquire when a limit refuses it; it matches
+// [ErrRateLimited] under errors.Is.
+type DeniedError struct {
+	User string
+	// Limit names the limit: "rate", "per-user cap" or "total cap".
+	Limit string
+	// RetryAfter is how long to wait before trying again (for caps, until
+	// the earliest live lease that blocks it expires by itself).
+	RetryAfter time.Duration
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("lease: rate limited: user %q is over the %s; retry after %s", e.User, e.Limit, e.RetryAfter.Round(time.Millisecond))
+}
+
+// Is matches ErrRateLimited.
+func (e *DeniedError) Is(target error) bool { return target == ErrRateLimited }
+
+// Manager issues leases and guarantees their deletion. It is safe for
+// concurrent use. Close it when done: Close deletes what is left and stops
+// its background work.
+type Manager struct {
+	api    KeyService
+	cfg    config
+	id     string
+	events *dispatcher
+	del    *deleter
+
+	mu       sync.Mutex
+	closed   bool
+	live     map[string]*record // by lease ID
+	pending  int                // Acquire calls between admission and result
+	users    map[string]*userState
+	stats    Stats
+	creating sync.WaitGroup // creates in flight
+	sweep    *sweeper
+	// baseCtx bounds creates; cancelled when Close gives up waiting.
+	baseCtx    context.Context
+	baseCancel context.CancelFunc
+	closeOnce  sync.Once
+	closeErr   error
+	closeDone  chan struct{}
+	userScan   int // users map size that triggers the next eviction scan
+}
+
+// userState is the per-user rate limiter, live count and counters.
+type userState struct {
+	limiter *rate.Limiter
+	live    int // live + pending
+	usage   Usage
+	last    time.Time
+}
+
+// Usage counts one user's leases.
+type Usage struct {
+	Acquired uint64
+	Released uint64 // ended by any path, leaks included
+	Denied   uint64
+	Leaked   uint64
+	Live     int
+}
+
+// Stats are the Manager's totals.
+type Stats struct {
+	Usage
+	// Errors counts failed creates.
+	Errors uint64
+	// Deleted counts keys deleted (or found already gone) by the deleter.
+	Deleted uint64
+	// DeletePending counts keys queued, being deleted or waiting to retry.
+	DeletePending int
+	// DeletePeak is the most keys ever pending deletion at once.
+	DeletePeak int
+	// DeleteFailed counts keys the deleter gave up on.
+	DeleteFailed uint64
+	// DeleteAttempts counts delete calls made.
+	DeleteAttempts uint64
+	// HookEventsDropped counts events dropped because hooks fell behind.
+	HookEventsDropped uint64
+}
+
+// New returns a Manager that leases credentials through api (typically a
+// *keys.Client whose API key has keys:write). It makes no network call.
+// Call Sweep once at start-up to clean up after a crash.
+func New(api KeyService, opts ...Option) (*Manager, error) {
+	if api == nil {
+		return nil, errors.New("lease: New needs a KeyService (e.g. a *keys.Client)")
+	}
+	if c, ok := api.(*keys.Client); ok && c == nil {
+		return nil, errors.New("lease: New was given a nil *keys.Client")
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		if o == nil {
+			return nil, errors.New("lease: nil Option")
+		}
+		if err := o.apply(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m := &Manager{
+		api:       api,
+		cfg:       cfg,
+		id:        newID(),
+		events:    &dispatcher{hooks: cfg.hooks},
+		live:      map[string]*record{},
+		users:     map[string]*userState{},
+		closeDone: make(chan struct{}),
+		userScan:  1024,
+	}
+	m.baseCtx, m.baseCancel = context.WithCancel(context.Background())
+	m.del = newDeleter(api, cfg.deleteConcurrency, cfg.deleteTimeout, m.events)
+	if cfg.sweepInterval > 0 {
+		m.sweep = newSweeper(m, cfg.sweepInterval)
+	}
+	return m, nil
+}
+
+// ID is the Manager's instance ID, written into every key's marker.
+func (m *Manager) ID() string { return m.id }
+
+const idLen = 16
+
+// newID returns 16 random lowercase hex characters.
+func newID() string {
+	var b [idLen / 2]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// Acquire issues a credential for user that lives the Manager's TTL, and
+// returns its lease. Before any network call it checks user (non-empty, at
+// most MaxUserLen bytes, valid UTF-8), the lease caps and the per-user rate
+// limit; a refusal is a *DeniedError matching ErrRateLimited, fires
+// OnDenied and creates nothing.
+//
+// The lease also ends when ctx ends. A backend that hands the secret to a
+// browser must therefore not pass the HTTP request's context, which ends
+// when the handler returns: pass context.WithoutCancel(r.Context()) and
+// rely on a later Release or on the TTL.
+//
+// If ctx ends while the key is being created, Acquire returns ctx's error
+// at once; the create finishes in the background (bounded by the create
+// timeout) and its key is deleted as soon as it arrives. A key whose create
+// answer is lost in flight carries the library's marker and is removed by
+// Sweep once it has expired.
+func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
+	if ctx == nil {
+		return nil, errors.New("lease: Acquire needs a non-nil context")
+	}
+	if err := checkUser(user); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("lease: acquire for user %q: %w", user, err)
+	}
+	if err := m.admit(user); err != nil {
+		return nil, err
+	}
+	r := &record{
+		m:       m,
+		leaseID: newID(),
+		user:    user,
+		token:   m.cfg.grant,
+		done:    make(chan struct{}),
+	}
+	m.creating.Add(1)
+	if ctx.Done() == nil {
+		err := m.issue(r)
+		m.creating.Done()
+		return m.finishAcquire(ctx, r, err)
+	}
+	h := &handoff{ch: make(chan error, 1)}
+	go func() {
+		defer m.creating.Done()
+		err := m.issue(r)
+		h.mu.Lock()
+		if h.abandoned {
+			h.mu.Unlock()
+			m.orphan(r, err)
+			return
+		}
+		h.ready = true
+		h.mu.Unlock()
+		h.ch <- err
+	}()
+	select {
+	case err := <-h.ch:
+		return m.finishAcquire(ctx, r, err)
+	case <-ctx.Done():
+	}
+	h.mu.Lock()
+	if h.ready {
+		// The result arrived as ctx ended: take it; arming the lease
+		// with the ended ctx ends it at once, so its key is deleted.
+		h.mu.Unlock()
+		if l, err := m.finishAcquire(ctx, r, <-h.ch); err == nil {
+			l.Release()
+		}
+	} else {
+		h.abandoned = true
+		h.mu.Unlock()
+	}
+	return nil, fmt.Errorf("lease: acquire for user %q: %w", user, ctx.Err())
+}
+
+// handoff decides who finishes an Acquire whose caller may have left.
+type handoff struct {
+	mu        sync.Mutex
+	ready     bool
+	abandoned bool
+	ch        chan error
+}
+
+// admit applies the caps and the rate limit, and reserves a slot.
+func (m *Manager) admit(user string) error {
+	now := time.Now()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	us := m.users[user]
+	if us == nil {
+		m.evictUsersLocked(now)
+		us = &userState{limiter: rate.NewLimiter(m.cfg.rateLimit, m.cfg.burst)}
+		m.users[user] = us
+	}
+	us.last = now
+	var denied *DeniedError
+	switch {
+	case len(m.live)+m.pending >= m.cfg.maxLeases:
+		denied = &DeniedError{User: user, Limit: "total cap", RetryAfter: m.cfg.ttl}
+	case us.live >= m.cfg.maxPerUser:
+		denied = &DeniedError{User: user, Limit: "per-user cap", RetryAfter: m.cfg.ttl}
+	default:
+		res := us.limiter.ReserveN(now, 1)
+		if delay := res.DelayFrom(now); !res.OK() || delay > 0 {
+			res.CancelAt(now)
+			denied = &DeniedError{User: user, Limit: "rate", RetryAfter: delay}
+		}
+	}
+	if denied != nil {
+		us.usage.Denied++
+		m.stats.Denied++
+		m.mu.Unlock()
+		m.events.emit(Event{Kind: EventDenied, Time: now, User: user, Err: denied, RetryAfter: denied.RetryAfter})
+		return denied
+	}
+	us.live++
+	m.pending++
+	m.mu.Unlock()
+	return nil
+}
+
+// userRetention is how long an idle user's state (counters, limiter) is
+// kept.
+const userRetention = time.Hour
+
+// evictUsersLocked forgets users with no live lease, a full rate-limit
+// bucket and no activity for userRetention, once the map has doubled.
+func (m *Manager) evictUsersLocked(now time.Time) {
+	if len(m.users) < m.userScan {
+		return
+	}
+	for u, us := range m.users {
+		if us.live == 0 && now.Sub(us.last) > userRetention && us.limiter.TokensAt(now) >= float64(m.cfg.burst) {
+			delete(m.users, u)
+		}
+	}
+	m.userScan = max(1024, 2*len(m.users))
+}
+
+// issue creates the credential for r, bounded by the create timeout and by
+// Close.
+func (m *Manager) issue(r *record) error {
+	ctx, cancel := context.WithTimeout(m.baseCtx, m.cfg.createTimeout)
+	defer cancel()
+	start := time.Now()
+	if m.cfg.grant {
+		tok, err := m.api.Grant(ctx, m.cfg.ttl)
+		if err != nil {
+			return err
+		}
+		if tok == nil || tok.Secret == "" {
+			return errors.New("lease: grant returned no token")
+		}
+		r.keyID = "grant-" + r.leaseID
+		r.secret = &tok.Secret
+		r.serverExpires = tok.Expires
+		r.expires = minTime(start.Add(m.cfg.ttl), tok.Expires)
+		return nil
+	}
+	mk := Marker{Lease: r.leaseID, Manager: m.id, User: r.user}
+	serverTTL := (m.cfg.ttl + m.cfg.margin + time.Second - 1).Truncate(time.Second)
+	k, err := m.api.Create(ctx, keys.Spec{
+		Comment: mk.comment(),
+		Scopes:  m.cfg.scopes,
+		Tags:    append(mk.tags(), m.cfg.tags...),
+		TTL:     serverTTL,
+	})
+	if err != nil {
+		return err
+	}
+	if k == nil || k.ID == "" || k.Secret == "" {
+		return errors.New("lease: create returned no key")
+	}
+	r.keyID = k.ID
+	r.secret = &k.Secret
+	r.expires = start.Add(m.cfg.ttl)
+	r.serverExpires = start.Add(serverTTL)
+	if k.Expires.After(r.serverExpires) {
+		r.serverExpires = k.Expires
+	}
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// finishAcquire turns a create result into a live lease.
+func (m *Manager) finishAcquire(ctx context.Context, r *record, err error) (*Lease, error) {
+	now := time.Now()
+	if err != nil {
+		m.mu.Lock()
+		m.unreserveLocked(r.user)
+		m.stats.Errors++
+		m.mu.Unlock()
+		err = fmt.Errorf("lease: acquire for user %q: %w", r.user, err)
+		m.events.emit(Event{Kind: EventError, Time: now, Op: "create", User: r.user, LeaseID: r.leaseID, Err: err})
+		return nil, err
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.unreserveLocked(r.user)
+		m.mu.Unlock()
+		m.deleteKey(r)
+		return nil, ErrClosed
+	}
+	m.pending--
+	m.live[r.leaseID] = r
+	m.stats.Acquired++
+	m.stats.Live++
+	us := m.users[r.user]
+	us.usage.Acquired++
+	us.usage.Live++
+	m.mu.Unlock()
+	l := &Lease{r: r}
+	m.events.emit(Event{Kind: EventAcquire, Time: now, User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires})
+	r.arm(ctx, l)
+	return l, nil
+}
+
+// orphan disposes of a create result whose caller has left.
+func (m *Manager) orphan(r *record, err error) {
+	m.mu.Lock()
+	m.unreserveLocked(r.user)
+	m.mu.Unlock()
+	if err == nil {
+		m.deleteKey(r)
+	}
+}
+
+func (m *Manager) unreserveLocked(user string) {
+	m.pending--
+	m.users[user].live--
+}
+
+// deleteKey hands r's key (not a grant token) to the deleter.
+func (m *Manager) deleteKey(r *record) {
+	if r.token || r.keyID == "" {
+		return
+	}
+	m.del.add(&job{keyID: r.keyID, leaseID: r.leaseID, user: r.user, serverExpires: r.serverExpires})
+}
+
+// ended is called once per lease by record.end.
+func (m *Manager) ended(r *record, reason Reason) {
+	now := time.Now()
+	m.mu.Lock()
+	delete(m.live, r.leaseID)
+	m.stats.Live--
+	m.stats.Released++
+	if reason == ReasonLeaked {
+		m.stats.Leaked++
+	}
+	if us := m.users[r.user]; us != nil {
+		us.live--
+		us.usage.Live--
+		us.usage.Released++
+		if reason == ReasonLeaked {
+			us.usage.Leaked++
+		}
+		us.last = now
+	}
+	m.mu.Unlock()
+	m.deleteKey(r)
+	e := Event{Kind: EventRelease, Time: now, User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Reason: reason}
+	m.events.emit(e)
+	if reason == ReasonLeaked {
+		e.Kind = EventLeak
+		m.events.emit(e)
+	}
+}
+
+// Stats returns the Manager's totals.
+func (m *Manager) Stats() Stats {
+	m.mu.Lock()
+	s := m.stats
+	m.mu.Unlock()
+	m.del.mu.Lock()
+	s.Deleted = m.del.deleted
+	s.DeletePending = len(m.del.inflight)
+	s.DeletePeak = m.del.peak
+	s.DeleteFailed = m.del.failTotal
+	s.DeleteAttempts = m.del.attempts
+	m.del.mu.Unlock()
+	s.HookEventsDropped = m.events.droppedCount()
+	return s
+}
+
+// Usage returns user's counters. Users idle for an hour with no live lease
+// may be forgotten (their counters restart at zero); export counters
+// through Hooks for long-term tracking.
+func (m *Manager) Usage(user string) Usage {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if us := m.users[user]; us != nil {
+		return us.usage
+	}
+	return Usage{}
+}
+
+// Undeleted lists the keys the deleter gave up on so far (at most 10,000),
+// sorted by key ID. Each expires on Deepgram's side; Sweep removes them.
+func (m *Manager) Undeleted() []Undeleted { return m.del.undeleted() }
+
+// Close refuses new Acquire calls with ErrClosed, ends every live lease,
+// waits for creates in flight and for the deleter to delete every key, and
+// returns nil, or a *CloseError naming every key that could not be deleted
+// (during Close or earlier). When ctx ends first, Close stops waiting,
+// cancels what is in flight and reports what is left. Close may be called
+// more than once and concurrently: every call waits for the first to finish
+// and returns its result.
+func (m *Manager) Close(ctx context.Context) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	first := false
+	m.closeOnce.Do(func() {
+		defer close(m.closeDone)
+		first = true
+		m.closeErr = m.close(ctx)
+	})
+	if first {
+		return m.closeErr
+	}
+	select {
+	case <-m.closeDone:
+		return m.closeErr
+	case <-ctx.Done():
+		return fmt.Errorf("lease: close: %w", ctx.Err())
+	}
+}
+
+func (m *Manager) close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closed = true
+	live := make([]*record, 0, len(m.live))
+	for _, r := range m.live {
+		live = append(live, r)
+	}
+	m.mu.Unlock()
+	if m.sweep != nil {
+		m.sweep.stop()
+	}
+	for _, r := range live {
+		r.end(ReasonClosed)
+	}
+	created := make(chan struct{})
+	go func() { m.creating.Wait(); close(created) }()
+	select {
+	case <-created:
+	case <-ctx.Done():
+		m.baseCancel()
+		<-created
+	}
+	m.del.drain(ctx)
+	m.baseCancel()
+	_ = m.events.wait(ctx)
+	undeleted := m.del.undeleted()
+	if len(undeleted) == 0 {
+		return nil
+	}
+	return &CloseError{Undeleted: undeleted, Err: ctx.Err()}
+}
