@@ -22,7 +22,10 @@
 //  2. the context given to Acquire ending (context.AfterFunc);
 //  3. the lease's TTL passing (one timer per lease, no goroutine);
 //  4. the *Lease becoming unreachable without Release (runtime.AddCleanup):
-//     a caller bug, reported through Hooks.OnLeak;
+//     a caller bug, reported through Hooks.OnLeak. The lease ends at the
+//     Manager's next call or at its TTL, whichever comes first (the
+//     runtime's cleanup goroutine only queues it, so that this path is safe
+//     inside testing/synctest bubbles too);
 //  5. Manager.Close, which also waits for the deleter and names every key
 //     it could not delete;
 //  6. Sweep, which deletes expired keys carrying this library's marker left

@@ -46,6 +46,7 @@ type record struct {
 	stopCtx  func() bool
 	cleanup  runtime.Cleanup
 	hasClean bool
+	leaked   bool // the *Lease became unreachable; ending is pending
 }
 
 // Secret is the credential to hand over: an API key, or a grant JWT with
@@ -136,12 +137,41 @@ func (r *record) arm(ctx context.Context, l *Lease) {
 	if r.reason != 0 {
 		return
 	}
-	r.timer = time.AfterFunc(time.Until(r.expires), func() { r.end(ReasonExpired) })
+	r.timer = time.AfterFunc(time.Until(r.expires), r.expire)
 	if ctx.Done() != nil {
 		r.stopCtx = context.AfterFunc(ctx, func() { r.end(ReasonContext) })
 	}
-	r.cleanup = runtime.AddCleanup(l, func(r *record) { r.end(ReasonLeaked) }, r)
+	r.cleanup = runtime.AddCleanup(l, (*record).leak, r)
 	r.hasClean = true
+}
+
+// leak runs on the runtime's cleanup goroutine once the *Lease is
+// unreachable. That goroutine belongs to no testing/synctest bubble, so it
+// only marks the record and queues it: the lease is ended by the Manager's
+// next call (Acquire, Close, Sweep, Stats, Usage) or by its TTL timer,
+// whichever comes first, on a goroutine that may touch its timers and
+// channels.
+func (r *record) leak() {
+	r.mu.Lock()
+	if r.reason != 0 || r.leaked {
+		r.mu.Unlock()
+		return
+	}
+	r.leaked = true
+	r.mu.Unlock()
+	r.m.queueLeak(r)
+}
+
+// expire is the TTL timer's function.
+func (r *record) expire() {
+	r.mu.Lock()
+	leaked := r.leaked
+	r.mu.Unlock()
+	if leaked {
+		r.end(ReasonLeaked)
+		return
+	}
+	r.end(ReasonExpired)
 }
 
 // end ends the lease once; later calls do nothing.

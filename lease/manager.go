@@ -75,6 +75,27 @@ type Manager struct {
 	closeErr   error
 	closeDone  chan struct{}
 	userScan   int // users map size that triggers the next eviction scan
+
+	leakMu sync.Mutex
+	leaks  []*record // unreachable leases waiting to be ended
+}
+
+// queueLeak records a lease found unreachable; see record.leak.
+func (m *Manager) queueLeak(r *record) {
+	m.leakMu.Lock()
+	m.leaks = append(m.leaks, r)
+	m.leakMu.Unlock()
+}
+
+// reapLeaks ends the leases found unreachable since the last call.
+func (m *Manager) reapLeaks() {
+	m.leakMu.Lock()
+	leaks := m.leaks
+	m.leaks = nil
+	m.leakMu.Unlock()
+	for _, r := range leaks {
+		r.end(ReasonLeaked)
+	}
 }
 
 // userState is the per-user rate limiter, live count and counters.
@@ -185,6 +206,7 @@ func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
 	if ctx == nil {
 		return nil, errors.New("lease: Acquire needs a non-nil context")
 	}
+	m.reapLeaks()
 	if err := checkUser(user); err != nil {
 		return nil, err
 	}
@@ -446,6 +468,7 @@ func (m *Manager) ended(r *record, reason Reason) {
 
 // Stats returns the Manager's totals.
 func (m *Manager) Stats() Stats {
+	m.reapLeaks()
 	m.mu.Lock()
 	s := m.stats
 	m.mu.Unlock()
@@ -464,6 +487,7 @@ func (m *Manager) Stats() Stats {
 // may be forgotten (their counters restart at zero); export counters
 // through Hooks for long-term tracking.
 func (m *Manager) Usage(user string) Usage {
+	m.reapLeaks()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if us := m.users[user]; us != nil {
@@ -505,6 +529,7 @@ func (m *Manager) Close(ctx context.Context) error {
 }
 
 func (m *Manager) close(ctx context.Context) error {
+	m.reapLeaks()
 	m.mu.Lock()
 	m.closed = true
 	live := make([]*record, 0, len(m.live))

@@ -134,6 +134,7 @@ func Sweep(ctx context.Context, c KeyService, opts SweepOptions) (SweepResult, e
 // Manager's project, except keys its own deleter is handling, and returns
 // how many it deleted. See the package-level [Sweep].
 func (m *Manager) Sweep(ctx context.Context) (deleted int, err error) {
+	m.reapLeaks()
 	m.mu.Lock()
 	closed := m.closed
 	m.mu.Unlock()
