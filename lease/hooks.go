@@ -191,10 +191,6 @@ func (h Hooks) Then(next Hooks) Hooks {
 	}
 }
 
-func (h Hooks) empty() bool {
-	return h.OnAcquire == nil && h.OnRelease == nil && h.OnDenied == nil && h.OnError == nil && h.OnLeak == nil
-}
-
 func (h Hooks) hook(k EventKind) func(Event) {
 	switch k {
 	case EventAcquire:
