@@ -20,6 +20,15 @@
 //     GET and DELETE /v1/projects/{id}/keys/{key_id} (keys:read, keys:write).
 //   - POST /v1/auth/grant: an HS256 JWT signed with a per-server secret,
 //     with claims sub, jti, iat, exp and scope "usage:write".
+//   - /v1/listen over WebSocket (socket only: ws:// + Server.URL's host): the
+//     credential comes from the Authorization header ("Token <key>",
+//     "Bearer <jwt>") or, as browsers send it, the Sec-WebSocket-Protocol
+//     list ("token", key / "bearer", jwt). A key must be live and carry
+//     usage:write (directly or through a role); a grant token must be
+//     unexpired and signed by this server. Each audio frame is answered with
+//     a Deepgram-shaped Results message with a fixed fake transcript;
+//     CloseStream ends with a Metadata message. Close ends open streams
+//     (code 1001).
 //
 // Every call must carry "Authorization: Token <key>" (any case of the
 // scheme). Roles used as scopes expand: "member" grants project:read,
