@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// withoutDeepgramEnv unsets every DEEPGRAM_* variable for the test, so that
+// run uses the fake and nothing redirects it.
+func withoutDeepgramEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "DEEPGRAM_") {
+			t.Setenv(name, "") // restored after the test
+			require.NoError(t, os.Unsetenv(name))
+		}
+	}
+}
+
+// secretLike matches a Deepgram API key secret: 40 lower-case hex characters.
+// Key IDs (UUIDs) and lease IDs (16 hex) do not match.
+var secretLike = regexp.MustCompile(`[0-9a-f]{40}`)
+
+func TestQuickstartLeasesAndDeletesAKey(t *testing.T) {
+	withoutDeepgramEnv(t)
+	var stdout, stderr bytes.Buffer
+
+	err := run(t.Context(), nil, &stdout, &stderr, os.Getenv)
+
+	require.NoError(t, err, "stderr: %s", stderr.String())
+	out := stdout.String()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	assert.Contains(t, lines[0], "embedded fake Deepgram", "the first line says the fake is used")
+	assert.Contains(t, out, "for user-42: scope usage:write")
+	assert.Contains(t, out, "The fake now holds 2 live keys")
+	assert.Regexp(t, `Manager closed: key [0-9a-f-]{36} is deleted on the fake; 1 live key left`, lines[len(lines)-1])
+	assert.NotRegexp(t, secretLike, out, "no secret is printed")
+	assert.Empty(t, stderr.String())
+}
+
+func TestQuickstartRefusesArguments(t *testing.T) {
+	withoutDeepgramEnv(t)
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"extra"}, &stdout, &stderr, os.Getenv)
+	assert.ErrorContains(t, err, "unexpected arguments")
+	assert.Empty(t, stdout.String())
+}

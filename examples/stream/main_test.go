@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/dglease/dglease/internal/testaudio"
+)
+
+// goleak also covers the SDK's live client: once the stream is closed and
+// Stop has run, none of its goroutines is left.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// withoutDeepgramEnv unsets every DEEPGRAM_* variable for the test, so that
+// run uses the fake and nothing redirects the SDK.
+func withoutDeepgramEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "DEEPGRAM_") {
+			t.Setenv(name, "") // restored after the test
+			require.NoError(t, os.Unsetenv(name))
+		}
+	}
+}
+
+// secretLike matches a Deepgram API key secret: 40 lower-case hex characters.
+var secretLike = regexp.MustCompile(`[0-9a-f]{40}`)
+
+func TestStreamPrintsTranscripts(t *testing.T) {
+	withoutDeepgramEnv(t)
+	var stdout, stderr bytes.Buffer
+
+	err := run(t.Context(), nil, &stdout, &stderr, os.Getenv)
+
+	require.NoError(t, err, "stdout: %s\nstderr: %s", stdout.String(), stderr.String())
+	out := stdout.String()
+	assert.Contains(t, strings.SplitN(out, "\n", 2)[0], "embedded fake Deepgram")
+	assert.Contains(t, out, "WebSocket open; lease released")
+	assert.Contains(t, out, "  [ 0.00s] final   hello from the fake deepgram\n")
+	assert.Contains(t, out, "  [ 1.90s] final   the quick brown fox jumps over the lazy dog\n")
+	assert.Contains(t, out, "Stream closed: 20 results, 20 of them with words.\n")
+	assert.Regexp(t, `Key [0-9a-f-]{36} was deleted on the fake (while the stream was still open|after the stream closed)\.\n$`, out)
+	assert.NotRegexp(t, secretLike, out, "no secret is printed")
+	assert.Empty(t, stderr.String())
+}
+
+func TestStreamSendsAudioFile(t *testing.T) {
+	withoutDeepgramEnv(t)
+	path := filepath.Join(t.TempDir(), "half-second.raw")
+	require.NoError(t, os.WriteFile(path, testaudio.PCM()[:16000], 0o600)) // 0.5 s
+	var stdout, stderr bytes.Buffer
+
+	err := run(t.Context(), []string{"-audio", path}, &stdout, &stderr, os.Getenv)
+
+	require.NoError(t, err, "stderr: %s", stderr.String())
+	assert.Contains(t, stdout.String(), "Sent 0.5s of audio")
+	assert.Contains(t, stdout.String(), "Stream closed: 5 results, 5 of them with words.\n")
+}
+
+func TestStreamRefusesSDKOverrides(t *testing.T) {
+	for _, name := range []string{"DEEPGRAM_HOST", "DEEPGRAM_ACCESS_TOKEN"} {
+		t.Run(name, func(t *testing.T) {
+			withoutDeepgramEnv(t)
+			t.Setenv(name, "set-by-someone-else")
+			var stdout, stderr bytes.Buffer
+
+			err := run(t.Context(), nil, &stdout, &stderr, os.Getenv)
+
+			assert.ErrorContains(t, err, "unset "+name+": the Deepgram SDK would let it override")
+			assert.NotContains(t, err.Error(), "set-by-someone-else", "the value is not echoed")
+			assert.Empty(t, stdout.String(), "nothing was leased")
+		})
+	}
+}

@@ -1,0 +1,155 @@
+// Package credentials is a small HTTP handler that hands a browser a
+// short-lived Deepgram key, and, in credentials_test.go, the tests to copy
+// with it: they run against the fake Deepgram of keys/keystest and show one
+// technique each (asserting the key's scopes and TTL, injecting a Deepgram
+// outage, rate limits, testing/synctest to see the TTL delete the key
+// without waiting, and checking that no secret reaches the logs).
+//
+//	go test ./examples/testing
+//
+// Wire it up with a Manager and your own authentication:
+//
+//	leases, err := lease.New(client, lease.WithHooks(lease.LogHooks(logger)))
+//	...
+//	mux.Handle("/deepgram/credential", credentials.CredentialHandler(leases, userFromSession))
+//
+// The browser POSTs to get {"secret","expires","lease_id"}, opens its
+// WebSocket to Deepgram with the secret, then DELETEs
+// /deepgram/credential?lease_id=... so the key is deleted at once
+// (Deepgram checks a key when the socket opens; the stream outlives it).
+// If it never does, the lease's TTL deletes the key.
+package credentials
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/dglease/dglease/lease"
+)
+
+// Credential is the JSON answer to a POST.
+type Credential struct {
+	// Secret is the Deepgram API key, for this user only.
+	Secret string `json:"secret"`
+	// Expires is when the lease ends and the key is deleted.
+	Expires time.Time `json:"expires"`
+	// LeaseID names the lease for the DELETE that releases it.
+	LeaseID string `json:"lease_id"`
+}
+
+// CredentialHandler answers:
+//
+//   - POST: a new credential for the user userOf finds in the request
+//     (200, JSON [Credential], Cache-Control: no-store); 401 when userOf
+//     finds none; 429 with Retry-After when the user is over the Manager's
+//     rate limit or caps; 502 when Deepgram fails; 503 once m is closed.
+//   - DELETE ?lease_id=ID: releases that lease of the same user (204), so
+//     its key is deleted now rather than at the end of its TTL; 404 for a
+//     lease that is not the user's or has already ended.
+//
+// Failures are logged by m's hooks (lease.LogHooks), never with a secret.
+// The handler keeps each lease until it is released or its TTL ends: a
+// lease dropped without Release would be reported as leaked.
+func CredentialHandler(m *lease.Manager, userOf func(*http.Request) (string, bool)) http.Handler {
+	return &handler{m: m, userOf: userOf, held: map[string]*held{}}
+}
+
+type handler struct {
+	m      *lease.Manager
+	userOf func(*http.Request) (string, bool)
+
+	mu   sync.Mutex
+	held map[string]*held // by lease ID
+}
+
+// held is a lease handed out and not yet released.
+type held struct {
+	l     *lease.Lease
+	timer *time.Timer // forgets the lease when its TTL ends
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	user, ok := h.userOf(r)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "sign in first")
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+		h.issue(w, r, user)
+	case http.MethodDelete:
+		h.release(w, r, user)
+	default:
+		w.Header().Set("Allow", "POST, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, "use POST or DELETE")
+	}
+}
+
+func (h *handler) issue(w http.ResponseWriter, r *http.Request, user string) {
+	// Not r.Context(): it ends when this handler returns, which would end
+	// the lease before the browser could use the key.
+	l, err := h.m.Acquire(context.WithoutCancel(r.Context()), user)
+	var denied *lease.DeniedError
+	switch {
+	case errors.As(err, &denied):
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(denied.RetryAfter, time.Second).Seconds()))))
+		writeError(w, http.StatusTooManyRequests, "too many credentials requested; retry later")
+		return
+	case errors.Is(err, lease.ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, "shutting down")
+		return
+	case err != nil:
+		writeError(w, http.StatusBadGateway, "Deepgram could not issue a credential")
+		return
+	}
+	h.hold(l)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(Credential{Secret: l.Secret(), Expires: l.Expires(), LeaseID: l.LeaseID()})
+}
+
+func (h *handler) release(w http.ResponseWriter, r *http.Request, user string) {
+	id := r.URL.Query().Get("lease_id")
+	h.mu.Lock()
+	e := h.held[id]
+	if e == nil || e.l.User() != user {
+		h.mu.Unlock()
+		writeError(w, http.StatusNotFound, "no such credential")
+		return
+	}
+	delete(h.held, id)
+	e.timer.Stop()
+	h.mu.Unlock()
+	e.l.Release()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// forgetAfter is how long after its TTL a lease is forgotten: by then the
+// lease has ended by itself.
+const forgetAfter = time.Second
+
+// hold keeps l until it is released or its TTL has ended, so that a
+// DELETE can find it; one timer per lease, no goroutine.
+func (h *handler) hold(l *lease.Lease) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	id := l.LeaseID()
+	h.held[id] = &held{l: l, timer: time.AfterFunc(time.Until(l.Expires())+forgetAfter, func() {
+		h.mu.Lock()
+		delete(h.held, id)
+		h.mu.Unlock()
+		l.Release() // a no-op: the TTL has ended the lease
+	})}
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
+}

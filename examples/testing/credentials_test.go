@@ -1,0 +1,247 @@
+package credentials_test
+
+// Tests for CredentialHandler against keys/keystest, the fake Deepgram.
+// Each test shows one technique; copy what you need.
+//
+// The fake is created WithoutListener: it opens no socket and is reached
+// in memory through srv.Client(), so it also works inside testing/synctest
+// bubbles. The handler is called directly with httptest.NewRecorder.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"golang.org/x/time/rate"
+
+	credentials "github.com/dglease/dglease/examples/testing"
+	"github.com/dglease/dglease/keys"
+	"github.com/dglease/dglease/keys/keystest"
+	"github.com/dglease/dglease/lease"
+)
+
+// goleak checks that every Manager was closed and left no goroutine.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// newManager returns a Manager on the fake, closed when the test ends.
+func newManager(t *testing.T, srv *keystest.Server, opts ...lease.Option) *lease.Manager {
+	t.Helper()
+	m, err := lease.New(srv.Client(), opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, m.Close(context.Background())) })
+	return m
+}
+
+// signedIn stands in for your session lookup: the user is in a header.
+func signedIn(r *http.Request) (string, bool) {
+	user := r.Header.Get("X-User")
+	return user, user != ""
+}
+
+// do sends one request to h as user ("" for nobody).
+func do(h http.Handler, method, target, user string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, target, nil)
+	if user != "" {
+		r.Header.Set("X-User", user)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	return rec
+}
+
+func decode(t *testing.T, rec *httptest.ResponseRecorder) credentials.Credential {
+	t.Helper()
+	require.Equal(t, http.StatusOK, rec.Code, "body: %s", rec.Body)
+	var c credentials.Credential
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &c))
+	return c
+}
+
+// keyOf finds the key behind a lease on the fake, by the marker dglease
+// writes into every key it creates.
+func keyOf(t *testing.T, srv *keystest.Server, leaseID string) keystest.KeyState {
+	t.Helper()
+	for _, k := range srv.Keys() {
+		if m, err := lease.ParseMarker(k.Key.Comment, k.Key.Tags); err == nil && m.Lease == leaseID {
+			return k
+		}
+	}
+	t.Fatalf("no key on the fake for lease %s", leaseID)
+	return keystest.KeyState{}
+}
+
+// Technique: look at the key on the fake. The browser gets a key that can
+// only stream (usage:write) and that Deepgram itself expires shortly after
+// the lease's TTL.
+func TestPostIssuesShortLivedLeastPrivilegeKey(t *testing.T) {
+	srv := keystest.NewServer(t, keystest.WithoutListener())
+	h := credentials.CredentialHandler(newManager(t, srv, lease.WithTTL(30*time.Second)), signedIn)
+
+	rec := do(h, http.MethodPost, "/credential", "alice")
+
+	cred := decode(t, rec)
+	assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"), "a secret must not be cached")
+	assert.Equal(t, "application/json", rec.Header().Get("Content-Type"))
+	assert.Len(t, cred.Secret, 40)
+	assert.WithinDuration(t, time.Now().Add(30*time.Second), cred.Expires, 5*time.Second)
+
+	k := keyOf(t, srv, cred.LeaseID)
+	assert.Equal(t, keystest.StatusActive, k.Status)
+	assert.Equal(t, []string{"usage:write"}, k.Key.Scopes)
+	assert.InDelta(t, 30*time.Second+lease.DefaultExpiryMargin, k.Key.Expires.Sub(k.Key.Created), float64(time.Second),
+		"TTL plus the expiry margin (synctest would make it exact)")
+
+	// The user's key cannot manage keys: try it as a client of its own.
+	_, err := srv.ClientFor(cred.Secret, srv.ProjectID()).List(t.Context())
+	assert.ErrorIs(t, err, keys.ErrForbidden)
+}
+
+// Technique: a table of requests the handler refuses before any key is
+// created.
+func TestRefusals(t *testing.T) {
+	tests := []struct {
+		name          string
+		method, user  string
+		closedManager bool
+		wantStatus    int
+	}{
+		{name: "nobody signed in", method: http.MethodPost, wantStatus: http.StatusUnauthorized},
+		{name: "wrong method", method: http.MethodGet, user: "alice", wantStatus: http.StatusMethodNotAllowed},
+		{name: "shutting down", method: http.MethodPost, user: "alice", closedManager: true, wantStatus: http.StatusServiceUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := keystest.NewServer(t, keystest.WithoutListener())
+			m := newManager(t, srv)
+			if tt.closedManager {
+				require.NoError(t, m.Close(t.Context()))
+			}
+			h := credentials.CredentialHandler(m, signedIn)
+
+			rec := do(h, tt.method, "/credential", tt.user)
+
+			assert.Equal(t, tt.wantStatus, rec.Code, "body: %s", rec.Body)
+			assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+			assert.JSONEq(t, `{"error":"`+errorText(t, rec)+`"}`, rec.Body.String())
+			assert.Len(t, srv.LiveKeys(), 1, "only the fake's admin key")
+		})
+	}
+}
+
+func errorText(t *testing.T, rec *httptest.ResponseRecorder) string {
+	t.Helper()
+	var body struct{ Error string }
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	require.NotEmpty(t, body.Error)
+	return body.Error
+}
+
+// Technique: fault injection. srv.Fail makes the next create answer 503,
+// as an overloaded Deepgram would; the handler answers 502 and creates
+// nothing, and the next request works again.
+func TestDeepgramOutageIs502(t *testing.T) {
+	srv := keystest.NewServer(t, keystest.WithoutListener())
+	h := credentials.CredentialHandler(newManager(t, srv), signedIn)
+	srv.Fail(keystest.OpCreate, keystest.Fault{Status: 503})
+
+	rec := do(h, http.MethodPost, "/credential", "alice")
+
+	assert.Equal(t, http.StatusBadGateway, rec.Code)
+	assert.NotContains(t, rec.Body.String(), "503", "Deepgram's answer stays in the server's logs")
+	assert.Len(t, srv.LiveKeys(), 1, "only the fake's admin key")
+
+	decode(t, do(h, http.MethodPost, "/credential", "alice")) // the fault answered one call
+}
+
+// Technique: the Manager's rate limit is per user; a denied request gets
+// 429 with Retry-After, and no call reaches Deepgram.
+func TestOverRateLimitIs429WithRetryAfter(t *testing.T) {
+	srv := keystest.NewServer(t, keystest.WithoutListener())
+	h := credentials.CredentialHandler(newManager(t, srv, lease.WithRateLimit(rate.Every(time.Minute), 1)), signedIn)
+
+	decode(t, do(h, http.MethodPost, "/credential", "alice"))
+	creates := len(srv.Requests())
+	rec := do(h, http.MethodPost, "/credential", "alice")
+
+	assert.Equal(t, http.StatusTooManyRequests, rec.Code)
+	assert.Equal(t, "60", rec.Header().Get("Retry-After"))
+	assert.Len(t, srv.Requests(), creates, "denied before any call")
+	decode(t, do(h, http.MethodPost, "/credential", "bob")) // another user is not limited
+}
+
+// Technique: testing/synctest. Inside the bubble time is fake: time.Sleep
+// returns at once once every goroutine is blocked, and the fake Deepgram's
+// clock follows it. Create the fake inside the bubble, WithoutListener.
+func TestTTLDeletesTheKeyWithoutWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := keystest.NewServer(t, keystest.WithoutListener())
+		h := credentials.CredentialHandler(newManager(t, srv, lease.WithTTL(10*time.Second)), signedIn)
+		cred := decode(t, do(h, http.MethodPost, "/credential", "alice"))
+
+		time.Sleep(10*time.Second - time.Nanosecond)
+		synctest.Wait() // let the Manager's deleter finish whatever it started
+		assert.Equal(t, keystest.StatusActive, keyOf(t, srv, cred.LeaseID).Status, "live until the TTL")
+
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		k := keyOf(t, srv, cred.LeaseID)
+		assert.Equal(t, keystest.StatusDeleted, k.Status)
+		assert.Equal(t, 10*time.Second, k.DeletedAt.Sub(k.Key.Created), "deleted right at the TTL")
+		assert.Equal(t, 1, k.Deletes)
+	})
+}
+
+// Technique: synctest again, to see that a DELETE from the browser (its
+// socket is open) deletes the key at once, and only the owner's does.
+func TestDeleteReleasesTheKeyAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := keystest.NewServer(t, keystest.WithoutListener())
+		h := credentials.CredentialHandler(newManager(t, srv), signedIn)
+		cred := decode(t, do(h, http.MethodPost, "/credential", "alice"))
+		target := "/credential?lease_id=" + cred.LeaseID
+
+		assert.Equal(t, http.StatusNotFound, do(h, http.MethodDelete, target, "mallory").Code, "not her lease")
+		assert.Equal(t, http.StatusNoContent, do(h, http.MethodDelete, target, "alice").Code)
+		assert.Equal(t, http.StatusNotFound, do(h, http.MethodDelete, target, "alice").Code, "already released")
+
+		synctest.Wait() // the deleter works in the background; no time passes
+		k := keyOf(t, srv, cred.LeaseID)
+		assert.Equal(t, keystest.StatusDeleted, k.Status)
+		assert.Equal(t, k.Key.Created, k.DeletedAt, "deleted before any time passed")
+	})
+}
+
+// Technique: log to a buffer and search it. The Manager's hooks log every
+// event (lease.LogHooks); neither the handed-out secret nor the admin key
+// may appear, while the key IDs do.
+func TestNoSecretInLogs(t *testing.T) {
+	srv := keystest.NewServer(t, keystest.WithoutListener())
+	var logs bytes.Buffer
+	m, err := lease.New(srv.Client(), lease.WithHooks(lease.LogHooks(slog.New(slog.NewJSONHandler(&logs, nil)))))
+	require.NoError(t, err)
+	h := credentials.CredentialHandler(m, signedIn)
+
+	cred := decode(t, do(h, http.MethodPost, "/credential", "alice"))
+	require.Equal(t, http.StatusNoContent, do(h, http.MethodDelete, "/credential?lease_id="+cred.LeaseID, "alice").Code)
+	srv.Fail(keystest.OpCreate, keystest.Fault{Status: 503})
+	require.Equal(t, http.StatusBadGateway, do(h, http.MethodPost, "/credential", "alice").Code)
+	require.NoError(t, m.Close(t.Context())) // delivers every queued log event
+
+	out := logs.String()
+	assert.Contains(t, out, `"msg":"lease acquired"`)
+	assert.Contains(t, out, keyOf(t, srv, cred.LeaseID).Key.ID)
+	assert.Contains(t, out, `"msg":"lease error"`)
+	assert.NotContains(t, out, cred.Secret)
+	assert.NotContains(t, out, srv.AdminKey())
+}
