@@ -49,7 +49,10 @@
 // context.WithoutCancel(r.Context()) to Acquire, return l.Secret() with
 // Cache-Control: no-store, and Release the lease when the browser reports
 // its WebSocket open (Deepgram checks a credential when the socket opens, so
-// the stream outlives the key) or let the TTL end it.
+// the stream outlives the key) or let the TTL end it. Either keep the *Lease
+// until then (a dropped *Lease counts as leaked and is ended early), or call
+// l.Detach() and later Manager.Release(leaseID) after checking
+// Manager.Owner(leaseID).
 //
 // # API keys or grant tokens?
 //

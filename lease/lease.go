@@ -97,6 +97,22 @@ func (l *Lease) Release() {
 	runtime.KeepAlive(l)
 }
 
+// Detach turns off leak detection for l: the lease then ends only by
+// Release (on l or through [Manager.Release] with its LeaseID), its
+// context, its TTL or Close, even if l itself is dropped. Use it when the
+// *Lease is not kept, e.g. after handing the secret to a browser that will
+// report back with the lease ID. Safe for concurrent use; idempotent.
+func (l *Lease) Detach() {
+	r := l.r
+	r.mu.Lock()
+	if r.hasClean && r.reason == 0 {
+		r.cleanup.Stop()
+		r.hasClean = false
+	}
+	r.mu.Unlock()
+	runtime.KeepAlive(l)
+}
+
 // String describes the lease with its secret redacted.
 func (l Lease) String() string {
 	kind := "key"

@@ -692,3 +692,35 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		assert.Contains(t, out, "[REDACTED]")
 	})
 }
+
+func TestDetachedLeaseIsReleasedByID(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		leaks := 0
+		m := newManager(t, srv, lease.WithHooks(lease.Hooks{OnLeak: func(lease.Event) { leaks++ }}))
+		id, keyID := func() (string, string) {
+			l, err := m.Acquire(context.Background(), "alice")
+			require.NoError(t, err)
+			l.Detach()
+			l.Detach() // idempotent
+			return l.LeaseID(), l.ID()
+		}()
+		for range 3 {
+			runtime.GC()
+			runtime.Gosched()
+		}
+		_ = m.Stats() // would end a lease queued as leaked
+		user, ok := m.Owner(id)
+		require.True(t, ok, "a detached lease is not ended as leaked")
+		assert.Equal(t, "alice", user)
+		assert.True(t, m.Release(id))
+		assert.False(t, m.Release(id), "already ended")
+		_, ok = m.Owner(id)
+		assert.False(t, ok)
+		synctest.Wait()
+		assert.Equal(t, keystest.StatusDeleted, state(t, srv, keyID).Status)
+		require.NoError(t, m.Close(context.Background()))
+		assert.Zero(t, leaks)
+		assert.False(t, m.Release("unknown"))
+	})
+}

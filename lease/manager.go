@@ -466,6 +466,32 @@ func (m *Manager) ended(r *record, reason Reason) {
 	}
 }
 
+// Release ends the live lease whose LeaseID is leaseID, as Lease.Release
+// does, and reports whether there was one. It lets a handler release a
+// lease it did not keep (see Lease.Detach), e.g. when a browser reports
+// its stream open. Like Lease.Release it returns at once. Check that the
+// caller owns the lease (Lease.User) before releasing on its behalf.
+func (m *Manager) Release(leaseID string) bool {
+	m.mu.Lock()
+	r := m.live[leaseID]
+	m.mu.Unlock()
+	if r == nil {
+		return false
+	}
+	r.end(ReasonReleased)
+	return true
+}
+
+// Owner returns the user of the live lease leaseID, and whether it is live.
+func (m *Manager) Owner(leaseID string) (user string, ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r := m.live[leaseID]; r != nil {
+		return r.user, true
+	}
+	return "", false
+}
+
 // Stats returns the Manager's totals.
 func (m *Manager) Stats() Stats {
 	m.reapLeaks()
