@@ -27,7 +27,6 @@ import (
 	"math"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/dglease/dglease/lease"
@@ -54,24 +53,15 @@ type Credential struct {
 //     lease that is not the user's or has already ended.
 //
 // Failures are logged by m's hooks (lease.LogHooks), never with a secret.
-// The handler keeps each lease until it is released or its TTL ends: a
-// lease dropped without Release would be reported as leaked.
+// The handler keeps no lease: it detaches each one (so dropping the *Lease
+// is not reported as a leak) and releases it later by ID through m.
 func CredentialHandler(m *lease.Manager, userOf func(*http.Request) (string, bool)) http.Handler {
-	return &handler{m: m, userOf: userOf, held: map[string]*held{}}
+	return &handler{m: m, userOf: userOf}
 }
 
 type handler struct {
 	m      *lease.Manager
 	userOf func(*http.Request) (string, bool)
-
-	mu   sync.Mutex
-	held map[string]*held // by lease ID
-}
-
-// held is a lease handed out and not yet released.
-type held struct {
-	l     *lease.Lease
-	timer *time.Timer // forgets the lease when its TTL ends
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -109,43 +99,21 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request, user string) {
 		writeError(w, http.StatusBadGateway, "Deepgram could not issue a credential")
 		return
 	}
-	h.hold(l)
+	// The browser reports back by lease ID; until then, or until the TTL,
+	// the Manager keeps the lease.
+	l.Detach()
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(Credential{Secret: l.Secret(), Expires: l.Expires(), LeaseID: l.LeaseID()})
 }
 
 func (h *handler) release(w http.ResponseWriter, r *http.Request, user string) {
 	id := r.URL.Query().Get("lease_id")
-	h.mu.Lock()
-	e := h.held[id]
-	if e == nil || e.l.User() != user {
-		h.mu.Unlock()
+	if owner, ok := h.m.Owner(id); !ok || owner != user {
 		writeError(w, http.StatusNotFound, "no such credential")
 		return
 	}
-	delete(h.held, id)
-	e.timer.Stop()
-	h.mu.Unlock()
-	e.l.Release()
+	h.m.Release(id)
 	w.WriteHeader(http.StatusNoContent)
-}
-
-// forgetAfter is how long after its TTL a lease is forgotten: by then the
-// lease has ended by itself.
-const forgetAfter = time.Second
-
-// hold keeps l until it is released or its TTL has ended, so that a
-// DELETE can find it; one timer per lease, no goroutine.
-func (h *handler) hold(l *lease.Lease) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	id := l.LeaseID()
-	h.held[id] = &held{l: l, timer: time.AfterFunc(time.Until(l.Expires())+forgetAfter, func() {
-		h.mu.Lock()
-		delete(h.held, id)
-		h.mu.Unlock()
-		l.Release() // a no-op: the TTL has ended the lease
-	})}
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
