@@ -3,6 +3,8 @@ module github.com/dglease/dglease
 go 1.25.0
 
 require (
+	github.com/chromedp/cdproto v0.159.0
+	github.com/chromedp/chromedp v0.23.0
 	github.com/deepgram/deepgram-go-sdk/v3 v3.5.0
 	github.com/dvonthenen/websocket v1.5.1-dyv.2
 	github.com/jarcoal/httpmock v1.4.1
@@ -16,6 +18,7 @@ require (
 require (
 	github.com/davecgh/go-spew v1.1.1 // indirect
 	github.com/fatih/color v1.15.0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/go-logr/logr v1.3.0 // indirect
 	github.com/gorilla/schema v1.3.0 // indirect
 	github.com/hokaccha/go-prettyjson v0.0.0-20211117102719-0474bc63780f // indirect

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/dvonthenen/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/dglease/dglease/keys"
+	"github.com/dglease/dglease/keys/keystest"
+	"github.com/dglease/dglease/lease"
+)
+
+// browserTimeout bounds what a browser test waits for in the page: a
+// safety net for a hung browser, not a performance assertion.
+const browserTimeout = 60 * time.Second
+
+// TestBrowserStreamsWithDeletedKey is the product's main job, end to end:
+// a real (headless) Chromium loads the page, clicks Start, streams its fake
+// microphone to the fake Deepgram's /v1/listen with a leased API key, and
+// the transcript appears; the key is deleted once the socket is open, the
+// stream outlives it, and the key can open no new stream.
+func TestBrowserStreamsWithDeletedKey(t *testing.T) {
+	e := startBrowserDemo(t)
+	e.do(
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="deleted"]`)),
+		// Results keep arriving after the deletion: the stream outlives
+		// its key, as Deepgram's guidance assumes.
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="outlived"]`)),
+		chromedp.Click(chromedp.ID("stop")),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
+	)
+
+	created := e.keys.created()
+	if len(created) != 1 {
+		t.Fatalf("%d keys created, want 1", len(created))
+	}
+	k := created[0]
+	for _, st := range e.fake.Keys() {
+		if st.Key.ID == k.ID && st.Status != keystest.StatusDeleted {
+			t.Errorf("key %s is %s, want deleted", k.ID, st.Status)
+		}
+	}
+	if got := e.fake.DeleteCount(k.ID); got != 1 {
+		t.Errorf("DeleteCount = %d, want 1", got)
+	}
+
+	// The deleted key can open no new stream.
+	d := websocket.Dialer{Subprotocols: []string{"token", k.Secret}, HandshakeTimeout: 10 * time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, res, err := d.DialContext(ctx, fakeListenURL(e.fake), nil)
+	if err == nil {
+		conn.Close()
+		t.Fatal("a new stream opened with the deleted key")
+	}
+	if res == nil {
+		t.Fatalf("dial: %v (no HTTP answer)", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUnauthorized {
+		t.Errorf("dial with the deleted key: status %d, want 401", res.StatusCode)
+	}
+}
+
+// TestBrowserStreamsWithGrantToken is the same with -grant: a grant token
+// cannot be deleted, so the page says when it expires instead.
+func TestBrowserStreamsWithGrantToken(t *testing.T) {
+	e := startBrowserDemo(t, func(c *config) { c.Grant = true })
+	e.do(
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="released"]`)),
+	)
+	released := e.text(`li[data-step="released"]`)
+	e.do(
+		chromedp.Click(chromedp.ID("stop")),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
+	)
+	if !strings.Contains(released, "cannot be deleted") {
+		t.Errorf("released step = %q, want it to say the token cannot be deleted", released)
+	}
+	if n := len(e.keys.tokens()); n != 1 {
+		t.Errorf("%d grant tokens issued, want 1", n)
+	}
+	if n := len(e.keys.created()); n != 0 {
+		t.Errorf("%d API keys created, want none", n)
+	}
+}
+
+// TestBrowserShowsDenial: over the rate limit, the page shows the 429
+// answer and opens no stream.
+func TestBrowserShowsDenial(t *testing.T) {
+	e := startBrowserDemo(t, func(c *config) { c.Rate, c.Burst = rate.Every(time.Hour), 1 })
+	e.do(
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
+		chromedp.Click(chromedp.ID("stop")),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
+		chromedp.WaitEnabled(chromedp.ID("start")),
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.ID("error")),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="denied"]`)),
+	)
+	msg := e.text("#error")
+	if !regexp.MustCompile(`try again in [0-9]+ s`).MatchString(msg) {
+		t.Errorf("error shown = %q, want the Retry-After", msg)
+	}
+	if n := len(e.keys.created()); n != 1 {
+		t.Errorf("%d keys created, want 1", n)
+	}
+}
+
+// browserDemo is the example server on a loopback port, wired to a
+// listening fake Deepgram, and a headless Chromium to drive it.
+type browserDemo struct {
+	t        *testing.T
+	ctx      context.Context // the browser tab's
+	deadline time.Time       // for waiting on the page
+	fake     *keystest.Server
+	keys     *recordingKeys
+	pageURL  string
+	console  *consoleLog
+}
+
+// startBrowserDemo starts the demo (API keys, no rate limit unless edit
+// says otherwise) and loads its page in a fresh headless Chromium.
+func startBrowserDemo(t *testing.T, edit ...func(*config)) *browserDemo {
+	chromium := findChromium(t)
+	unsetDeepgramEnv(t)
+
+	fake := keystest.NewServer(t)
+	rec := &recordingKeys{KeyService: fake.Client()}
+	logs := &syncBuffer{}
+	cfg := config{
+		Keys:      rec,
+		ListenURL: fakeListenURL(fake),
+		Backend:   "the fake",
+		TTL:       30 * time.Second, // longer than Chromium may take to start
+		Rate:      rate.Inf,
+		Burst:     1,
+		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
+		KeyStatus: fakeKeyStatus(fake),
+	}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	s, err := newServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(s)
+	t.Cleanup(func() {
+		ts.Close()
+		if err := s.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		for _, secret := range rec.secrets() {
+			if strings.Contains(logs.String(), secret) {
+				t.Errorf("a credential appears in the log:\n%s", logs)
+			}
+		}
+	})
+
+	// The browser outlives the waits by a little, so that a failure can
+	// still show what the page says.
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout+10*time.Second)
+	// chromedp starts Chromium with a fresh temporary --user-data-dir and
+	// removes it when the allocator is cancelled.
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
+		chromedp.ExecPath(chromium),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("use-fake-device-for-media-stream", true),
+		chromedp.Flag("use-fake-ui-for-media-stream", true),
+	)
+	console := &consoleLog{}
+	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithListener(console.listen))
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc() // kills Chromium and waits for it
+		cancel()
+	})
+
+	e := &browserDemo{
+		t:        t,
+		ctx:      browserCtx,
+		deadline: time.Now().Add(browserTimeout),
+		fake:     fake,
+		keys:     rec,
+		pageURL:  ts.URL + "/",
+		console:  console,
+	}
+	// The first run starts Chromium and the tab, which live as long as
+	// the context it is given: browserCtx, not a wait's shorter one.
+	if err := chromedp.Do(browserCtx); err != nil {
+		t.Fatalf("start Chromium: %v", err)
+	}
+	e.do(
+		chromedp.Navigate(e.pageURL),
+		chromedp.WaitVisible(chromedp.CSS(`#about code`)), // the page reached its backend
+	)
+	return e
+}
+
+// do runs browser actions, failing the test with what the page showed.
+func (e *browserDemo) do(actions ...chromedp.Action[chromedp.Void]) {
+	e.t.Helper()
+	ctx, cancel := context.WithDeadline(e.ctx, e.deadline)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		e.t.Fatalf("browser: %v\n%s", err, e.describe())
+	}
+}
+
+// text returns the visible text of the element sel selects.
+func (e *browserDemo) text(sel string) string {
+	e.t.Helper()
+	ctx, cancel := context.WithDeadline(e.ctx, e.deadline)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	if err != nil {
+		e.t.Fatalf("browser: %v\n%s", err, e.describe())
+	}
+	return s
+}
+
+// describe is what the page shows, for failure messages.
+func (e *browserDemo) describe() string {
+	var b strings.Builder
+	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
+	defer cancel()
+	page, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[
+		'state: ' + document.getElementById('state').textContent,
+		'error: ' + document.getElementById('error').textContent,
+		'timeline:',
+		...[...document.querySelectorAll('#timeline li')].map((li) => '  ' + li.textContent),
+	].join('\n')`))
+	if err != nil {
+		fmt.Fprintf(&b, "(page unreadable: %v)\n", err)
+	} else {
+		fmt.Fprintf(&b, "%s\n", page)
+	}
+	fmt.Fprintf(&b, "browser console:\n%s", e.console)
+	return b.String()
+}
+
+// findChromium returns Chromium's path or skips the test.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+	}
+	t.Skip("no Chromium found (install Debian's chromium package): skipping the real-browser test")
+	return ""
+}
+
+// recordingKeys is a lease.KeyService that remembers what it issued, so
+// the test can try the page's credential itself.
+type recordingKeys struct {
+	lease.KeyService
+	mu      sync.Mutex
+	keyList []*keys.Key
+	tokList []*keys.Token
+}
+
+func (r *recordingKeys) Create(ctx context.Context, s keys.Spec) (*keys.Key, error) {
+	k, err := r.KeyService.Create(ctx, s)
+	if err == nil {
+		r.mu.Lock()
+		r.keyList = append(r.keyList, k)
+		r.mu.Unlock()
+	}
+	return k, err
+}
+
+func (r *recordingKeys) Grant(ctx context.Context, ttl time.Duration) (*keys.Token, error) {
+	tok, err := r.KeyService.Grant(ctx, ttl)
+	if err == nil {
+		r.mu.Lock()
+		r.tokList = append(r.tokList, tok)
+		r.mu.Unlock()
+	}
+	return tok, err
+}
+
+func (r *recordingKeys) created() []*keys.Key {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*keys.Key(nil), r.keyList...)
+}
+
+func (r *recordingKeys) tokens() []*keys.Token {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*keys.Token(nil), r.tokList...)
+}
+
+func (r *recordingKeys) secrets() []string {
+	var s []string
+	for _, k := range r.created() {
+		s = append(s, k.Secret)
+	}
+	for _, tok := range r.tokens() {
+		s = append(s, tok.Secret)
+	}
+	return s
+}
+
+// consoleLog collects the page's console output; Chromium's events arrive
+// on chromedp's goroutines.
+type consoleLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+// listen is a chromedp listener: it must return fast.
+func (c *consoleLog) listen(ev any) {
+	var line string
+	switch ev := ev.(type) {
+	case *runtime.EventConsoleAPICalled:
+		var args []string
+		for _, a := range ev.Args {
+			arg := a.Description
+			if len(a.Value) > 0 {
+				arg = string(a.Value)
+			}
+			args = append(args, arg)
+		}
+		line = fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " "))
+	case *runtime.EventExceptionThrown:
+		line = "exception: " + ev.ExceptionDetails.Text
+		if ex := ev.ExceptionDetails.Exception; ex != nil {
+			line += " " + ex.Description
+		}
+	default:
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lines = append(c.lines, line)
+}
+
+func (c *consoleLog) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.lines) == 0 {
+		return "(empty)\n"
+	}
+	return strings.Join(c.lines, "\n") + "\n"
+}

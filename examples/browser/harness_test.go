@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/dglease/dglease/keys/keystest"
+)
+
+// harness is the backend wired to a socket-less fake Deepgram, safe inside
+// a testing/synctest bubble. When the test ends it closes the backend and
+// checks that no secret it saw (admin key, issued credentials, session
+// cookies) reached the log.
+type harness struct {
+	t    *testing.T
+	fake *keystest.Server
+	s    *server
+	logs *syncBuffer
+
+	mu      sync.Mutex
+	secrets []string
+}
+
+// testListenURL is the listen URL the handler tests hand out; nothing
+// connects to it.
+const testListenURL = "ws://listen.invalid/v1/listen"
+
+// newHarness builds the backend: API keys, a 10s TTL, no rate limit,
+// unless edit says otherwise.
+func newHarness(t *testing.T, edit ...func(*config)) *harness {
+	t.Helper()
+	fake := keystest.NewServer(t, keystest.WithoutListener())
+	h := &harness{t: t, fake: fake, logs: &syncBuffer{}}
+	h.secrets = append(h.secrets, fake.AdminKey())
+	cfg := config{
+		Keys:      fake.Client(),
+		ListenURL: testListenURL,
+		Backend:   "the fake",
+		TTL:       10 * time.Second,
+		Rate:      rate.Inf,
+		Burst:     1,
+		Logger:    slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		KeyStatus: fakeKeyStatus(fake),
+	}
+	for _, e := range edit {
+		e(&cfg)
+	}
+	s, err := newServer(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.s = s
+	t.Cleanup(func() {
+		if err := s.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		logs := h.logs.String()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, secret := range h.secrets {
+			if strings.Contains(logs, secret) {
+				t.Errorf("a secret (%.4s...) appears in the log:\n%s", secret, logs)
+			}
+		}
+	})
+	return h
+}
+
+// sawSecret registers a secret that must never be logged.
+func (h *harness) sawSecret(s string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.secrets = append(h.secrets, s)
+}
+
+// browser is one visitor: it keeps the session cookie it was given.
+type browser struct {
+	h      *harness
+	cookie *http.Cookie
+}
+
+// visitor loads the page, which starts a session.
+func (h *harness) visitor() *browser {
+	h.t.Helper()
+	b := &browser{h: h}
+	res := b.do("GET", "/", nil, nil)
+	if res.StatusCode != http.StatusOK {
+		h.t.Fatalf("GET / = %d", res.StatusCode)
+	}
+	if b.cookie == nil {
+		h.t.Fatal("GET / set no session cookie")
+	}
+	return b
+}
+
+// do sends a request as this visitor; body, if not nil, is sent as JSON.
+// POSTs carry the API header unless hdr sets it (to "" to leave it out).
+func (b *browser) do(method, path string, body any, hdr http.Header) *http.Response {
+	b.h.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			b.h.t.Fatal(err)
+		}
+		rd = bytes.NewReader(data)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	if method == http.MethodPost {
+		req.Header.Set(apiHeader, apiHeaderValue)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	if b.cookie != nil {
+		req.AddCookie(b.cookie)
+	}
+	rec := httptest.NewRecorder()
+	b.h.s.ServeHTTP(rec, req)
+	res := rec.Result()
+	for _, c := range res.Cookies() {
+		if c.Name == sessionCookie {
+			b.cookie = c
+			b.h.sawSecret(c.Value)
+		}
+	}
+	return res
+}
+
+// credential asks for a credential and requires it to be issued.
+func (b *browser) credential() credential {
+	b.h.t.Helper()
+	res := b.do("POST", "/api/credential", nil, nil)
+	if res.StatusCode != http.StatusOK {
+		b.h.t.Fatalf("POST /api/credential = %d %s", res.StatusCode, readAll(res))
+	}
+	var c credential
+	decode(b.h.t, res, &c)
+	b.h.sawSecret(c.Secret)
+	return c
+}
+
+// release releases a lease and returns the status code.
+func (b *browser) release(leaseID string) int {
+	b.h.t.Helper()
+	return b.do("POST", "/api/release", releaseRequest{LeaseID: leaseID}, nil).StatusCode
+}
+
+// status returns the status of a lease.
+func (b *browser) status(leaseID string) status {
+	b.h.t.Helper()
+	res := b.do("GET", "/api/credential/"+leaseID+"/status", nil, nil)
+	if res.StatusCode != http.StatusOK {
+		b.h.t.Fatalf("status = %d %s", res.StatusCode, readAll(res))
+	}
+	var st status
+	decode(b.h.t, res, &st)
+	return st
+}
+
+// keyStatus is the fake's view of a key.
+func (h *harness) keyStatus(keyID string) keystest.KeyStatus {
+	h.t.Helper()
+	for _, k := range h.fake.Keys() {
+		if k.Key.ID == keyID {
+			return k.Status
+		}
+	}
+	h.t.Fatalf("the fake has no key %s", keyID)
+	return ""
+}
+
+func decode(t *testing.T, res *http.Response, v any) {
+	t.Helper()
+	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
+		t.Fatalf("decode answer: %v", err)
+	}
+}
+
+func readAll(res *http.Response) string {
+	b, _ := io.ReadAll(res.Body)
+	return string(b)
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use: the Manager's
+// hooks log from their own goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

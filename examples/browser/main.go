@@ -1,0 +1,203 @@
+// Command browser is the product's main use, end to end: a web page streams
+// the microphone to Deepgram's /v1/listen with a credential that its backend
+// leased for this visitor alone, and the backend deletes the credential as
+// soon as the page reports its WebSocket open. The page shows each step of
+// the credential's life (issued, socket open, released, deleted) while the
+// transcript keeps arriving: the stream outlives its key.
+//
+// Run it against the embedded fake Deepgram (no account needed):
+//
+//	go run ./examples/browser
+//
+// and open the URL it prints. Against the real service, with an API key
+// that has keys:write (for -grant: member rights):
+//
+//	DEEPGRAM_API_KEY=... DEEPGRAM_PROJECT_ID=... go run ./examples/browser
+//
+// DEEPGRAM_PROJECT_ID is optional when the key sees exactly one project.
+// Flags:
+//
+//	-addr   address to serve the page on (default localhost:8080)
+//	-grant  lease grant tokens (JWTs, not revocable) instead of API keys
+//	-ttl    how long a credential lives if the page never reports (default 10s)
+//
+// The browser never sees the project's API key: it gets a usage:write key
+// (or grant token) that lives seconds, through POST /api/credential, and
+// passes it to Deepgram in the WebSocket's Sec-WebSocket-Protocol list, as
+// browsers cannot set headers on a WebSocket. Each visitor is identified by
+// a demo session cookie; see visitor.go for where a real application plugs
+// in its own authentication.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/dglease/dglease/keys"
+	"github.com/dglease/dglease/keys/keystest"
+)
+
+// deepgramListenURL is Deepgram's streaming endpoint.
+const deepgramListenURL = "wss://api.deepgram.com/v1/listen"
+
+// Per-visitor rate limit: two credentials at once, then one every ten
+// seconds. Start, Stop, Start, Stop, Start within ten seconds and the
+// third is refused: the page shows the 429 answer and when to retry.
+var (
+	visitorRate  = rate.Every(10 * time.Second)
+	visitorBurst = 2
+)
+
+// shutdownTimeout bounds the graceful shutdown: in-flight requests, then
+// the deletion of every credential still leased.
+const shutdownTimeout = 15 * time.Second
+
+func main() {
+	addr := flag.String("addr", "localhost:8080", "address to serve the page on")
+	grant := flag.Bool("grant", false, "lease grant tokens instead of API keys")
+	ttl := flag.Duration("ttl", 10*time.Second, "how long a credential lives if the page never reports its socket open")
+	flag.Parse()
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, logger, *addr, *grant, *ttl); err != nil {
+		logger.Error("browser example failed", "err", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// run serves the demo on addr until ctx ends, then shuts down gracefully:
+// it stops taking requests and deletes every credential still leased.
+func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl time.Duration) error {
+	cfg, closeBackend, err := backend(logger)
+	if err != nil {
+		return err
+	}
+	defer closeBackend()
+	cfg.Grant, cfg.TTL, cfg.Rate, cfg.Burst, cfg.Logger = grant, ttl, visitorRate, visitorBurst, logger
+
+	s, err := newServer(cfg)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			logger.Error("some credentials could not be deleted; they expire on Deepgram's side", "err", err)
+		}
+	}()
+
+	// Clean up after an earlier run that was killed before it could
+	// delete its keys.
+	sweepCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	n, err := s.Sweep(sweepCtx)
+	cancel()
+	if err != nil {
+		logger.Warn("sweep failed", "err", err)
+	} else if n > 0 {
+		logger.Info("sweep deleted expired keys left by an earlier run", "deleted", n)
+	}
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	logger.Info("open the demo page", "url", pageURL(ln.Addr()))
+
+	select {
+	case err = <-served:
+		return err
+	case <-ctx.Done():
+	}
+	logger.Info("shutting down: deleting credentials still leased")
+	shutCtx, cancelShut := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancelShut()
+	if err := hs.Shutdown(shutCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// backend picks the Deepgram to talk to: the real service when
+// DEEPGRAM_API_KEY is set (DEEPGRAM_PROJECT_ID optional), else a fake
+// started here, which the first log line announces. stop stops the fake.
+func backend(logger *slog.Logger) (cfg config, stop func(), err error) {
+	apiKey := os.Getenv("DEEPGRAM_API_KEY")
+	if apiKey == "" {
+		fake, err := keystest.Start()
+		if err != nil {
+			return config{}, nil, err
+		}
+		logger.Info("DEEPGRAM_API_KEY is not set: using the embedded fake Deepgram", "url", fake.URL)
+		return config{
+			Backend:   "the embedded fake Deepgram",
+			Keys:      fake.Client(),
+			ListenURL: fakeListenURL(fake),
+			KeyStatus: fakeKeyStatus(fake),
+		}, fake.Close, nil
+	}
+	client, err := keys.New(apiKey, os.Getenv("DEEPGRAM_PROJECT_ID"))
+	if err != nil {
+		return config{}, nil, err
+	}
+	logger.Info("using Deepgram", "host", client.Host())
+	return config{Backend: "Deepgram", Keys: client, ListenURL: deepgramListenURL}, func() {}, nil
+}
+
+// fakeListenURL is the fake's /v1/listen WebSocket URL.
+func fakeListenURL(fake *keystest.Server) string {
+	return "ws" + strings.TrimPrefix(fake.URL, "http") + "/v1/listen"
+}
+
+// fakeKeyStatus reports a key's state as the fake Deepgram sees it, so the
+// page can show the deletion actually happen.
+func fakeKeyStatus(fake *keystest.Server) func(keyID string) (string, bool) {
+	return func(keyID string) (string, bool) {
+		for _, k := range fake.Keys() {
+			if k.Key.ID == keyID {
+				return string(k.Status), true
+			}
+		}
+		return "", false
+	}
+}
+
+// pageURL is the URL a person opens for a listener's address.
+func pageURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String() + "/"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
+}

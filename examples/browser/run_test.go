@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestRunWithEmbeddedFake runs the program's run as main does, without
+// DEEPGRAM_API_KEY: it says first that it uses the fake, serves the page,
+// issues a credential, and on shutdown deletes the credential still leased.
+func TestRunWithEmbeddedFake(t *testing.T) {
+	unsetDeepgramEnv(t)
+	logs := &recordLog{notify: make(chan struct{}, 1)}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, slog.New(logs), "127.0.0.1:0", false, 10*time.Second) }()
+
+	wait, cancel := context.WithTimeout(context.Background(), 30*time.Second) // safety net
+	defer cancel()
+	opened := logs.wait(wait, t, "open the demo page")
+	first := logs.all()[0]
+	assert.Equal(t, "DEEPGRAM_API_KEY is not set: using the embedded fake Deepgram", first.Message, "first log line")
+	page := attr(opened, "url")
+	require.True(t, strings.HasPrefix(page, "http://127.0.0.1:"), "page URL %q", page)
+
+	res, err := http.Get(page)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	cookies := res.Cookies()
+	require.Len(t, cookies, 1)
+
+	req, _ := http.NewRequest("POST", page+"api/credential", nil)
+	req.Header.Set(apiHeader, apiHeaderValue)
+	req.AddCookie(cookies[0])
+	res, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var c credential
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&c))
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.True(t, strings.HasPrefix(c.ListenURL, "ws://127.0.0.1:"), "listen_url %q is the fake's", c.ListenURL)
+	assert.True(t, strings.HasSuffix(c.ListenURL, "/v1/listen"), "listen_url %q", c.ListenURL)
+
+	stop() // as SIGINT does
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-wait.Done():
+		t.Fatal("run did not return after its context ended")
+	}
+	ended := logs.wait(wait, t, "lease ended")
+	assert.Equal(t, "manager closed", attr(ended, "lease.reason"), "shutdown ended the lease")
+	for _, r := range logs.all() {
+		assert.Less(t, r.Level, slog.LevelWarn, "unexpected %s log: %s", r.Level, r.Message)
+		assert.NotContains(t, attrs(r), c.Secret, "a secret in the log")
+	}
+}
+
+// recordLog is a slog.Handler that keeps every record, for assertions.
+type recordLog struct {
+	mu      sync.Mutex
+	records []slog.Record
+	notify  chan struct{} // signalled after each record
+}
+
+func (l *recordLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *recordLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *recordLog) WithGroup(string) slog.Handler            { return l }
+
+func (l *recordLog) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	l.records = append(l.records, r.Clone())
+	l.mu.Unlock()
+	select {
+	case l.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (l *recordLog) all() []slog.Record {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]slog.Record(nil), l.records...)
+}
+
+// wait returns the first record with message msg, waiting for it.
+func (l *recordLog) wait(ctx context.Context, t *testing.T, msg string) slog.Record {
+	t.Helper()
+	for {
+		for _, r := range l.all() {
+			if r.Message == msg {
+				return r
+			}
+		}
+		select {
+		case <-l.notify:
+		case <-ctx.Done():
+			t.Fatalf("no %q log line", msg)
+		}
+	}
+}
+
+// attr returns the value of r's attribute key ("group.key" inside groups,
+// resolving LogValuers), or "".
+func attr(r slog.Record, key string) string {
+	var found string
+	r.Attrs(func(a slog.Attr) bool {
+		walk("", a, func(k, v string) {
+			if k == key {
+				found = v
+			}
+		})
+		return true
+	})
+	return found
+}
+
+// attrs renders every attribute of r.
+func attrs(r slog.Record) string {
+	var b strings.Builder
+	r.Attrs(func(a slog.Attr) bool {
+		walk("", a, func(k, v string) { b.WriteString(k + "=" + v + " ") })
+		return true
+	})
+	return b.String()
+}
+
+func walk(prefix string, a slog.Attr, fn func(key, value string)) {
+	v := a.Value.Resolve()
+	key := a.Key
+	if prefix != "" {
+		key = prefix + "." + key
+	}
+	if v.Kind() == slog.KindGroup {
+		for _, g := range v.Group() {
+			walk(key, g, fn)
+		}
+		return
+	}
+	fn(key, v.String())
+}
+
+// TestBackendWithAPIKey checks the wiring for the real service without
+// calling it (keys.New makes no network call).
+func TestBackendWithAPIKey(t *testing.T) {
+	unsetDeepgramEnv(t)
+	t.Setenv("DEEPGRAM_API_KEY", strings.Repeat("a", 40))
+	t.Setenv("DEEPGRAM_PROJECT_ID", "project-1")
+	logs := &recordLog{notify: make(chan struct{}, 1)}
+	cfg, stop, err := backend(slog.New(logs))
+	require.NoError(t, err)
+	defer stop()
+	assert.Equal(t, "wss://api.deepgram.com/v1/listen", cfg.ListenURL)
+	assert.Equal(t, "Deepgram", cfg.Backend)
+	assert.Nil(t, cfg.KeyStatus, "only the fake reports key states")
+	require.Len(t, logs.all(), 1)
+	assert.Equal(t, "using Deepgram", logs.all()[0].Message)
+	assert.Equal(t, "https://api.deepgram.com", attr(logs.all()[0], "host"))
+}

@@ -1,0 +1,365 @@
+package main
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/dglease/dglease/lease"
+)
+
+//go:embed static
+var static embed.FS
+
+// apiHeader must be sent, with apiHeaderValue, on every POST to /api/: a
+// cross-site form cannot set it, and a cross-site fetch that sets it needs
+// a CORS preflight this server never grants.
+const (
+	apiHeader      = "X-Requested-With"
+	apiHeaderValue = "dglease-demo"
+)
+
+// config is what newServer needs. Keys and ListenURL are required.
+type config struct {
+	// Keys mints and deletes credentials: a *keys.Client, or the fake's.
+	Keys lease.KeyService
+	// ListenURL is the WebSocket URL the page streams to, without query.
+	ListenURL string
+	// Backend names the service for the page, e.g. "Deepgram".
+	Backend string
+	// Grant leases grant tokens instead of API keys.
+	Grant bool
+	// TTL is how long a credential lives if the page never reports its
+	// socket open. Zero means lease.DefaultTTL.
+	TTL time.Duration
+	// Rate and Burst limit each visitor's credentials. Zero means
+	// lease.DefaultRate and lease.DefaultBurst.
+	Rate  rate.Limit
+	Burst int
+	// Logger receives lease events and request failures. Nil means
+	// slog.Default().
+	Logger *slog.Logger
+	// KeyStatus, when set, reports a key's state on the Deepgram side
+	// ("active", "expired", "deleted"), so the page can show the deletion
+	// happen. Only the fake can answer that cheaply.
+	KeyStatus func(keyID string) (status string, ok bool)
+}
+
+// server is the demo's backend: it serves the page and leases credentials
+// to visitors. It is an http.Handler, safe for concurrent use; Close it to
+// delete whatever is still leased.
+type server struct {
+	cfg     config
+	log     *slog.Logger
+	leases  *lease.Manager
+	ledger  *ledger
+	handler http.Handler
+	csp     string
+}
+
+// newServer builds the backend. It makes no network call.
+func newServer(cfg config) (*server, error) {
+	if cfg.Keys == nil {
+		return nil, errors.New("browser: config.Keys is required")
+	}
+	u, err := url.Parse(cfg.ListenURL)
+	if err != nil || (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+		return nil, fmt.Errorf("browser: config.ListenURL %q is not a ws:// or wss:// URL", cfg.ListenURL)
+	}
+	if cfg.Backend == "" {
+		cfg.Backend = "Deepgram"
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = lease.DefaultTTL
+	}
+	if cfg.Rate == 0 {
+		cfg.Rate, cfg.Burst = lease.DefaultRate, lease.DefaultBurst
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &server{cfg: cfg, log: cfg.Logger, ledger: newLedger()}
+
+	opts := []lease.Option{
+		lease.WithTTL(cfg.TTL),
+		lease.WithRateLimit(cfg.Rate, cfg.Burst),
+		// Log every event, and forget a lease in the ledger when it ends,
+		// however it ends (release, TTL, shutdown): no goroutine per lease.
+		lease.WithHooks(lease.LogHooks(cfg.Logger).Then(lease.Hooks{OnRelease: s.ledger.end})),
+	}
+	if cfg.Grant {
+		opts = append(opts, lease.WithGrantTokens())
+	}
+	if s.leases, err = lease.New(cfg.Keys, opts...); err != nil {
+		return nil, err
+	}
+
+	// The page may connect to itself and to the listen endpoint, nothing
+	// else: no CDN, no inline script.
+	s.csp = "default-src 'self'; connect-src 'self' " + u.Scheme + "://" + u.Host +
+		"; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+	assets, _ := fs.Sub(static, "static")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", s.handleIndex)
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(assets)))
+	mux.HandleFunc("GET /api/about", s.handleAbout)
+	mux.HandleFunc("POST /api/credential", s.handleCredential)
+	mux.HandleFunc("POST /api/release", s.handleRelease)
+	mux.HandleFunc("GET /api/credential/{lease_id}/status", s.handleStatus)
+	// Reject unsafe cross-origin browser requests (Sec-Fetch-Site, Origin).
+	s.handler = http.NewCrossOriginProtection().Handler(mux)
+	return s, nil
+}
+
+// ServeHTTP serves the page and its API.
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Content-Security-Policy", s.csp)
+	s.handler.ServeHTTP(w, r)
+}
+
+// Sweep deletes expired keys left behind by an earlier run.
+func (s *server) Sweep(ctx context.Context) (int, error) { return s.leases.Sweep(ctx) }
+
+// Close refuses new credentials and deletes every one still leased.
+func (s *server) Close(ctx context.Context) error { return s.leases.Close(ctx) }
+
+func (s *server) handleIndex(w http.ResponseWriter, r *http.Request) {
+	s.visitor(w, r, true) // start the demo session on page load
+	page, err := static.ReadFile("static/index.html")
+	if err != nil {
+		http.Error(w, "page missing", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Write(page)
+}
+
+// about tells the page what it is talking to.
+type about struct {
+	Backend    string `json:"backend"`
+	Kind       string `json:"kind"`
+	TTLSeconds int    `json:"ttl_seconds"`
+	ListenURL  string `json:"listen_url"`
+}
+
+func (s *server) handleAbout(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, about{
+		Backend:    s.cfg.Backend,
+		Kind:       s.kind(),
+		TTLSeconds: int(math.Ceil(s.cfg.TTL.Seconds())),
+		ListenURL:  s.cfg.ListenURL,
+	})
+}
+
+// kind is the WebSocket subprotocol that carries the credential.
+func (s *server) kind() string {
+	if s.cfg.Grant {
+		return "bearer"
+	}
+	return "token"
+}
+
+// credential is the answer to POST /api/credential: the only answer that
+// carries a secret.
+type credential struct {
+	Secret    string    `json:"secret"`
+	Kind      string    `json:"kind"` // "token" (API key) or "bearer" (grant token)
+	Expires   time.Time `json:"expires"`
+	LeaseID   string    `json:"lease_id"`
+	KeyID     string    `json:"key_id"`
+	ListenURL string    `json:"listen_url"`
+}
+
+// apiError is every error answer of the API.
+type apiError struct {
+	Error string `json:"error"`
+	// RetryAfter is in whole seconds, as the Retry-After header (429 only).
+	RetryAfter int `json:"retry_after,omitempty"`
+}
+
+func (s *server) handleCredential(w http.ResponseWriter, r *http.Request) {
+	if !checkAPIHeader(w, r) {
+		return
+	}
+	visitor, _ := s.visitor(w, r, true)
+	// The lease must outlive this request: it ends on Release or its TTL.
+	l, err := s.leases.Acquire(context.WithoutCancel(r.Context()), visitor)
+	var denied *lease.DeniedError
+	switch {
+	case errors.As(err, &denied):
+		secs := int(math.Ceil(denied.RetryAfter.Seconds()))
+		if secs < 1 {
+			secs = 1
+		}
+		w.Header().Set("Retry-After", fmt.Sprint(secs))
+		writeJSON(w, http.StatusTooManyRequests, apiError{
+			Error:      fmt.Sprintf("Too many credentials requested (%s): try again in %d s.", denied.Limit, secs),
+			RetryAfter: secs,
+		})
+		return
+	case errors.Is(err, lease.ErrClosed):
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "The server is shutting down."})
+		return
+	case err != nil:
+		// lease and keys errors never carry a secret; the page gets a
+		// generic message all the same.
+		s.log.Error("credential not issued", "visitor", visitor, "err", err)
+		writeJSON(w, http.StatusBadGateway, apiError{Error: "Could not get a credential from " + s.cfg.Backend + "; try again later."})
+		return
+	}
+	s.ledger.add(l)
+	writeJSON(w, http.StatusOK, credential{
+		Secret:    l.Secret(),
+		Kind:      s.kind(),
+		Expires:   l.Expires(),
+		LeaseID:   l.LeaseID(),
+		KeyID:     l.ID(),
+		ListenURL: s.cfg.ListenURL,
+	})
+}
+
+// releaseRequest is the body of POST /api/release.
+type releaseRequest struct {
+	LeaseID string `json:"lease_id"`
+}
+
+// released is the answer to POST /api/release.
+type released struct {
+	LeaseID string `json:"lease_id"`
+	// Revocable is false for grant tokens: they work until they expire.
+	Revocable bool `json:"revocable"`
+	// Expires is when the credential stops working on Deepgram's side
+	// even if its deletion failed.
+	Expires time.Time `json:"expires"`
+}
+
+func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
+	if !checkAPIHeader(w, r) {
+		return
+	}
+	var req releaseRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
+	if err := dec.Decode(&req); err != nil || req.LeaseID == "" {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: `The body must be {"lease_id": "..."}.`})
+		return
+	}
+	visitor, ok := s.visitor(w, r, false)
+	h, found := s.ledger.lookup(visitor, req.LeaseID)
+	if !ok || !found {
+		// Someone else's lease looks exactly like no lease at all.
+		writeJSON(w, http.StatusNotFound, apiError{Error: "No such credential."})
+		return
+	}
+	if h.lease != nil {
+		h.lease.Release() // returns at once; the deleter deletes the key
+	}
+	writeJSON(w, http.StatusOK, released{LeaseID: req.LeaseID, Revocable: !h.grant, Expires: h.serverExpires})
+}
+
+// status is the answer to GET /api/credential/{lease_id}/status.
+type status struct {
+	LeaseID string `json:"lease_id"`
+	// Lease is "live", or how the lease ended: "released", "expired",
+	// "manager closed", ...
+	Lease string `json:"lease"`
+	// Credential is the credential's state: "active", "deleted" or
+	// "expired" when known; "deletion requested" or "deletion failed"
+	// when only the lease's side is known.
+	Credential string `json:"credential"`
+	// Source says where Credential comes from: "deepgram" (the service
+	// was asked), "token expiry" (grant tokens only expire) or "lease"
+	// (this backend's own records).
+	Source string `json:"source"`
+	// Expires is when the credential stops working on Deepgram's side.
+	Expires time.Time `json:"expires"`
+}
+
+func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	visitor, ok := s.visitor(w, r, false)
+	id := r.PathValue("lease_id")
+	h, found := s.ledger.lookup(visitor, id)
+	if !ok || !found {
+		writeJSON(w, http.StatusNotFound, apiError{Error: "No such credential."})
+		return
+	}
+	writeJSON(w, http.StatusOK, s.statusOf(id, h))
+}
+
+// statusOf describes a handed-out credential as of now.
+func (s *server) statusOf(id string, h handout) status {
+	st := status{LeaseID: id, Lease: h.reason.String(), Expires: h.serverExpires}
+	if h.lease != nil {
+		st.Lease = h.lease.Reason().String() // fresher than the hook
+	}
+	live := st.Lease == lease.Reason(0).String()
+	switch {
+	case h.grant:
+		st.Source = "token expiry"
+		st.Credential = "active"
+		if !time.Now().Before(h.serverExpires) {
+			st.Credential = "expired"
+		}
+	case s.cfg.KeyStatus != nil:
+		st.Source = "deepgram"
+		var ok bool
+		if st.Credential, ok = s.cfg.KeyStatus(h.keyID); !ok {
+			st.Credential = "unknown"
+		}
+	default:
+		st.Source = "lease"
+		switch {
+		case live:
+			st.Credential = "active"
+		case s.undeleted(h.keyID):
+			st.Credential = "deletion failed"
+		case !time.Now().Before(h.serverExpires):
+			st.Credential = "expired"
+		default:
+			st.Credential = "deletion requested"
+		}
+	}
+	return st
+}
+
+// undeleted reports whether the deleter gave up on keyID.
+func (s *server) undeleted(keyID string) bool {
+	for _, u := range s.leases.Undeleted() {
+		if u.KeyID == keyID {
+			return true
+		}
+	}
+	return false
+}
+
+// checkAPIHeader answers 403 unless the request carries the API header.
+func checkAPIHeader(w http.ResponseWriter, r *http.Request) bool {
+	if r.Header.Get(apiHeader) == apiHeaderValue {
+		return true
+	}
+	writeJSON(w, http.StatusForbidden, apiError{Error: "Missing " + apiHeader + " header."})
+	return false
+}
+
+// writeJSON answers v as JSON. API answers are never cached: one of them
+// carries a secret, and the others describe a moment.
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,300 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+
+	"github.com/dglease/dglease/keys/keystest"
+)
+
+// The handler tests run in testing/synctest bubbles against a socket-less
+// fake: time only passes when every goroutine waits, so "no time passed"
+// proves it was Release, not the TTL, that deleted a key.
+
+func TestCredentialIssued(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		b := h.visitor()
+		assert.True(t, b.cookie.HttpOnly, "session cookie HttpOnly")
+		assert.Equal(t, http.SameSiteStrictMode, b.cookie.SameSite, "session cookie SameSite")
+
+		res := b.do("POST", "/api/credential", nil, nil)
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
+		assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
+
+		var got map[string]any
+		decode(t, res, &got)
+		fields := make([]string, 0, len(got))
+		for k := range got {
+			fields = append(fields, k)
+		}
+		assert.ElementsMatch(t, []string{"secret", "kind", "expires", "lease_id", "key_id", "listen_url"}, fields)
+		assert.Equal(t, "token", got["kind"])
+		assert.Equal(t, testListenURL, got["listen_url"])
+		secret, _ := got["secret"].(string)
+		h.sawSecret(secret)
+		assert.Regexp(t, "^[0-9a-f]{40}$", secret)
+		expires, err := time.Parse(time.RFC3339Nano, got["expires"].(string))
+		require.NoError(t, err)
+		assert.True(t, time.Now().Add(10*time.Second).Equal(expires), "expires = now + TTL, got %v", expires)
+
+		keyID, _ := got["key_id"].(string)
+		assert.Equal(t, keystest.StatusActive, h.keyStatus(keyID))
+		st := b.status(got["lease_id"].(string))
+		assert.Equal(t, status{LeaseID: st.LeaseID, Lease: "live", Credential: "active", Source: "deepgram", Expires: st.Expires}, st)
+	})
+}
+
+func TestReleaseDeletesKey(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		b := h.visitor()
+		c := b.credential()
+		start := time.Now()
+
+		res := b.do("POST", "/api/release", releaseRequest{LeaseID: c.LeaseID}, nil)
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		var rel released
+		decode(t, res, &rel)
+		assert.Equal(t, c.LeaseID, rel.LeaseID)
+		assert.True(t, rel.Revocable)
+
+		synctest.Wait() // the deleter and the hooks have done their work
+		assert.Equal(t, time.Duration(0), time.Since(start), "no time passed: the TTL did not do it")
+		assert.Equal(t, keystest.StatusDeleted, h.keyStatus(c.KeyID))
+		assert.Equal(t, 1, h.fake.DeleteCount(c.KeyID))
+		assert.Equal(t, 0, h.s.ledger.live(), "the ledger dropped the ended lease")
+
+		st := b.status(c.LeaseID)
+		assert.Equal(t, "released", st.Lease)
+		assert.Equal(t, "deleted", st.Credential)
+		assert.Equal(t, "deepgram", st.Source)
+
+		// Releasing again is harmless.
+		assert.Equal(t, http.StatusOK, b.release(c.LeaseID))
+		synctest.Wait()
+		assert.Equal(t, 1, h.fake.DeleteCount(c.KeyID))
+	})
+}
+
+func TestTTLDeletesUnreleasedKey(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		b := h.visitor()
+		c := b.credential()
+
+		time.Sleep(10*time.Second - time.Nanosecond)
+		synctest.Wait()
+		assert.Equal(t, keystest.StatusActive, h.keyStatus(c.KeyID), "before the TTL")
+
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		assert.Equal(t, keystest.StatusDeleted, h.keyStatus(c.KeyID), "at the TTL")
+		st := b.status(c.LeaseID)
+		assert.Equal(t, "expired", st.Lease)
+		assert.Equal(t, "deleted", st.Credential)
+		assert.Equal(t, 0, h.s.ledger.live())
+	})
+}
+
+func TestRateLimitAnswers429(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(c *config) { c.Rate, c.Burst = rate.Every(90*time.Second), 1 })
+		b := h.visitor()
+		b.credential()
+
+		time.Sleep(500 * time.Millisecond) // 89.5s to wait: rounded up to 90
+		res := b.do("POST", "/api/credential", nil, nil)
+		require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
+		assert.Equal(t, "90", res.Header.Get("Retry-After"))
+		assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
+		var got apiError
+		decode(t, res, &got)
+		assert.Equal(t, 90, got.RetryAfter)
+		assert.Contains(t, got.Error, "try again in 90 s")
+
+		// The limit is per visitor.
+		h.visitor().credential()
+	})
+}
+
+func TestVisitorCannotTouchAnotherVisitorsLease(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		alice, mallory := h.visitor(), h.visitor()
+		c := alice.credential()
+		anonymous := &browser{h: h}
+
+		for _, b := range []*browser{mallory, anonymous} {
+			assert.Equal(t, http.StatusNotFound, b.release(c.LeaseID), "release")
+			res := b.do("GET", "/api/credential/"+c.LeaseID+"/status", nil, nil)
+			assert.Equal(t, http.StatusNotFound, res.StatusCode, "status")
+		}
+		synctest.Wait()
+		assert.Equal(t, keystest.StatusActive, h.keyStatus(c.KeyID))
+		assert.Equal(t, "live", alice.status(c.LeaseID).Lease)
+	})
+}
+
+func TestRequestsRefused(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		b := h.visitor()
+		noHeader := http.Header{apiHeader: nil}
+		crossSite := http.Header{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://evil.example"}}
+		tests := []struct {
+			name         string
+			method, path string
+			body         any
+			hdr          http.Header
+			want         int
+		}{
+			{"GET credential", "GET", "/api/credential", nil, nil, http.StatusMethodNotAllowed},
+			{"GET release", "GET", "/api/release", nil, nil, http.StatusMethodNotAllowed},
+			{"POST status", "POST", "/api/credential/x/status", nil, nil, http.StatusMethodNotAllowed},
+			{"credential without API header", "POST", "/api/credential", nil, noHeader, http.StatusForbidden},
+			{"release without API header", "POST", "/api/release", releaseRequest{LeaseID: "x"}, noHeader, http.StatusForbidden},
+			{"cross-site credential", "POST", "/api/credential", nil, crossSite, http.StatusForbidden},
+			{"release without body", "POST", "/api/release", nil, nil, http.StatusBadRequest},
+			{"release of unknown lease", "POST", "/api/release", releaseRequest{LeaseID: "nope"}, nil, http.StatusNotFound},
+			{"status of unknown lease", "GET", "/api/credential/nope/status", nil, nil, http.StatusNotFound},
+			{"unknown page", "GET", "/nope", nil, nil, http.StatusNotFound},
+		}
+		for _, tt := range tests {
+			res := b.do(tt.method, tt.path, tt.body, tt.hdr)
+			assert.Equal(t, tt.want, res.StatusCode, tt.name)
+		}
+		synctest.Wait()
+		assert.Len(t, h.fake.LiveKeys(), 1, "only the admin key: nothing was issued")
+	})
+}
+
+func TestPageAndAssets(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		b := h.visitor()
+		tests := []struct{ path, contentType, contains string }{
+			{"/", "text/html", `<button id="start"`},
+			{"/static/app.js", "text/javascript", "new WebSocket("},
+			{"/static/style.css", "text/css", ".timeline"},
+		}
+		for _, tt := range tests {
+			res := b.do("GET", tt.path, nil, nil)
+			require.Equal(t, http.StatusOK, res.StatusCode, tt.path)
+			assert.Contains(t, res.Header.Get("Content-Type"), tt.contentType, tt.path)
+			assert.Contains(t, readAll(res), tt.contains, tt.path)
+			csp := res.Header.Get("Content-Security-Policy")
+			assert.Contains(t, csp, "connect-src 'self' ws://listen.invalid;", tt.path)
+		}
+
+		res := b.do("GET", "/api/about", nil, nil)
+		var got about
+		decode(t, res, &got)
+		assert.Equal(t, about{Backend: "the fake", Kind: "token", TTLSeconds: 10, ListenURL: testListenURL}, got)
+	})
+}
+
+func TestCreateFailureAnswers502(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		b := h.visitor()
+		h.fake.Fail(keystest.OpCreate, keystest.Fault{Status: http.StatusServiceUnavailable})
+
+		res := b.do("POST", "/api/credential", nil, nil)
+		require.Equal(t, http.StatusBadGateway, res.StatusCode)
+		assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
+		body := readAll(res)
+		var got apiError
+		require.NoError(t, json.Unmarshal([]byte(body), &got))
+		assert.Equal(t, "Could not get a credential from the fake; try again later.", got.Error)
+		assert.NotContains(t, body, h.fake.AdminKey())
+
+		synctest.Wait()
+		assert.Contains(t, h.logs.String(), "credential not issued")
+	})
+}
+
+func TestGrantTokens(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(c *config) { c.Grant = true })
+		b := h.visitor()
+		c := b.credential()
+		assert.Equal(t, "bearer", c.Kind)
+		assert.Equal(t, 3, strings.Count(c.Secret, ".")+1, "a JWT")
+
+		res := b.do("POST", "/api/release", releaseRequest{LeaseID: c.LeaseID}, nil)
+		require.Equal(t, http.StatusOK, res.StatusCode)
+		var rel released
+		decode(t, res, &rel)
+		assert.False(t, rel.Revocable, "grant tokens cannot be deleted")
+
+		synctest.Wait()
+		st := b.status(c.LeaseID)
+		assert.Equal(t, "released", st.Lease)
+		assert.Equal(t, "active", st.Credential, "a released grant token works until it expires")
+		assert.Equal(t, "token expiry", st.Source)
+
+		time.Sleep(time.Until(st.Expires))
+		assert.Equal(t, "expired", b.status(c.LeaseID).Credential)
+	})
+}
+
+func TestRetryAfterRoundsUp(t *testing.T) {
+	unsetDeepgramEnv(t)
+	tests := []struct {
+		wait time.Duration
+		want int
+	}{
+		{1500 * time.Millisecond, 2},
+		{2 * time.Second, 2},
+		{time.Millisecond, 1},
+	}
+	for _, tt := range tests {
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t, func(c *config) { c.Rate, c.Burst = rate.Every(2*time.Second), 1 })
+			b := h.visitor()
+			b.credential()
+			time.Sleep(2*time.Second - tt.wait)
+			res := b.do("POST", "/api/credential", nil, nil)
+			require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
+			assert.Equal(t, strconv.Itoa(tt.want), res.Header.Get("Retry-After"), "wait %v", tt.wait)
+		})
+	}
+}
+
+func TestEndedLeaseForgotten(t *testing.T) {
+	unsetDeepgramEnv(t)
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		b := h.visitor()
+		c := b.credential()
+		require.Equal(t, http.StatusOK, b.release(c.LeaseID))
+		synctest.Wait()
+		assert.Equal(t, "released", b.status(c.LeaseID).Lease, "still known after it ended")
+
+		time.Sleep(endedRetention + time.Second)
+		b.credential() // issuing prunes the ledger
+		synctest.Wait()
+		res := b.do("GET", "/api/credential/"+c.LeaseID+"/status", nil, nil)
+		assert.Equal(t, http.StatusNotFound, res.StatusCode, "forgotten after endedRetention")
+	})
+}
