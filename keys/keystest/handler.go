@@ -197,6 +197,12 @@ func (s *Server) route(c *call) (a answer, lost bool) {
 		return a, false
 	}
 
+	// Read the body before any wait: over a socket, net/http notices a
+	// client that has gone away (and ends r.Context()) only once the body
+	// has been read, so a hang or a latency wait on an unread body would
+	// outlive its client, and the call could still take effect.
+	body, readErr := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+
 	s.mu.Lock()
 	in := s.takeInjected(c.op)
 	s.mu.Unlock()
@@ -221,8 +227,7 @@ func (s *Server) route(c *call) (a answer, lost bool) {
 		return a, false
 	}
 
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
-	if err != nil {
+	if readErr != nil {
 		return answer{}, true
 	}
 	if len(body) > maxRequestBody {

@@ -136,7 +136,10 @@ func Start(opts ...Option) (*Server, error) {
 	// answers JSON also for unknown routes (the mux itself would answer
 	// plain text).
 	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if h, pattern := mux.Handler(r); pattern != "" {
+		// Only an exact match: for a path that cleans to a pattern
+		// (e.g. "/v1//listen") the mux would answer a redirect without
+		// a JSON body; serveAPI answers it 404 NOT_FOUND instead.
+		if h, pattern := mux.Handler(r); pattern != "" && pattern == r.URL.Path {
 			h.ServeHTTP(w, r)
 			return
 		}
