@@ -284,11 +284,21 @@ func (d *deleter) stop(cause error) {
 	d.baseCancel()
 	// Running attempts end quickly now that their context is cancelled.
 	d.wg.Wait()
+	err := fmt.Errorf("lease: Close gave up deleting: %w", cause)
 	d.mu.Lock()
+	var gaveUp []*job
 	for _, j := range left {
-		d.failLocked(j, fmt.Errorf("lease: Close gave up deleting: %w", cause))
+		if d.inflight[j.keyID] == j {
+			gaveUp = append(gaveUp, j)
+			d.failLocked(j, err)
+		}
 	}
 	d.mu.Unlock()
+	// As for every key the deleter gives up on, a final OnError: hooks
+	// (e.g. LogHooks) see these keys too, not only Close's caller.
+	for _, j := range gaveUp {
+		d.events.emit(Event{Kind: EventError, Time: time.Now(), Op: "delete", User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Err: err, Attempt: j.attempt, Final: true})
+	}
 }
 
 func (d *deleter) undeleted() []Undeleted {

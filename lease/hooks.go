@@ -112,7 +112,8 @@ type Event struct {
 	Err error
 	// Op is what failed (error events): "create", "delete" or "sweep".
 	Op string
-	// Attempt is the delete attempt that failed, from 1 (error events).
+	// Attempt is the delete attempt that failed, from 1 (error events);
+	// 0 when Close gave up on a key not yet attempted.
 	Attempt int
 	// Final is true when the deleter gave up on the key (error events).
 	Final bool
@@ -138,7 +139,7 @@ func (e Event) LogValue() slog.Value {
 	if e.Op != "" {
 		attrs = append(attrs, slog.String("op", e.Op))
 	}
-	if e.Attempt > 0 {
+	if e.Attempt > 0 || e.Final {
 		attrs = append(attrs, slog.Int("attempt", e.Attempt), slog.Bool("final", e.Final))
 	}
 	if e.RetryAfter > 0 {

@@ -223,29 +223,34 @@ func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
 		token:   m.cfg.grant,
 		done:    make(chan struct{}),
 	}
-	m.creating.Add(1)
+	// admit counted this Acquire in m.creating; it is done only once
+	// finishAcquire or orphan has handed any key to the deleter, so that
+	// Close, which waits for m.creating before draining the deleter, never
+	// misses a key.
 	if ctx.Done() == nil {
-		err := m.issue(r)
+		l, err := m.finishAcquire(ctx, r, m.issue(r))
 		m.creating.Done()
-		return m.finishAcquire(ctx, r, err)
+		return l, err
 	}
 	h := &handoff{ch: make(chan error, 1)}
 	go func() {
-		defer m.creating.Done()
 		err := m.issue(r)
 		h.mu.Lock()
 		if h.abandoned {
 			h.mu.Unlock()
 			m.orphan(r, err)
+			m.creating.Done()
 			return
 		}
 		h.ready = true
 		h.mu.Unlock()
-		h.ch <- err
+		h.ch <- err // the caller finishes the Acquire and calls m.creating.Done
 	}()
 	select {
 	case err := <-h.ch:
-		return m.finishAcquire(ctx, r, err)
+		l, err := m.finishAcquire(ctx, r, err)
+		m.creating.Done()
+		return l, err
 	case <-ctx.Done():
 	}
 	h.mu.Lock()
@@ -253,7 +258,9 @@ func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
 		// The result arrived as ctx ended: take it; arming the lease
 		// with the ended ctx ends it at once, so its key is deleted.
 		h.mu.Unlock()
-		if l, err := m.finishAcquire(ctx, r, <-h.ch); err == nil {
+		l, err := m.finishAcquire(ctx, r, <-h.ch)
+		m.creating.Done()
+		if err == nil {
 			l.Release()
 		}
 	} else {
@@ -271,7 +278,8 @@ type handoff struct {
 	ch        chan error
 }
 
-// admit applies the caps and the rate limit, and reserves a slot.
+// admit applies the caps and the rate limit, reserves a slot and counts
+// the Acquire in m.creating.
 func (m *Manager) admit(user string) error {
 	now := time.Now()
 	m.mu.Lock()
@@ -308,6 +316,9 @@ func (m *Manager) admit(user string) error {
 	}
 	us.live++
 	m.pending++
+	// Counted under m.mu, where Close sets m.closed: Close's wait for
+	// creates in flight then sees every Acquire it did not refuse.
+	m.creating.Add(1)
 	m.mu.Unlock()
 	return nil
 }
