@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -209,10 +210,32 @@ func BenchmarkReleaseStorm(b *testing.B) {
 	}
 }
 
+// leaseGoroutines counts the goroutines running this package's code. (All
+// goroutines of the process would include other tests' leftovers.)
+func leaseGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "github.com/dglease/dglease/lease.") {
+			count++
+		}
+	}
+	return count
+}
+
 func TestGoroutinesDoNotGrowWithLeases(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := &stub{}
-		m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(5000, 5000), lease.WithTTL(time.Minute))
+		m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(5000, 5000), lease.WithTTL(time.Minute),
+			lease.WithHooks(lease.Hooks{OnAcquire: func(lease.Event) {}}))
 		require.NoError(t, err)
 		count := func(n int) int {
 			ls := make([]*lease.Lease, n)
@@ -221,14 +244,15 @@ func TestGoroutinesDoNotGrowWithLeases(t *testing.T) {
 				require.NoError(t, err)
 			}
 			synctest.Wait()
-			g := runtime.NumGoroutine()
+			g := leaseGoroutines()
 			for _, l := range ls {
 				l.Release()
 			}
 			synctest.Wait()
 			return g
 		}
-		assert.Equal(t, count(10), count(5000))
+		assert.Equal(t, 0, count(10), "no goroutine per lease, none idle")
+		assert.Equal(t, 0, count(5000))
 		require.NoError(t, m.Close(context.Background()))
 	})
 }
