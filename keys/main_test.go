@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 )
 
@@ -42,13 +42,7 @@ const (
 // restores it afterwards.
 func clearDeepgramEnv(t *testing.T) {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "DEEPGRAM_") {
-			t.Setenv(name, "") // registers the restore
-			require.NoError(t, os.Unsetenv(name))
-		}
-	}
+	testenv.ClearDeepgram(t)
 }
 
 // request is what a responder saw of one request.

@@ -1,18 +1,14 @@
 package lease_test
 
 import (
-	"os"
-	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/dglease/dglease/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
-	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "DEEPGRAM_") {
-			os.Unsetenv(name)
-		}
-	}
+	testenv.ClearDeepgramProcess()
 	goleak.VerifyTestMain(m)
 }

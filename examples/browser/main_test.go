@@ -1,11 +1,11 @@
 package main
 
 import (
-	"os"
-	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/dglease/dglease/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -16,11 +16,5 @@ func TestMain(m *testing.M) {
 // (restored afterwards): the tests must never reach the real service.
 func unsetDeepgramEnv(t *testing.T) {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "DEEPGRAM_") {
-			t.Setenv(name, "")
-			os.Unsetenv(name)
-		}
-	}
+	testenv.ClearDeepgram(t)
 }

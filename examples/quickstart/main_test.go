@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/dglease/dglease/internal/testenv"
 )
 
 func TestMain(m *testing.M) {
@@ -20,12 +22,7 @@ func TestMain(m *testing.M) {
 // run uses the fake and nothing redirects it.
 func withoutDeepgramEnv(t *testing.T) {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "DEEPGRAM_") {
-			t.Setenv(name, "") // restored after the test
-			require.NoError(t, os.Unsetenv(name))
-		}
-	}
+	testenv.ClearDeepgram(t)
 }
 
 // secretLike matches a Deepgram API key secret: 40 lower-case hex characters.

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/dglease/dglease/internal/testaudio"
+	"github.com/dglease/dglease/internal/testenv"
 )
 
 // goleak also covers the SDK's live client: once the stream is closed and
@@ -25,12 +26,7 @@ func TestMain(m *testing.M) {
 // run uses the fake and nothing redirects the SDK.
 func withoutDeepgramEnv(t *testing.T) {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "DEEPGRAM_") {
-			t.Setenv(name, "") // restored after the test
-			require.NoError(t, os.Unsetenv(name))
-		}
-	}
+	testenv.ClearDeepgram(t)
 }
 
 // secretLike matches a Deepgram API key secret: 40 lower-case hex characters.

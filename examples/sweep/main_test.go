@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
 )
@@ -23,12 +24,7 @@ func TestMain(m *testing.M) {
 // run uses the fake and nothing redirects it.
 func withoutDeepgramEnv(t *testing.T) {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "DEEPGRAM_") {
-			t.Setenv(name, "") // restored after the test
-			require.NoError(t, os.Unsetenv(name))
-		}
-	}
+	testenv.ClearDeepgram(t)
 }
 
 // secretLike matches a Deepgram API key secret: 40 lower-case hex characters.

@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,19 +16,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dglease/dglease/internal/testaudio"
+	"github.com/dglease/dglease/internal/testenv"
 )
 
 // clearDeepgramEnv unsets every DEEPGRAM_* variable for the test: the SDK
 // reads them and would otherwise redirect or re-authenticate its calls.
 func clearDeepgramEnv(t *testing.T) {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "DEEPGRAM_") {
-			t.Setenv(name, "") // restores the value after the test
-			require.NoError(t, os.Unsetenv(name))
-		}
-	}
+	testenv.ClearDeepgram(t)
 }
 
 // recorder is an SDK LiveMessageCallback that passes what it gets to

@@ -1,12 +1,11 @@
 package keystest_test
 
 import (
-	"os"
-	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
 )
 
@@ -18,13 +17,7 @@ func TestMain(m *testing.M) {
 // afterwards), so that the SDK cannot be redirected or made to log.
 func unsetDeepgramEnv(t *testing.T) {
 	t.Helper()
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "DEEPGRAM_") {
-			t.Setenv(name, "")
-			os.Unsetenv(name)
-		}
-	}
+	testenv.ClearDeepgram(t)
 }
 
 // memServer starts a socket-less server; safe inside synctest bubbles.
