@@ -318,6 +318,7 @@ type CloseError struct {
 	Err error
 }
 
+// Error names every undeleted key (the first 20, then a count).
 func (e *CloseError) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "lease: %d keys could not be deleted", len(e.Undeleted))

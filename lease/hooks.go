@@ -44,6 +44,7 @@ const (
 	EventLeak
 )
 
+// String returns the kind's name, e.g. "acquire".
 func (k EventKind) String() string {
 	switch k {
 	case EventAcquire:
@@ -77,6 +78,7 @@ const (
 	ReasonClosed
 )
 
+// String describes the reason, e.g. "released"; "live" for 0.
 func (r Reason) String() string {
 	switch r {
 	case ReasonReleased:

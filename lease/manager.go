@@ -43,6 +43,7 @@ type DeniedError struct {
 	RetryAfter time.Duration
 }
 
+// Error says which limit refused which user and when to retry.
 func (e *DeniedError) Error() string {
 	return fmt.Sprintf("lease: rate limited: user %q is over the %s; retry after %s", e.User, e.Limit, e.RetryAfter.Round(time.Millisecond))
 }
