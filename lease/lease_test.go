@@ -724,3 +724,27 @@ func TestDetachedLeaseIsReleasedByID(t *testing.T) {
 		assert.False(t, m.Release("unknown"))
 	})
 }
+
+func TestSweepBoundsEachDelete(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv, lease.WithTTL(time.Second))
+		for range 3 {
+			srv.LoseAnswer(keystest.OpCreate, 1)
+			_, err := m.Acquire(context.Background(), "alice")
+			require.Error(t, err)
+		}
+		time.Sleep(time.Minute)
+		srv.Hang(keystest.OpDelete, 1)
+		start := time.Now()
+		res, err := lease.Sweep(context.Background(), srv.Client(), lease.SweepOptions{Concurrency: 1, DeleteTimeout: 5 * time.Second})
+		require.Error(t, err, "the hung delete is reported")
+		assert.Equal(t, 5*time.Second, time.Since(start), "only the hung delete waited, for its timeout")
+		assert.Equal(t, 2, res.Deleted)
+		require.Len(t, res.Failed, 1)
+		assert.ErrorIs(t, res.Failed[0].Err, context.DeadlineExceeded)
+		res, err = lease.Sweep(context.Background(), srv.Client(), lease.SweepOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, 1, res.Deleted, "the next Sweep takes what was left")
+	})
+}

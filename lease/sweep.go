@@ -19,6 +19,10 @@ type SweepOptions struct {
 	DryRun bool
 	// Concurrency bounds deletes at once; 0 means 8.
 	Concurrency int
+	// DeleteTimeout bounds each delete call; 0 means DefaultDeleteTimeout.
+	// A delete that times out is reported in SweepResult.Failed and left
+	// for the next Sweep.
+	DeleteTimeout time.Duration
 	// Skip, when set, reports keys to leave alone (e.g. pending in a
 	// Manager's own deleter).
 	Skip func(keyID string) bool
@@ -97,13 +101,19 @@ func Sweep(ctx context.Context, c KeyService, opts SweepOptions) (SweepResult, e
 	if n <= 0 {
 		n = 8
 	}
+	timeout := opts.DeleteTimeout
+	if timeout <= 0 {
+		timeout = DefaultDeleteTimeout
+	}
 	var mu sync.Mutex
 	var done int
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(n)
 	for _, k := range res.Expired {
 		g.Go(func() error {
-			err := c.Delete(gctx, k.ID)
+			dctx, cancel := context.WithTimeout(gctx, timeout)
+			err := c.Delete(dctx, k.ID)
+			cancel()
 			mu.Lock()
 			defer mu.Unlock()
 			if err == nil || errors.Is(err, keys.ErrNotFound) {
@@ -141,7 +151,7 @@ func (m *Manager) Sweep(ctx context.Context) (deleted int, err error) {
 	if closed {
 		return 0, ErrClosed
 	}
-	res, err := Sweep(ctx, m.api, SweepOptions{Concurrency: m.cfg.deleteConcurrency, Skip: m.del.pending})
+	res, err := Sweep(ctx, m.api, SweepOptions{Concurrency: m.cfg.deleteConcurrency, DeleteTimeout: m.cfg.deleteTimeout, Skip: m.del.pending})
 	return res.Deleted, err
 }
 
