@@ -35,6 +35,9 @@ type job struct {
 }
 
 // Undeleted is a key the Manager could not delete.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type Undeleted struct {
 	KeyID   string
 	LeaseID string
@@ -88,7 +91,9 @@ func (d *deleter) add(j *job) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopped {
-		d.recordLocked(j, errors.New("lease: manager closed before the key could be deleted"))
+		err := errors.New("lease: manager closed before the key could be deleted")
+		d.recordLocked(j, err)
+		d.events.emit(Event{Kind: EventError, Time: time.Now(), Op: "delete", User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Err: err, Final: true})
 		return
 	}
 	if _, dup := d.inflight[j.keyID]; dup {
@@ -301,6 +306,26 @@ func (d *deleter) stop(cause error) {
 	}
 }
 
+func (d *deleter) failedTotal() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return int(d.failTotal)
+}
+
+// forget drops keys from the failures, e.g. once Sweep deleted them.
+func (d *deleter) forget(ids map[string]bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	kept := d.failures[:0]
+	for _, u := range d.failures {
+		if !ids[u.KeyID] {
+			kept = append(kept, u)
+		}
+	}
+	clear(d.failures[len(kept):])
+	d.failures = kept
+}
+
 func (d *deleter) undeleted() []Undeleted {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -312,8 +337,18 @@ func (d *deleter) undeleted() []Undeleted {
 // CloseError is returned by Close when keys could not be deleted. Each is
 // named; each still expires on Deepgram's side at its Expires time, after
 // which Sweep removes its record.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type CloseError struct {
+	// Undeleted names the keys not deleted (at most 10,000).
 	Undeleted []Undeleted
+	// Unconfirmed names the Acquire calls whose create got no answer: a
+	// key may exist for each (see [Unconfirmed]).
+	Unconfirmed []Unconfirmed
+	// Total counts every key the deleter gave up on, also past the first
+	// 10,000.
+	Total int
 	// Err is the context's error when Close's context ended first.
 	Err error
 }
@@ -321,7 +356,10 @@ type CloseError struct {
 // Error names every undeleted key (the first 20, then a count).
 func (e *CloseError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "lease: %d keys could not be deleted", len(e.Undeleted))
+	fmt.Fprintf(&b, "lease: %d keys could not be deleted", max(e.Total, len(e.Undeleted)))
+	if len(e.Unconfirmed) > 0 {
+		fmt.Fprintf(&b, " and %d creates got no answer (a key may exist for each; it expires by itself and Sweep removes it)", len(e.Unconfirmed))
+	}
 	if e.Err != nil {
 		fmt.Fprintf(&b, " (%v)", e.Err)
 	}
@@ -331,6 +369,13 @@ func (e *CloseError) Error() string {
 			break
 		}
 		fmt.Fprintf(&b, "; %s (user %q, expires %s): %v", u.KeyID, u.User, u.Expires.UTC().Format(time.RFC3339), u.Err)
+	}
+	for i, u := range e.Unconfirmed {
+		if i == 20 {
+			fmt.Fprintf(&b, "; and %d more creates", len(e.Unconfirmed)-i)
+			break
+		}
+		fmt.Fprintf(&b, "; create for lease %s (user %q): %v", u.LeaseID, u.User, u.Err)
 	}
 	return b.String()
 }

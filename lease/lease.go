@@ -198,6 +198,10 @@ func (r *record) end(reason Reason) {
 		return
 	}
 	r.reason = reason
+	// Counted before the reason is visible to anyone else: Close, which
+	// may find this lease already ending, waits for m.ended to hand its
+	// key to the deleter before it drains the deleter.
+	r.m.ending.Add(1)
 	if r.timer != nil {
 		r.timer.Stop()
 	}
@@ -210,4 +214,5 @@ func (r *record) end(reason Reason) {
 	close(r.done)
 	r.mu.Unlock()
 	r.m.ended(r, reason)
+	r.m.ending.Done()
 }

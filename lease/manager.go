@@ -34,12 +34,16 @@ var (
 
 // DeniedError is returned by Acquire when a limit refuses it; it matches
 // [ErrRateLimited] under errors.Is.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type DeniedError struct {
 	User string
 	// Limit names the limit: "rate", "per-user cap" or "total cap".
 	Limit string
-	// RetryAfter is how long to wait before trying again (for caps, until
-	// the earliest live lease that blocks it expires by itself).
+	// RetryAfter is how long to wait before trying again: for the rate
+	// limit, until a token is available; for caps, the lease TTL, an upper
+	// bound on when a blocking lease ends by itself (one may end sooner).
 	RetryAfter time.Duration
 }
 
@@ -61,14 +65,17 @@ type Manager struct {
 	events *dispatcher
 	del    *deleter
 
-	mu       sync.Mutex
-	closed   bool
-	live     map[string]*record // by lease ID
-	pending  int                // Acquire calls between admission and result
-	users    map[string]*userState
-	stats    Stats
-	creating sync.WaitGroup // creates in flight
-	sweep    *sweeper
+	mu      sync.Mutex
+	closed  bool
+	live    map[string]*record // by lease ID
+	pending int                // Acquire calls between admission and result
+	users   map[string]*userState
+	stats   Stats
+	// unconfirmed lists creates whose outcome is unknown (see Unconfirmed).
+	unconfirmed []Unconfirmed
+	creating    sync.WaitGroup // creates in flight
+	ending      sync.WaitGroup // leases between record.end and their key's hand-off
+	sweep       *sweeper
 	// baseCtx bounds creates; cancelled when Close gives up waiting.
 	baseCtx    context.Context
 	baseCancel context.CancelFunc
@@ -108,6 +115,9 @@ type userState struct {
 }
 
 // Usage counts one user's leases.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type Usage struct {
 	Acquired uint64
 	Released uint64 // ended by any path, leaks included
@@ -117,6 +127,9 @@ type Usage struct {
 }
 
 // Stats are the Manager's totals.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type Stats struct {
 	Usage
 	// Errors counts failed creates.
@@ -251,6 +264,13 @@ func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
 	case err := <-h.ch:
 		l, err := m.finishAcquire(ctx, r, err)
 		m.creating.Done()
+		if err == nil && ctx.Err() != nil {
+			// ctx ended as the result arrived: the lease is already
+			// ending (armed with an ended ctx); report ctx's error as
+			// the other branch does.
+			l.Release()
+			return nil, fmt.Errorf("lease: acquire for user %q: %w", user, ctx.Err())
+		}
 		return l, err
 	case <-ctx.Done():
 	}
@@ -397,6 +417,7 @@ func minTime(a, b time.Time) time.Time {
 func (m *Manager) finishAcquire(ctx context.Context, r *record, err error) (*Lease, error) {
 	now := time.Now()
 	if err != nil {
+		m.noteUnconfirmed(r, err)
 		m.mu.Lock()
 		m.unreserveLocked(r.user)
 		m.stats.Errors++
@@ -428,6 +449,11 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, err error) (*Lea
 
 // orphan disposes of a create result whose caller has left.
 func (m *Manager) orphan(r *record, err error) {
+	if err != nil {
+		m.noteUnconfirmed(r, err)
+		m.events.emit(Event{Kind: EventError, Time: time.Now(), Op: "create", User: r.user, LeaseID: r.leaseID,
+			Err: fmt.Errorf("lease: acquire for user %q (caller gone): %w", r.user, err)})
+	}
 	m.mu.Lock()
 	m.unreserveLocked(r.user)
 	m.mu.Unlock()
@@ -581,6 +607,9 @@ func (m *Manager) close(ctx context.Context) error {
 	for _, r := range live {
 		r.end(ReasonClosed)
 	}
+	// Leases that were already ending when the snapshot was taken hand
+	// their keys to the deleter before it is drained.
+	m.ending.Wait()
 	created := make(chan struct{})
 	go func() { m.creating.Wait(); close(created) }()
 	select {
@@ -591,10 +620,55 @@ func (m *Manager) close(ctx context.Context) error {
 	}
 	m.del.drain(ctx)
 	m.baseCancel()
-	_ = m.events.wait(ctx)
+	// Hooks get what is left of ctx, and at most hookGrace: a stuck hook
+	// must not hang Close(context.Background()).
+	hctx, cancel := context.WithTimeout(ctx, hookGrace)
+	_ = m.events.wait(hctx)
+	cancel()
 	undeleted := m.del.undeleted()
-	if len(undeleted) == 0 {
+	unconfirmed := m.unconfirmedCreates()
+	if len(undeleted) == 0 && len(unconfirmed) == 0 {
 		return nil
 	}
-	return &CloseError{Undeleted: undeleted, Err: ctx.Err()}
+	return &CloseError{Undeleted: undeleted, Unconfirmed: unconfirmed, Total: m.del.failedTotal(), Err: ctx.Err()}
+}
+
+// hookGrace bounds how long Close waits for hooks once the deleter is done.
+const hookGrace = 5 * time.Second
+
+// maxUnconfirmed bounds the creates of unknown outcome remembered for Close.
+const maxUnconfirmed = 10000
+
+// Unconfirmed is an Acquire whose create failed without an answer from
+// Deepgram (Close cancelling it, a timeout, a lost connection) while Close
+// was running: a key may have been created. If so it carries the lease ID
+// in its marker, expires on Deepgram's side by itself, and Sweep removes its
+// record. (Such failures before Close are reported to the caller of Acquire
+// and through OnError.)
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
+type Unconfirmed struct {
+	LeaseID string
+	User    string
+	Err     error
+}
+
+// noteUnconfirmed remembers a create whose outcome is unknown.
+func (m *Manager) noteUnconfirmed(r *record, err error) {
+	var apiErr *keys.APIError
+	if m.cfg.grant || errors.As(err, &apiErr) {
+		return // an answer came (nothing was created), or a token: nothing to delete
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed && len(m.unconfirmed) < maxUnconfirmed {
+		m.unconfirmed = append(m.unconfirmed, Unconfirmed{LeaseID: r.leaseID, User: r.user, Err: err})
+	}
+}
+
+func (m *Manager) unconfirmedCreates() []Unconfirmed {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return append([]Unconfirmed(nil), m.unconfirmed...)
 }

@@ -14,6 +14,9 @@ import (
 
 // SweepOptions tune [Sweep]. The zero value deletes every expired key that
 // carries this library's marker, 8 at a time.
+//
+// A plain value; its Skip and Progress functions are called from Sweep's
+// goroutines (Progress serialized), so Skip must be safe for concurrent use.
 type SweepOptions struct {
 	// DryRun lists what would be deleted without deleting it.
 	DryRun bool
@@ -38,6 +41,9 @@ type expiredLister interface {
 }
 
 // SweepResult is what [Sweep] found and did.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type SweepResult struct {
 	// Listed counts the keys listed: the expired ones when the
 	// KeyService can list those alone (as *keys.Client does), else all.
@@ -152,6 +158,16 @@ func (m *Manager) Sweep(ctx context.Context) (deleted int, err error) {
 		return 0, ErrClosed
 	}
 	res, err := Sweep(ctx, m.api, SweepOptions{Concurrency: m.cfg.deleteConcurrency, DeleteTimeout: m.cfg.deleteTimeout, Skip: m.del.pending})
+	if res.Deleted > 0 {
+		gone := make(map[string]bool, len(res.Expired))
+		for _, k := range res.Expired {
+			gone[k.ID] = true
+		}
+		for _, f := range res.Failed {
+			delete(gone, f.KeyID)
+		}
+		m.del.forget(gone) // no longer undeleted: Close must not name them
+	}
 	return res.Deleted, err
 }
 
@@ -164,10 +180,13 @@ type sweeper struct {
 	timer   *time.Timer
 	stopped bool
 	running sync.WaitGroup
+	ctx     context.Context // cancelled by stop, so Close never waits on a sweep
+	cancel  context.CancelFunc
 }
 
 func newSweeper(m *Manager, interval time.Duration) *sweeper {
 	s := &sweeper{m: m, interval: interval}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.timer = time.AfterFunc(interval, s.run)
 	return s
 }
@@ -181,10 +200,10 @@ func (s *sweeper) run() {
 	s.running.Add(1)
 	s.mu.Unlock()
 	defer s.running.Done()
-	ctx, cancel := context.WithTimeout(s.m.baseCtx, s.interval)
+	ctx, cancel := context.WithTimeout(s.ctx, s.interval)
 	_, err := s.m.Sweep(ctx)
 	cancel()
-	if err != nil && !errors.Is(err, ErrClosed) {
+	if err != nil && !errors.Is(err, ErrClosed) && s.ctx.Err() == nil {
 		s.m.events.emit(Event{Kind: EventError, Time: time.Now(), Op: "sweep", Err: err})
 	}
 	s.mu.Lock()
@@ -200,5 +219,6 @@ func (s *sweeper) stop() {
 	s.stopped = true
 	s.timer.Stop()
 	s.mu.Unlock()
+	s.cancel()
 	s.running.Wait()
 }
