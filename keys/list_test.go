@@ -2,8 +2,10 @@ package keys_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -149,4 +151,19 @@ func TestListRejectsBadTimes(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "keys: ")
 	assert.Contains(t, err.Error(), "created")
+}
+
+// An answer larger than the limit is an error that says so, never a list
+// cut short (or a JSON error that hides why).
+func TestListRefusesAnOversizedAnswer(t *testing.T) {
+	defer keys.SetMaxAnswerBody(1024)()
+	c, mock := newClient(t, testProject)
+	var items []string
+	for i := range 50 {
+		items = append(items, fmt.Sprintf(`{"member":{"member_id":"m"},"api_key":{"api_key_id":"key-%d","comment":"c","scopes":["usage:write"],"created":"2025-01-02T03:04:05Z"}}`, i))
+	}
+	mock.RegisterResponder(http.MethodGet, keysURL, jsonResponder(200, `{"api_keys":[`+strings.Join(items, ",")+`]}`))
+	_, err := c.List(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "answer exceeds 1024 bytes")
 }

@@ -2,12 +2,15 @@ package keys
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 )
 
-// maxAnswerBody bounds how much of an answer is read.
-const maxAnswerBody = 8 << 20
+// maxAnswerBody bounds how much of a success answer is read: a project
+// with about a million listed keys. A larger answer is an error, never cut
+// short.
+var maxAnswerBody int64 = 256 << 20
 
 type captureKey struct{}
 
@@ -44,8 +47,14 @@ func (t *captureTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		limit = maxErrorBody
 	}
-	body, readErr := io.ReadAll(io.LimitReader(res.Body, limit))
+	body, readErr := io.ReadAll(io.LimitReader(res.Body, limit+1))
 	res.Body.Close()
+	if int64(len(body)) > limit {
+		if res.StatusCode >= 200 && res.StatusCode <= 299 {
+			readErr = fmt.Errorf("answer exceeds %d bytes", limit)
+		}
+		body = body[:limit] // an error body is kept, cut short
+	}
 	capt.answered = true
 	capt.status = res.StatusCode
 	capt.header = res.Header

@@ -1,0 +1,9 @@
+package keys
+
+// SetMaxAnswerBody lowers the success-answer limit for a test and returns
+// the function that restores it.
+func SetMaxAnswerBody(n int64) (restore func()) {
+	old := maxAnswerBody
+	maxAnswerBody = n
+	return func() { maxAnswerBody = old }
+}
