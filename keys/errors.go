@@ -43,6 +43,9 @@ const maxMessage = 512
 // works, and errors.Is matches [ErrNotFound], [ErrUnauthorized],
 // [ErrForbidden] and [ErrRateLimited] by status code. It never holds a
 // secret: the caller's API key is scrubbed from the message.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type APIError struct {
 	// Op is the call that failed, e.g. "create key".
 	Op string

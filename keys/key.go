@@ -36,6 +36,9 @@ type Spec struct {
 // shows a key's secret once, in the create answer. Key prints redacted
 // under every fmt verb, %#v and log/slog; read the Secret field to hand the
 // secret on.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type Key struct {
 	// ID is Deepgram's api_key_id.
 	ID string
@@ -118,6 +121,9 @@ func (k Key) MarshalJSON() ([]byte, error) {
 // it only expires.
 //
 // Token prints redacted under every fmt verb, %#v and log/slog.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type Token struct {
 	// Secret is the JWT.
 	Secret string

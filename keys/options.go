@@ -18,6 +18,8 @@ const DefaultTimeout = 30 * time.Second
 
 // Option configures a [Client] built by [New]. Options are sealed: only this
 // package defines them.
+//
+// Options are immutable values, safe to share and reuse across goroutines.
 type Option interface{ apply(*options) error }
 
 type options struct {

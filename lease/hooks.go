@@ -33,6 +33,9 @@ type Hooks struct {
 }
 
 // EventKind says which hook an Event is for.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type EventKind int
 
 // Event kinds.
@@ -62,6 +65,9 @@ func (k EventKind) String() string {
 }
 
 // Reason says how a lease ended.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type Reason int
 
 // Reasons a lease ends.
@@ -96,6 +102,9 @@ func (r Reason) String() string {
 }
 
 // Event describes what happened to a lease. It never holds a secret.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type Event struct {
 	Kind EventKind
 	// Time is when it happened.

@@ -486,6 +486,14 @@ func TestBadInput(t *testing.T) {
 			_, err := lease.New(srv.Client(), lease.WithGrantTokens(), lease.WithTTL(500*time.Millisecond))
 			return err
 		}, "grant token TTL"},
+		{"grant with scopes", func() error {
+			_, err := lease.New(srv.Client(), lease.WithGrantTokens(), lease.WithScopes("usage:write"))
+			return err
+		}, "cannot be combined"},
+		{"grant with tags", func() error {
+			_, err := lease.New(srv.Client(), lease.WithGrantTokens(), lease.WithTags("svc"))
+			return err
+		}, "cannot be combined"},
 		{"bad burst", func() error { _, err := lease.New(srv.Client(), lease.WithRateLimit(1, 0)); return err }, "burst"},
 		{"bad caps", func() error { _, err := lease.New(srv.Client(), lease.WithMaxLeases(1, 2)); return err }, "exceeds"},
 		{"nil option", func() error { _, err := lease.New(srv.Client(), nil); return err }, "nil Option"},

@@ -22,6 +22,9 @@ const (
 
 // Marker is the attribution a leased key carries, as recovered by
 // [ParseMarker].
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type Marker struct {
 	// Lease is the lease ID.
 	Lease string

@@ -39,6 +39,8 @@ var (
 
 // Option configures a [Manager] built by [New]. Options are sealed: only
 // this package defines them.
+//
+// Options are immutable values, safe to share and reuse across goroutines.
 type Option interface{ apply(*config) error }
 
 type optionFunc func(*config) error
@@ -60,6 +62,7 @@ type config struct {
 	deleteTimeout     time.Duration
 	sweepInterval     time.Duration
 	tags              []string
+	scopesSet         bool
 }
 
 func defaultConfig() config {
@@ -120,6 +123,7 @@ func WithScopes(scopes ...string) Option {
 			}
 		}
 		c.scopes = append([]string(nil), scopes...)
+		c.scopesSet = true
 		return nil
 	})
 }
@@ -194,7 +198,8 @@ func WithHooks(h Hooks) Option {
 // /v1/auth/grant) instead of API keys. A grant token cannot be revoked:
 // Release ends the lease locally and the token stays usable until it
 // expires, so keep the TTL short. Scopes are fixed by Deepgram
-// (usage:write); WithScopes has no effect. Default: API keys.
+// (usage:write) and a token carries no tags: New refuses WithScopes and
+// WithTags together with WithGrantTokens. Default: API keys.
 func WithGrantTokens() Option {
 	return optionFunc(func(c *config) error {
 		c.grant = true
@@ -257,6 +262,9 @@ func WithTags(tags ...string) Option {
 
 func (c *config) validate() error {
 	if c.grant {
+		if c.scopesSet || len(c.tags) > 0 {
+			return errors.New("lease: WithGrantTokens cannot be combined with WithScopes or WithTags: a grant token's scope is fixed (usage:write) and it carries no tags")
+		}
 		if c.ttl < keys.MinGrantTTL || c.ttl > keys.MaxGrantTTL {
 			return fmt.Errorf("lease: grant token TTL %s is outside %s..%s", c.ttl, keys.MinGrantTTL, keys.MaxGrantTTL)
 		}

@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -30,7 +32,15 @@ import (
 )
 
 // goleak checks that every Manager was closed and left no goroutine.
+// TestMain unsets every DEEPGRAM_* variable first: the Deepgram SDK reads
+// them, and a test must never be redirected to (or authenticate against)
+// the real service.
 func TestMain(m *testing.M) {
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "DEEPGRAM_") {
+			os.Unsetenv(name)
+		}
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -26,6 +26,9 @@ const (
 
 // KeyState is a key as the fake sees it, for assertions: a snapshot the
 // caller owns (no memory is shared with the server).
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type KeyState struct {
 	// Key is the key record. Key.Secret is always empty.
 	Key keys.Key
@@ -41,6 +44,9 @@ type KeyState struct {
 
 // Request is one call the server received, for assertions: a snapshot the
 // caller owns. It never holds a secret.
+//
+// A plain value: safe to copy and to read from several goroutines; nothing
+// in it changes after it is returned.
 type Request struct {
 	// Time is when the call ended, on the server's clock.
 	Time time.Time
