@@ -254,13 +254,20 @@ func TestCloseIsIdempotent(t *testing.T) {
 	}
 }
 
-func TestAddKeyPanicsOnBadSpec(t *testing.T) {
-	s := memServer(t)
-	assert.Panics(t, func() {
-		s.AddKey(keys.Spec{Scopes: []string{"usage:write"}, TTL: time.Second, ExpiresAt: time.Now().Add(time.Hour)})
-	})
-	assert.Panics(t, func() { s.AddKey(keys.Spec{Scopes: []string{"root"}}) })
-	assert.Panics(t, func() { s.Advance(-time.Second) })
+func TestAddKeyRefusesBadSpec(t *testing.T) {
+	unsetDeepgramEnv(t)
+	rec := &misuseTB{TB: t}
+	s := keystest.NewServer(rec, keystest.WithoutListener())
+	assert.Zero(t, s.AddKey(keys.Spec{Scopes: []string{"usage:write"}, TTL: time.Second, ExpiresAt: time.Now().Add(time.Hour)}))
+	assert.Zero(t, s.AddKey(keys.Spec{Scopes: []string{"root"}}))
+	before := s.Now()
+	s.Advance(-time.Second)
+	assert.False(t, s.Now().Before(before), "the clock never goes back")
+	require.Len(t, rec.errs, 3)
+	assert.Contains(t, rec.errs[0], "at most one of TTL and ExpiresAt")
+	assert.Contains(t, rec.errs[1], `unknown scope "root"`)
+	assert.Contains(t, rec.errs[2], "negative duration")
+	assert.Len(t, s.Keys(), 1, "only the admin key")
 	k := s.AddKey(keys.Spec{Scopes: []string{"usage:write"}})
 	assert.True(t, k.Expires.IsZero())
 	assert.Regexp(t, hex40, k.Secret)

@@ -65,12 +65,16 @@ type opControl struct {
 }
 
 // Fail makes the next f.Times calls of op answer f instead of being
-// served. Several Fail calls queue up in order. It panics if op is unknown
-// or f.Status is not 400..599. Safe for concurrent use.
+// served. Several Fail calls queue up in order. An unknown op or a
+// f.Status outside 400..599 is misuse (see [Server.AddKey]). Safe for
+// concurrent use.
 func (s *Server) Fail(op Op, f Fault) {
-	s.mustOp(op)
+	if !s.checkOp("Fail", op) {
+		return
+	}
 	if f.Status < 400 || f.Status > 599 {
-		panic(fmt.Sprintf("keystest: Fail: status %d is not an error status (400..599)", f.Status))
+		s.misuse("keystest: Fail: status %d is not an error status (400..599)", f.Status)
+		return
 	}
 	if f.Times == 0 {
 		f.Times = 1
@@ -87,7 +91,9 @@ func (s *Server) Fail(op Op, f Fault) {
 // that gives up (request context done) during the wait gets no answer and
 // the call has no effect. Safe for concurrent use.
 func (s *Server) SetLatency(op Op, d time.Duration) {
-	s.mustOp(op)
+	if !s.checkOp("SetLatency", op) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.control(op).latency = max(d, 0)
@@ -98,7 +104,9 @@ func (s *Server) SetLatency(op Op, d time.Duration) {
 // closed, and then ends without an answer and without effect. Safe for
 // concurrent use.
 func (s *Server) Hang(op Op, n int) {
-	s.mustOp(op)
+	if !s.checkOp("Hang", op) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.control(op).hangs += max(n, 0)
@@ -111,7 +119,9 @@ func (s *Server) Hang(op Op, n int) {
 // Only calls that succeed are counted: a call answered with an error
 // answers normally. Safe for concurrent use.
 func (s *Server) LoseAnswer(op Op, n int) {
-	s.mustOp(op)
+	if !s.checkOp("LoseAnswer", op) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.control(op).loses += max(n, 0)
@@ -121,16 +131,35 @@ func (s *Server) LoseAnswer(op Op, n int) {
 // lost answers and latency. Hangs already waiting keep waiting. Safe for
 // concurrent use.
 func (s *Server) ClearFaults(op Op) {
-	s.mustOp(op)
+	if !s.checkOp("ClearFaults", op) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.controls, op)
 }
 
-func (s *Server) mustOp(op Op) {
+// checkOp reports whether op is one the fake serves, reporting misuse if not.
+func (s *Server) checkOp(method string, op Op) bool {
 	if !op.valid() {
-		panic(fmt.Sprintf("keystest: unknown %v", op))
+		s.misuse("keystest: %s: unknown %v", method, op)
+		return false
 	}
+	return true
+}
+
+// misuse reports bad input to a control method: on a server from
+// [NewServer] it fails the test (t.Errorf) and the call does nothing; on a
+// server from [Start], which has no test to fail, it panics, as
+// net/http/httptest does on misuse.
+func (s *Server) misuse(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	if s.t != nil {
+		s.t.Helper()
+		s.t.Errorf("%s", msg)
+		return
+	}
+	panic(msg)
 }
 
 // control returns op's controls, creating them. s.mu must be held.

@@ -3,6 +3,7 @@ package keystest_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"syscall"
@@ -99,11 +100,38 @@ func TestFaultsQueueInOrder(t *testing.T) {
 	assert.Equal(t, []int{500, 429, 200}, got)
 }
 
-func TestInjectionPanicsOnBadInput(t *testing.T) {
-	s := memServer(t)
-	assert.Panics(t, func() { s.Fail(keystest.OpCreate, keystest.Fault{Status: 200}) })
-	assert.Panics(t, func() { s.Fail(keystest.Op(0), keystest.Fault{Status: 500}) })
-	assert.Panics(t, func() { s.Hang(keystest.Op(99), 1) })
+// misuseTB records the errors a server reports instead of failing the test.
+type misuseTB struct {
+	testing.TB
+	errs []string
+}
+
+func (m *misuseTB) Helper() {}
+func (m *misuseTB) Errorf(format string, a ...any) {
+	m.errs = append(m.errs, fmt.Sprintf(format, a...))
+}
+
+func TestBadInjectionFailsTheTestAndDoesNothing(t *testing.T) {
+	unsetDeepgramEnv(t)
+	rec := &misuseTB{TB: t}
+	s := keystest.NewServer(rec, keystest.WithoutListener())
+	s.Fail(keystest.OpCreate, keystest.Fault{Status: 200})
+	s.Fail(keystest.Op(0), keystest.Fault{Status: 500})
+	s.Hang(keystest.Op(99), 1)
+	require.Len(t, rec.errs, 3)
+	assert.Contains(t, rec.errs[0], "status 200 is not an error status")
+	assert.Contains(t, rec.errs[1], "unknown none")
+	assert.Contains(t, rec.errs[2], "Hang: unknown Op(99)")
+	_, err := s.Client().Create(t.Context(), keys.Spec{Scopes: []string{"usage:write"}, TTL: time.Minute})
+	require.NoError(t, err, "the bad Fail injected nothing")
+
+	// A server from Start has no test to fail: it panics, as httptest does.
+	started, err := keystest.Start(keystest.WithoutListener())
+	require.NoError(t, err)
+	defer started.Close()
+	assert.PanicsWithValue(t, "keystest: Fail: status 200 is not an error status (400..599)", func() {
+		started.Fail(keystest.OpCreate, keystest.Fault{Status: 200})
+	})
 	assert.Equal(t, "create", keystest.OpCreate.String())
 	assert.Equal(t, "Op(99)", keystest.Op(99).String())
 }

@@ -1,7 +1,6 @@
 package keystest
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -125,16 +124,23 @@ func (s *Server) DeleteCount(id string) int {
 // AddKey seeds a key as if created by the admin, without a call, and
 // returns it with its Secret. spec.TTL and spec.ExpiresAt are read on the
 // server's clock; with neither set the key never expires (unlike keys
-// created through keys.Client). It panics if spec sets both, a negative
-// TTL or an unknown scope; empty scopes are allowed.
+// created through keys.Client); empty scopes are allowed.
+//
+// Misuse (both TTL and ExpiresAt, a negative TTL, an unknown scope) fails
+// the test with t.Errorf on a server from [NewServer] and adds nothing
+// (returning the zero Key); on a server from [Start] it panics, as
+// net/http/httptest does. The other control methods treat bad input the
+// same way.
 func (s *Server) AddKey(spec keys.Spec) keys.Key {
 	for _, sc := range spec.Scopes {
 		if !knownScope(sc) {
-			panic(fmt.Sprintf("keystest: AddKey: unknown scope %q", sc))
+			s.misuse("keystest: AddKey: unknown scope %q", sc)
+			return keys.Key{}
 		}
 	}
 	if spec.TTL < 0 || (spec.TTL != 0 && !spec.ExpiresAt.IsZero()) {
-		panic("keystest: AddKey: set at most one of TTL and ExpiresAt, and TTL >= 0")
+		s.misuse("keystest: AddKey: set at most one of TTL and ExpiresAt, and TTL >= 0")
+		return keys.Key{}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

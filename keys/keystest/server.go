@@ -39,6 +39,7 @@ type Server struct {
 	jwtSecret   []byte
 	handler     http.Handler
 	http        *httptest.Server
+	t           testing.TB     // the test of a NewServer server, for misuse reports; nil from Start
 	done        chan struct{}  // closed by Close: releases hangs and waits
 	streams     sync.WaitGroup // open /v1/listen streams
 	closeOnce   sync.Once
@@ -79,6 +80,7 @@ func NewServer(t testing.TB, opts ...Option) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.t = t
 	t.Cleanup(s.Close)
 	return s
 }
@@ -191,12 +193,18 @@ func (s *Server) Client() *keys.Client { return s.ClientFor(s.adminKey, s.projec
 // ClientFor returns a *keys.Client that authenticates with secret (any
 // key, e.g. one minted by a test) and manages projectID ("" to let the
 // client discover it), talking to the server through [Server.Transport].
-// It panics if keys.New refuses secret or projectID.
+// If keys.New refuses secret or projectID, it fails the test with
+// t.Fatal on a server from [NewServer] (call it from the test's
+// goroutine), and panics on a server from [Start].
 func (s *Server) ClientFor(secret, projectID string) *keys.Client {
 	c, err := keys.New(secret, projectID,
 		keys.WithHost(s.URL),
 		keys.WithHTTPClient(&http.Client{Transport: s.Transport()}))
 	if err != nil {
+		if s.t != nil {
+			s.t.Helper()
+			s.t.Fatalf("keystest: ClientFor: %v", err)
+		}
 		panic(err)
 	}
 	return c
@@ -213,10 +221,12 @@ func (s *Server) Now() time.Time {
 func (s *Server) now() time.Time { return time.Now().Add(s.offset) }
 
 // Advance moves the server's clock forward by d, so that keys and grant
-// tokens expire without waiting. It panics if d is negative.
+// tokens expire without waiting. A negative d is misuse (see
+// [Server.AddKey]): the clock never goes back.
 func (s *Server) Advance(d time.Duration) {
 	if d < 0 {
-		panic("keystest: Advance with a negative duration")
+		s.misuse("keystest: Advance with a negative duration %s: the clock never goes back", d)
+		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
