@@ -27,8 +27,11 @@ type Hooks struct {
 	// OnError: a create, delete or sweep failed; for deletes Event.Final
 	// tells whether the deleter gave up on the key.
 	OnError func(Event)
-	// OnLeak: a *Lease became unreachable without Release: a caller bug.
-	// Its key is deleted all the same. OnRelease fires too.
+	// OnLeak: a live *Lease became unreachable without Release (or
+	// Detach): a caller bug. Its key is deleted all the same, and OnRelease
+	// fires too. Detection rides on the garbage collector: a dropped lease
+	// whose TTL (or context) ends it before a collection notices is
+	// reported as ended by that path, not as a leak.
 	OnLeak func(Event)
 }
 
