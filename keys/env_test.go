@@ -14,7 +14,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/klog/v2"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 )
 
@@ -70,7 +70,7 @@ func TestEnvironmentIsIgnored(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clearDeepgramEnv(t)
+			testenv.ClearDeepgram(t)
 			t.Setenv(tt.name, tt.value)
 
 			mock := newMock(t)
@@ -112,7 +112,7 @@ func TestEnvironmentIsIgnored(t *testing.T) {
 const evilHostRE = `^https?://evil\.invalid`
 
 func TestDeepgramHostDoesNotOverrideTheDefaultHost(t *testing.T) {
-	clearDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	t.Setenv("DEEPGRAM_HOST", "http://evil.invalid")
 	mock := newMock(t)
 	var rec recorder
@@ -127,7 +127,7 @@ func TestDeepgramHostDoesNotOverrideTheDefaultHost(t *testing.T) {
 }
 
 func TestDeepgramAPIKeyIsNotRead(t *testing.T) {
-	clearDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	t.Setenv("DEEPGRAM_API_KEY", "env-key")
 	c, err := keys.New("", testProject)
 	assert.Nil(t, c)
@@ -136,7 +136,7 @@ func TestDeepgramAPIKeyIsNotRead(t *testing.T) {
 }
 
 func TestSkipAuthDoesNotDisableTLSVerification(t *testing.T) {
-	clearDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	t.Setenv("DEEPGRAM_WEBSOCKET_SKIP_AUTH", "true")
 
 	var served atomic.Int32
@@ -210,7 +210,7 @@ func captureStdio(t *testing.T, fn func()) string {
 }
 
 func TestDebugRestPrintsNothing(t *testing.T) {
-	clearDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	t.Setenv("DEEPGRAM_DEBUG_REST", "true")
 	mock := newMock(t)
 	mock.RegisterResponder(http.MethodPost, keysURL, jsonResponder(200, createAnswer("key-1")))
@@ -252,24 +252,6 @@ func assertNoDebugFiles(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for klog's writer.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestSDKKlogAtHighVerbosityLogsNoSecret(t *testing.T) {
 	c, mock := newClient(t, "")
 	mock.RegisterResponder(http.MethodGet, projectsURL, jsonResponder(200, `{"projects":[{"project_id":"`+testProject+`","name":"Main"}]}`))
@@ -280,7 +262,7 @@ func TestSDKKlogAtHighVerbosityLogsNoSecret(t *testing.T) {
 
 	var fs flag.FlagSet
 	klog.InitFlags(&fs)
-	var buf syncBuffer
+	var buf testenv.Buffer
 	require.NoError(t, fs.Set("v", "9"))
 	require.NoError(t, fs.Set("logtostderr", "false"))
 	require.NoError(t, fs.Set("alsologtostderr", "false"))

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 )
 
@@ -456,7 +457,7 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 }
 
 func TestWithHTTPClientIsNotModified(t *testing.T) {
-	clearDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	mock := newMock(t)
 	hc := &http.Client{Transport: mock}
 	_, err := keys.New(testAPIKey, testProject, keys.WithHTTPClient(hc))

@@ -38,13 +38,6 @@ const (
 	expiresJSON = "2025-01-02T03:05:05Z"
 )
 
-// clearDeepgramEnv unsets every DEEPGRAM_* variable for the test and
-// restores it afterwards.
-func clearDeepgramEnv(t *testing.T) {
-	t.Helper()
-	testenv.ClearDeepgram(t)
-}
-
 // request is what a responder saw of one request.
 type request struct {
 	Method string
@@ -102,7 +95,7 @@ func newMock(t *testing.T) *httpmock.MockTransport {
 // fresh mock.
 func newClient(t *testing.T, project string, opts ...keys.Option) (*keys.Client, *httpmock.MockTransport) {
 	t.Helper()
-	clearDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	mock := newMock(t)
 	all := append([]keys.Option{keys.WithHost(testHost), keys.WithHTTPClient(&http.Client{Transport: mock})}, opts...)
 	c, err := keys.New(testAPIKey, project, all...)

@@ -1,11 +1,9 @@
 package lease_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
@@ -83,9 +82,8 @@ func TestCloseAccountsForEveryKeyUnderFaults(t *testing.T) {
 func TestLogHooksLogEveryEventWithoutSecrets(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		var buf bytes.Buffer
-		var mu sync.Mutex
-		logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &buf}, nil))
+		var buf testenv.Buffer
+		logger := slog.New(slog.NewJSONHandler(&buf, nil))
 		m := newManager(t, srv, lease.WithHooks(lease.LogHooks(logger)), lease.WithMaxLeases(10, 1))
 		l, err := m.Acquire(context.Background(), "alice")
 		require.NoError(t, err)
@@ -95,26 +93,13 @@ func TestLogHooksLogEveryEventWithoutSecrets(t *testing.T) {
 		l.Release()
 		time.Sleep(time.Second)
 		require.NoError(t, m.Close(context.Background()))
-		mu.Lock()
 		out := buf.String()
-		mu.Unlock()
 		for _, want := range []string{`"msg":"lease acquired"`, `"msg":"lease denied"`, `"msg":"lease error"`, `"msg":"lease ended"`, `"user":"alice"`, `"key_id":"` + l.ID() + `"`, `"reason":"released"`} {
 			assert.Contains(t, out, want)
 		}
 		assert.NotContains(t, out, l.Secret())
 		assert.NotContains(t, out, srv.AdminKey())
 	})
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  *bytes.Buffer
-}
-
-func (w lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.w.Write(p)
 }
 
 func TestHooksThenCallsBoth(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"github.com/dvonthenen/websocket"
 	"golang.org/x/time/rate"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
@@ -141,11 +142,11 @@ type browserDemo struct {
 // says otherwise) and loads its page in a fresh headless Chromium.
 func startBrowserDemo(t *testing.T, edit ...func(*config)) *browserDemo {
 	chromium := findChromium(t)
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 
 	fake := keystest.NewServer(t)
 	rec := &recordingKeys{KeyService: fake.Client()}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cfg := config{
 		Keys:      rec,
 		ListenURL: fakeListenURL(fake),

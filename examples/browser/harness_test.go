@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
 )
 
@@ -26,7 +27,7 @@ type harness struct {
 	t    *testing.T
 	fake *keystest.Server
 	s    *server
-	logs *syncBuffer
+	logs *testenv.Buffer
 
 	mu      sync.Mutex
 	secrets []string
@@ -41,7 +42,7 @@ const testListenURL = "ws://listen.invalid/v1/listen"
 func newHarness(t *testing.T, edit ...func(*config)) *harness {
 	t.Helper()
 	fake := keystest.NewServer(t, keystest.WithoutListener())
-	h := &harness{t: t, fake: fake, logs: &syncBuffer{}}
+	h := &harness{t: t, fake: fake, logs: &testenv.Buffer{}}
 	h.secrets = append(h.secrets, fake.AdminKey())
 	cfg := config{
 		Keys:      fake.Client(),
@@ -191,23 +192,4 @@ func decode(t *testing.T, res *http.Response, v any) {
 func readAll(res *http.Response) string {
 	b, _ := io.ReadAll(res.Body)
 	return string(b)
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use: the Manager's
-// hooks log from their own goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

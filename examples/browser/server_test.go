@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
 )
 
@@ -21,7 +22,7 @@ import (
 // proves it was Release, not the TTL, that deleted a key.
 
 func TestCredentialIssued(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
@@ -57,7 +58,7 @@ func TestCredentialIssued(t *testing.T) {
 }
 
 func TestReleaseDeletesKey(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
@@ -90,7 +91,7 @@ func TestReleaseDeletesKey(t *testing.T) {
 }
 
 func TestTTLDeletesUnreleasedKey(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
@@ -111,7 +112,7 @@ func TestTTLDeletesUnreleasedKey(t *testing.T) {
 }
 
 func TestRateLimitAnswers429(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, func(c *config) { c.Rate, c.Burst = rate.Every(90*time.Second), 1 })
 		b := h.visitor()
@@ -133,7 +134,7 @@ func TestRateLimitAnswers429(t *testing.T) {
 }
 
 func TestVisitorCannotTouchAnotherVisitorsLease(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		alice, mallory := h.visitor(), h.visitor()
@@ -152,7 +153,7 @@ func TestVisitorCannotTouchAnotherVisitorsLease(t *testing.T) {
 }
 
 func TestRequestsRefused(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
@@ -186,7 +187,7 @@ func TestRequestsRefused(t *testing.T) {
 }
 
 func TestPageAndAssets(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
@@ -212,7 +213,7 @@ func TestPageAndAssets(t *testing.T) {
 }
 
 func TestCreateFailureAnswers502(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
@@ -233,7 +234,7 @@ func TestCreateFailureAnswers502(t *testing.T) {
 }
 
 func TestGrantTokens(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, func(c *config) { c.Grant = true })
 		b := h.visitor()
@@ -259,7 +260,7 @@ func TestGrantTokens(t *testing.T) {
 }
 
 func TestRetryAfterRoundsUp(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	tests := []struct {
 		wait time.Duration
 		want int
@@ -282,7 +283,7 @@ func TestRetryAfterRoundsUp(t *testing.T) {
 }
 
 func TestEndedLeaseForgotten(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()

@@ -18,19 +18,12 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// withoutDeepgramEnv unsets every DEEPGRAM_* variable for the test, so that
-// run uses the fake and nothing redirects it.
-func withoutDeepgramEnv(t *testing.T) {
-	t.Helper()
-	testenv.ClearDeepgram(t)
-}
-
 // secretLike matches a Deepgram API key secret: 40 lower-case hex characters.
 // Key IDs (UUIDs) and lease IDs (16 hex) do not match.
 var secretLike = regexp.MustCompile(`[0-9a-f]{40}`)
 
 func TestQuickstartLeasesAndDeletesAKey(t *testing.T) {
-	withoutDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	var stdout, stderr bytes.Buffer
 
 	err := run(t.Context(), nil, &stdout, &stderr, os.Getenv)
@@ -47,7 +40,7 @@ func TestQuickstartLeasesAndDeletesAKey(t *testing.T) {
 }
 
 func TestQuickstartRefusesArguments(t *testing.T) {
-	withoutDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	var stdout, stderr bytes.Buffer
 	err := run(t.Context(), []string{"extra"}, &stdout, &stderr, os.Getenv)
 	assert.ErrorContains(t, err, "unexpected arguments")

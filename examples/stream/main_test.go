@@ -22,18 +22,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// withoutDeepgramEnv unsets every DEEPGRAM_* variable for the test, so that
-// run uses the fake and nothing redirects the SDK.
-func withoutDeepgramEnv(t *testing.T) {
-	t.Helper()
-	testenv.ClearDeepgram(t)
-}
-
 // secretLike matches a Deepgram API key secret: 40 lower-case hex characters.
 var secretLike = regexp.MustCompile(`[0-9a-f]{40}`)
 
 func TestStreamPrintsTranscripts(t *testing.T) {
-	withoutDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	var stdout, stderr bytes.Buffer
 
 	err := run(t.Context(), nil, &stdout, &stderr, os.Getenv)
@@ -51,7 +44,7 @@ func TestStreamPrintsTranscripts(t *testing.T) {
 }
 
 func TestStreamSendsAudioFile(t *testing.T) {
-	withoutDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	path := filepath.Join(t.TempDir(), "half-second.raw")
 	require.NoError(t, os.WriteFile(path, testaudio.PCM()[:16000], 0o600)) // 0.5 s
 	var stdout, stderr bytes.Buffer
@@ -66,7 +59,7 @@ func TestStreamSendsAudioFile(t *testing.T) {
 func TestStreamRefusesSDKOverrides(t *testing.T) {
 	for _, name := range []string{"DEEPGRAM_HOST", "DEEPGRAM_ACCESS_TOKEN"} {
 		t.Run(name, func(t *testing.T) {
-			withoutDeepgramEnv(t)
+			testenv.ClearDeepgram(t)
 			t.Setenv(name, "set-by-someone-else")
 			var stdout, stderr bytes.Buffer
 

@@ -20,18 +20,11 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// withoutDeepgramEnv unsets every DEEPGRAM_* variable for the test, so that
-// run uses the fake and nothing redirects it.
-func withoutDeepgramEnv(t *testing.T) {
-	t.Helper()
-	testenv.ClearDeepgram(t)
-}
-
 // secretLike matches a Deepgram API key secret: 40 lower-case hex characters.
 var secretLike = regexp.MustCompile(`[0-9a-f]{40}`)
 
 func TestSweepDeletesExpiredMarkedKeys(t *testing.T) {
-	withoutDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	var stdout, stderr bytes.Buffer
 
 	err := run(t.Context(), nil, &stdout, &stderr, os.Getenv)
@@ -50,7 +43,7 @@ func TestSweepDeletesExpiredMarkedKeys(t *testing.T) {
 }
 
 func TestSweepDryRunDeletesNothing(t *testing.T) {
-	withoutDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	var stdout, stderr bytes.Buffer
 
 	err := run(t.Context(), []string{"-dry-run"}, &stdout, &stderr, os.Getenv)
@@ -120,7 +113,7 @@ func TestSweepReportsFailedDeletions(t *testing.T) {
 }
 
 func TestSweepRefusesArguments(t *testing.T) {
-	withoutDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	var stdout, stderr bytes.Buffer
 	err := run(t.Context(), []string{"-dry-run", "extra"}, &stdout, &stderr, os.Getenv)
 	assert.ErrorContains(t, err, "unexpected arguments")

@@ -19,13 +19,6 @@ import (
 	"github.com/dglease/dglease/internal/testenv"
 )
 
-// clearDeepgramEnv unsets every DEEPGRAM_* variable for the test: the SDK
-// reads them and would otherwise redirect or re-authenticate its calls.
-func clearDeepgramEnv(t *testing.T) {
-	t.Helper()
-	testenv.ClearDeepgram(t)
-}
-
 // recorder is an SDK LiveMessageCallback that passes what it gets to
 // channels. The SDK calls it from its own goroutine.
 type recorder struct {
@@ -92,7 +85,7 @@ func TestSDKLiveClientStreams(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clearDeepgramEnv(t)
+			testenv.ClearDeepgram(t)
 			f := newFake(t)
 			rec := newRecorder()
 			ctx, cancel := context.WithCancel(t.Context())
@@ -133,7 +126,7 @@ func TestSDKLiveClientStreams(t *testing.T) {
 }
 
 func TestSDKLiveClientRefused(t *testing.T) {
-	clearDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	f := newFake(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

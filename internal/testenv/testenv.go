@@ -4,8 +4,10 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -33,4 +35,26 @@ func ClearDeepgramProcess() {
 			os.Unsetenv(name)
 		}
 	}
+}
+
+// Buffer is a bytes.Buffer safe for concurrent use, for capturing what
+// loggers and hooks write from their own goroutines. The zero value is
+// ready to use.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write appends p.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

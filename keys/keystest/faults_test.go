@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 )
@@ -21,7 +22,7 @@ import (
 var usageSpec = keys.Spec{Comment: "fault test", Scopes: []string{"usage:write"}, TTL: time.Minute}
 
 func TestFail(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	tests := []struct {
 		name      string
 		fault     keystest.Fault
@@ -65,7 +66,7 @@ func TestFail(t *testing.T) {
 }
 
 func TestFailForeverUntilCleared(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	s := memServer(t)
 	c := s.Client()
 	s.Fail(keystest.OpGrant, keystest.Fault{Status: 502, Times: -1})
@@ -81,7 +82,7 @@ func TestFailForeverUntilCleared(t *testing.T) {
 }
 
 func TestFaultsQueueInOrder(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	s := memServer(t)
 	c := s.Client()
 	s.Fail(keystest.OpList, keystest.Fault{Status: 500})
@@ -112,7 +113,7 @@ func (m *misuseTB) Errorf(format string, a ...any) {
 }
 
 func TestBadInjectionFailsTheTestAndDoesNothing(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	rec := &misuseTB{TB: t}
 	s := keystest.NewServer(rec, keystest.WithoutListener())
 	s.Fail(keystest.OpCreate, keystest.Fault{Status: 200})
@@ -137,7 +138,7 @@ func TestBadInjectionFailsTheTestAndDoesNothing(t *testing.T) {
 }
 
 func TestSetLatency(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		s := memServer(t)
 		c := s.Client()
@@ -171,7 +172,7 @@ func TestSetLatency(t *testing.T) {
 }
 
 func TestHang(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		s := memServer(t)
 		c := s.Client()
@@ -193,7 +194,7 @@ func TestHang(t *testing.T) {
 }
 
 func TestCloseReleasesHangs(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		s := memServer(t)
 		c := s.Client()
@@ -220,7 +221,7 @@ func TestCloseReleasesHangs(t *testing.T) {
 }
 
 func TestLoseAnswer(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	s := memServer(t)
 	c := s.Client()
 
@@ -250,7 +251,7 @@ func TestLoseAnswer(t *testing.T) {
 }
 
 func TestLoseAnswerOverSocket(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	s := keystest.NewServer(t)
 	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	defer hc.CloseIdleConnections()
@@ -270,7 +271,7 @@ func TestLoseAnswerOverSocket(t *testing.T) {
 }
 
 func TestHangOverSocketEndsWithClient(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	s, err := keystest.Start()
 	require.NoError(t, err)
 	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
 )
 
@@ -261,7 +262,7 @@ func fuzzCheckCreated(t *testing.T, s *keystest.Server, before, after []keystest
 // key behind, also over a socket (the fake reads the body before waiting,
 // so that net/http notices the client leaving).
 func TestCreateOverSocketHasNoEffectOnceClientLeaves(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	s := keystest.NewServer(t)
 	s.SetLatency(keystest.OpCreate, 300*time.Millisecond)
 	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dglease/dglease/internal/testaudio"
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 )
@@ -70,7 +71,7 @@ func newUsageKey(t *testing.T, srv *keystest.Server, ttl time.Duration) *keys.Ke
 }
 
 func TestListenStreamOutlivesItsKey(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	srv := keystest.NewServer(t)
 	k := newUsageKey(t, srv, time.Minute)
 
@@ -89,7 +90,7 @@ func TestListenStreamOutlivesItsKey(t *testing.T) {
 }
 
 func TestListenRefusesUnusableCredentials(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	srv := keystest.NewServer(t)
 	expired := newUsageKey(t, srv, time.Second)
 	unscoped, err := srv.Client().Create(context.Background(), keys.Spec{Comment: "no usage", Scopes: []string{"keys:read"}, TTL: time.Hour})
@@ -113,7 +114,7 @@ func TestListenRefusesUnusableCredentials(t *testing.T) {
 }
 
 func TestListenWithGrantToken(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	srv := keystest.NewServer(t)
 	tok, err := srv.Client().Grant(context.Background(), 30*time.Second)
 	require.NoError(t, err)
@@ -128,7 +129,7 @@ func TestListenWithGrantToken(t *testing.T) {
 }
 
 func TestCloseEndsOpenStreams(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	srv := keystest.NewServer(t)
 	k := newUsageKey(t, srv, time.Minute)
 	conn, _, err := dial(t, srv, "token", k.Secret)
@@ -170,7 +171,7 @@ func (r *sdkRecorder) UnhandledEvent([]byte) error                              
 // The official SDK's live client streams against the fake with a key the
 // fake issued.
 func TestOfficialSDKLiveClientStreams(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	srv := keystest.NewServer(t)
 	k := newUsageKey(t, srv, time.Minute)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -18,15 +18,16 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 )
 
 // The official SDK (v3.5.0) talks to the socket server. Its constructors
-// read DEEPGRAM_* variables, hence unsetDeepgramEnv; client.New/Init are
+// read DEEPGRAM_* variables, hence testenv.ClearDeepgram; client.New/Init are
 // not used (Init calls flag.Parse).
 func TestOfficialSDK(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	s := keystest.NewServer(t)
 	seeded := s.AddKey(keys.Spec{Comment: "seeded", Scopes: []string{"usage:write"}, Tags: []string{"x"}, TTL: time.Hour})
 

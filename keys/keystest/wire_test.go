@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 )
@@ -48,7 +49,7 @@ func fieldNames(m map[string]any) []string {
 }
 
 func TestWireErrors(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	s := memServer(t)
 	tok := "Token " + s.AdminKey()
 	keysPath := "/v1/projects/" + s.ProjectID() + "/keys"
@@ -117,7 +118,7 @@ func TestWireErrors(t *testing.T) {
 }
 
 func TestWireShapes(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		s := memServer(t)
 		keysPath := "/v1/projects/" + s.ProjectID() + "/keys"
@@ -175,7 +176,7 @@ func TestWireShapes(t *testing.T) {
 }
 
 func TestWireGrant(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		s := memServer(t)
 		tests := []struct {
@@ -213,7 +214,7 @@ func TestWireGrant(t *testing.T) {
 }
 
 func TestRequestsNeverHoldSecrets(t *testing.T) {
-	unsetDeepgramEnv(t)
+	testenv.ClearDeepgram(t)
 	s := memServer(t)
 	c := s.Client()
 	k, err := c.Create(t.Context(), keys.Spec{Scopes: []string{"usage:write"}, TTL: time.Minute})
