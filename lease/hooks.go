@@ -15,7 +15,8 @@ import (
 // that panics is recovered (the panic is dropped) without affecting leases
 // or deletion. If hooks fall more than 10,000 events behind, further events
 // are dropped and counted in [Stats].HookEventsDropped. Close waits for
-// queued events to be delivered while its context allows. An Event never
+// queued events to be delivered while its context allows, for at most 5 s:
+// a stuck hook cannot hang Close (its goroutine is left to finish). An Event never
 // carries a secret.
 type Hooks struct {
 	// OnAcquire: a lease was issued.

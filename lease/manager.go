@@ -564,11 +564,13 @@ func (m *Manager) Usage(user string) Usage {
 // sorted by key ID. Each expires on Deepgram's side; Sweep removes them.
 func (m *Manager) Undeleted() []Undeleted { return m.del.undeleted() }
 
-// Close refuses new Acquire calls with ErrClosed, ends every live lease,
-// waits for creates in flight and for the deleter to delete every key, and
-// returns nil, or a *CloseError naming every key that could not be deleted
-// (during Close or earlier). When ctx ends first, Close stops waiting,
-// cancels what is in flight and reports what is left. Close may be called
+// Close refuses new Acquire calls with ErrClosed, stops periodic sweeping,
+// ends every live lease, waits for creates in flight and for the deleter to
+// delete every key, gives hooks up to 5 s to drain, and returns nil, or a
+// *CloseError naming every key that could not be deleted (during Close or
+// earlier, unless a later Sweep removed it) and every create Close cut off
+// without an answer. When ctx ends first, Close stops waiting, cancels what
+// is in flight and reports what is left. Close may be called
 // more than once and concurrently: every call waits for the first to finish
 // and returns its result.
 func (m *Manager) Close(ctx context.Context) error {
