@@ -150,3 +150,68 @@ func TestAcquireNeverReturnsAnEndedLease(t *testing.T) {
 		assert.Empty(t, liveIDs(srv))
 	})
 }
+
+// A second Close waits for the first only as long as its own context
+// allows, and once the first has finished every Close returns its result.
+func TestSecondCloseHonoursItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv)
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		srv.Hang(keystest.OpDelete, 1) // the first Close waits for this delete
+		l.Release()
+		first := make(chan error, 1)
+		go func() { first <- m.Close(context.Background()) }()
+		synctest.Wait()
+
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err = m.Close(ctx)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.Equal(t, 100*time.Millisecond, time.Since(start))
+
+		require.NoError(t, <-first, "the hung delete times out and is retried")
+		cancelled, cancel2 := context.WithCancel(context.Background())
+		cancel2()
+		for range 50 {
+			assert.NoError(t, m.Close(cancelled), "after the first Close, its result, whatever ctx")
+		}
+	})
+}
+
+// Keys Sweep removed after the deleter gave up on them are no longer
+// counted or named by Close.
+func TestCloseErrorForgetsKeysSweepRemoved(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv)
+		for range 3 {
+			l, err := m.Acquire(context.Background(), "alice")
+			require.NoError(t, err)
+			srv.Fail(keystest.OpDelete, keystest.Fault{Status: 403})
+			l.Release()
+			synctest.Wait()
+		}
+		require.Len(t, m.Undeleted(), 3)
+		time.Sleep(time.Minute) // past their server-side expiry
+		n, err := m.Sweep(context.Background())
+		require.NoError(t, err)
+		assert.Equal(t, 3, n)
+		assert.Empty(t, m.Undeleted())
+
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		srv.Fail(keystest.OpDelete, keystest.Fault{Status: 403})
+		l.Release()
+		err = m.Close(context.Background())
+		var ce *lease.CloseError
+		require.ErrorAs(t, err, &ce)
+		assert.Equal(t, 1, ce.Total)
+		require.Len(t, ce.Undeleted, 1)
+		assert.Equal(t, l.ID(), ce.Undeleted[0].KeyID)
+		assert.Contains(t, err.Error(), "lease: 1 keys could not be deleted")
+		assert.Equal(t, uint64(4), m.Stats().DeleteFailed, "Stats still counts every failure")
+	})
+}

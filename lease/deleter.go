@@ -66,7 +66,8 @@ type deleter struct {
 	waiting   map[*job]*time.Timer // jobs waiting for a retry
 	inflight  map[string]*job      // by key ID: queued, running or waiting
 	failures  []Undeleted
-	failTotal uint64
+	failTotal uint64 // every key given up on (Stats.DeleteFailed)
+	overflow  int    // failures not kept in failures (past maxFailures)
 	deleted   uint64
 	attempts  uint64
 	peak      int
@@ -231,6 +232,8 @@ func (d *deleter) recordLocked(j *job, err error) {
 	d.failTotal++
 	if len(d.failures) < maxFailures {
 		d.failures = append(d.failures, Undeleted{KeyID: j.keyID, LeaseID: j.leaseID, User: j.user, Expires: j.serverExpires, Err: err})
+	} else {
+		d.overflow++
 	}
 }
 
@@ -306,10 +309,12 @@ func (d *deleter) stop(cause error) {
 	}
 }
 
-func (d *deleter) failedTotal() int {
+// outstanding counts the keys given up on and not since removed by Sweep,
+// also past the first maxFailures.
+func (d *deleter) outstanding() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return int(d.failTotal)
+	return len(d.failures) + d.overflow
 }
 
 // forget drops keys from the failures, e.g. once Sweep deleted them.
@@ -346,8 +351,8 @@ type CloseError struct {
 	// Unconfirmed names the Acquire calls whose create got no answer: a
 	// key may exist for each (see [Unconfirmed]).
 	Unconfirmed []Unconfirmed
-	// Total counts every key the deleter gave up on, also past the first
-	// 10,000.
+	// Total counts the keys the deleter gave up on and no Sweep has removed
+	// since, also past the first 10,000 (which Undeleted lists).
 	Total int
 	// Err is the context's error when Close's context ended first.
 	Err error
@@ -356,9 +361,14 @@ type CloseError struct {
 // Error names every undeleted key (the first 20, then a count).
 func (e *CloseError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "lease: %d keys could not be deleted", max(e.Total, len(e.Undeleted)))
-	if len(e.Unconfirmed) > 0 {
-		fmt.Fprintf(&b, " and %d creates got no answer (a key may exist for each; it expires by itself and Sweep removes it)", len(e.Unconfirmed))
+	n := max(e.Total, len(e.Undeleted))
+	switch {
+	case n > 0 && len(e.Unconfirmed) > 0:
+		fmt.Fprintf(&b, "lease: %d keys could not be deleted and %d creates got no answer (a key may exist for each; it expires by itself and Sweep removes it)", n, len(e.Unconfirmed))
+	case n > 0:
+		fmt.Fprintf(&b, "lease: %d keys could not be deleted", n)
+	default:
+		fmt.Fprintf(&b, "lease: %d creates got no answer (a key may exist for each; it expires by itself and Sweep removes it)", len(e.Unconfirmed))
 	}
 	if e.Err != nil {
 		fmt.Fprintf(&b, " (%v)", e.Err)

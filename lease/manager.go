@@ -79,8 +79,8 @@ type Manager struct {
 	// baseCtx bounds creates; cancelled when Close gives up waiting.
 	baseCtx    context.Context
 	baseCancel context.CancelFunc
-	closeOnce  sync.Once
-	closeErr   error
+	closing    bool  // a Close has started; guarded by mu
+	closeErr   error // set before closeDone is closed
 	closeDone  chan struct{}
 	userScan   int // users map size that triggers the next eviction scan
 
@@ -572,25 +572,35 @@ func (m *Manager) Undeleted() []Undeleted { return m.del.undeleted() }
 // without an answer. When ctx ends first, Close stops waiting, cancels what
 // is in flight and reports what is left. Close may be called
 // more than once and concurrently: every call waits for the first to finish
-// and returns its result.
+// and returns its result, or its own context's error if that ends first.
+//
+// Do not call Close from a hook: hooks run on the goroutine Close waits
+// for, so it would wait its full 5 s for hooks; call go m.Close(ctx).
 func (m *Manager) Close(ctx context.Context) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	first := false
-	m.closeOnce.Do(func() {
-		defer close(m.closeDone)
-		first = true
-		m.closeErr = m.close(ctx)
-	})
+	m.mu.Lock()
+	first := !m.closing
+	m.closing = true
+	m.mu.Unlock()
 	if first {
+		m.closeErr = m.close(ctx)
+		close(m.closeDone)
 		return m.closeErr
+	}
+	// A later call waits for the first, as long as its own ctx allows; once
+	// the first has finished, every call returns its result.
+	select {
+	case <-m.closeDone:
+		return m.closeErr
+	default:
 	}
 	select {
 	case <-m.closeDone:
 		return m.closeErr
 	case <-ctx.Done():
-		return fmt.Errorf("lease: close: %w", ctx.Err())
+		return fmt.Errorf("lease: close: still closing: %w", ctx.Err())
 	}
 }
 
@@ -632,7 +642,7 @@ func (m *Manager) close(ctx context.Context) error {
 	if len(undeleted) == 0 && len(unconfirmed) == 0 {
 		return nil
 	}
-	return &CloseError{Undeleted: undeleted, Unconfirmed: unconfirmed, Total: m.del.failedTotal(), Err: ctx.Err()}
+	return &CloseError{Undeleted: undeleted, Unconfirmed: unconfirmed, Total: m.del.outstanding(), Err: ctx.Err()}
 }
 
 // hookGrace bounds how long Close waits for hooks once the deleter is done.
