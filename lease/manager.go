@@ -241,11 +241,31 @@ func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
 	// finishAcquire or orphan has handed any key to the deleter, so that
 	// Close, which waits for m.creating before draining the deleter, never
 	// misses a key.
+	var createErr error
 	if ctx.Done() == nil {
-		l, err := m.finishAcquire(ctx, r, m.issue(r))
-		m.creating.Done()
-		return l, err
+		createErr = m.issue(r)
+	} else {
+		var leftErr error
+		if createErr, leftErr = m.issueOrLeave(ctx, r); leftErr != nil {
+			return nil, leftErr
+		}
 	}
+	l, err := m.finishAcquire(ctx, r, createErr)
+	m.creating.Done()
+	if err == nil && ctx.Err() != nil {
+		// ctx ended as the result arrived: the lease, armed with the ended
+		// ctx, is already ending; report ctx's error, never an ended lease.
+		l.Release()
+		return nil, fmt.Errorf("lease: acquire for user %q: %w", user, ctx.Err())
+	}
+	return l, err
+}
+
+// issueOrLeave runs the create in the background and waits for it or for
+// ctx. It returns the create's result, or, when ctx ends first, ctx's
+// error as leftErr: the create then finishes in the background, and orphan
+// deletes any key it makes.
+func (m *Manager) issueOrLeave(ctx context.Context, r *record) (createErr, leftErr error) {
 	h := &handoff{ch: make(chan error, 1)}
 	go func() {
 		err := m.issue(r)
@@ -262,33 +282,16 @@ func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
 	}()
 	select {
 	case err := <-h.ch:
-		l, err := m.finishAcquire(ctx, r, err)
-		m.creating.Done()
-		if err == nil && ctx.Err() != nil {
-			// ctx ended as the result arrived: the lease is already
-			// ending (armed with an ended ctx); report ctx's error as
-			// the other branch does.
-			l.Release()
-			return nil, fmt.Errorf("lease: acquire for user %q: %w", user, ctx.Err())
-		}
-		return l, err
+		return err, nil
 	case <-ctx.Done():
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	if h.ready {
-		// The result arrived as ctx ended: take it; arming the lease
-		// with the ended ctx ends it at once, so its key is deleted.
-		h.mu.Unlock()
-		l, err := m.finishAcquire(ctx, r, <-h.ch)
-		m.creating.Done()
-		if err == nil {
-			l.Release()
-		}
-	} else {
-		h.abandoned = true
-		h.mu.Unlock()
+		return <-h.ch, nil // arrived as ctx ended: the caller releases it
 	}
-	return nil, fmt.Errorf("lease: acquire for user %q: %w", user, ctx.Err())
+	h.abandoned = true
+	return nil, fmt.Errorf("lease: acquire for user %q: %w", r.user, ctx.Err())
 }
 
 // handoff decides who finishes an Acquire whose caller may have left.
