@@ -34,6 +34,11 @@ type job struct {
 	attempt       int
 }
 
+// event is the OnError event for a failed delete of j.
+func (j *job) event(err error, final bool) Event {
+	return Event{Kind: EventError, Time: time.Now(), Op: "delete", User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Err: err, Attempt: j.attempt, Final: final}
+}
+
 // Undeleted is a key the Manager could not delete.
 //
 // A plain value: safe to copy and to read from several goroutines; nothing
@@ -94,7 +99,7 @@ func (d *deleter) add(j *job) {
 	if d.stopped {
 		err := errors.New("lease: manager closed before the key could be deleted")
 		d.recordLocked(j, err)
-		d.events.emit(Event{Kind: EventError, Time: time.Now(), Op: "delete", User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Err: err, Final: true})
+		d.events.emit(j.event(err, true))
 		return
 	}
 	if _, dup := d.inflight[j.keyID]; dup {
@@ -148,16 +153,16 @@ func (d *deleter) attempt(j *job) {
 		return
 	}
 	if d.baseCtx.Err() != nil {
-		d.fail(j, fmt.Errorf("lease: Close gave up deleting: %w", err), true)
+		d.fail(j, fmt.Errorf("lease: Close gave up deleting: %w", err))
 		return
 	}
 	if !retryable(err) {
-		d.fail(j, err, true)
+		d.fail(j, err)
 		return
 	}
 	now := time.Now()
 	if !now.Before(j.serverExpires) {
-		d.fail(j, fmt.Errorf("lease: gave up deleting: the key has expired on Deepgram's side, so Sweep can remove its record: %w", err), true)
+		d.fail(j, fmt.Errorf("lease: gave up deleting: the key has expired on Deepgram's side, so Sweep can remove its record: %w", err))
 		return
 	}
 	wait := backoff(j.attempt)
@@ -165,13 +170,15 @@ func (d *deleter) attempt(j *job) {
 	if errors.As(err, &apiErr) && apiErr.RetryAfter > wait {
 		wait = apiErr.RetryAfter
 	}
-	d.events.emit(Event{Kind: EventError, Time: now, Op: "delete", User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Err: err, Attempt: j.attempt})
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopped {
+		// Close gave up while this attempt ran: final, like stop's own.
+		d.events.emit(j.event(err, true))
 		d.failLocked(j, err)
 		return
 	}
+	d.events.emit(j.event(err, false))
 	var t *time.Timer
 	t = time.AfterFunc(wait, func() {
 		d.mu.Lock()
@@ -213,8 +220,9 @@ func (d *deleter) done(j *job) {
 	d.finishLocked(j)
 }
 
-func (d *deleter) fail(j *job, err error, final bool) {
-	d.events.emit(Event{Kind: EventError, Time: time.Now(), Op: "delete", User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Err: err, Attempt: j.attempt, Final: final})
+// fail gives up on j for good.
+func (d *deleter) fail(j *job, err error) {
+	d.events.emit(j.event(err, true))
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.failLocked(j, err)
@@ -305,8 +313,19 @@ func (d *deleter) stop(cause error) {
 	// As for every key the deleter gives up on, a final OnError: hooks
 	// (e.g. LogHooks) see these keys too, not only Close's caller.
 	for _, j := range gaveUp {
-		d.events.emit(Event{Kind: EventError, Time: time.Now(), Op: "delete", User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Err: err, Attempt: j.attempt, Final: true})
+		d.events.emit(j.event(err, true))
 	}
+}
+
+// addStats fills the deleter's part of s.
+func (d *deleter) addStats(s *Stats) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	s.Deleted = d.deleted
+	s.DeletePending = len(d.inflight)
+	s.DeletePeak = d.peak
+	s.DeleteFailed = d.failTotal
+	s.DeleteAttempts = d.attempts
 }
 
 // outstanding counts the keys given up on and not since removed by Sweep,

@@ -233,9 +233,8 @@ type dispatcher struct {
 
 	mu      sync.Mutex
 	queue   []Event
-	running bool
 	dropped uint64
-	idle    chan struct{} // closed when the queue empties; nil when idle
+	idle    chan struct{} // non-nil while the goroutine runs; closed when it ends
 }
 
 func (d *dispatcher) emit(e Event) {
@@ -249,8 +248,7 @@ func (d *dispatcher) emit(e Event) {
 		return
 	}
 	d.queue = append(d.queue, e)
-	if !d.running {
-		d.running = true
+	if d.idle == nil {
 		d.idle = make(chan struct{})
 		go d.run()
 	}
@@ -261,7 +259,6 @@ func (d *dispatcher) run() {
 	for {
 		d.mu.Lock()
 		if len(d.queue) == 0 {
-			d.running = false
 			d.queue = nil
 			close(d.idle)
 			d.idle = nil

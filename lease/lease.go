@@ -40,13 +40,12 @@ type record struct {
 	token         bool
 	done          chan struct{}
 
-	mu       sync.Mutex
-	reason   Reason
-	timer    *time.Timer
-	stopCtx  func() bool
-	cleanup  runtime.Cleanup
-	hasClean bool
-	leaked   bool // the *Lease became unreachable; ending is pending
+	mu      sync.Mutex
+	reason  Reason
+	timer   *time.Timer
+	stopCtx func() bool
+	cleanup runtime.Cleanup // zero (Stop is a no-op) until armed and after Detach
+	leaked  bool            // the *Lease became unreachable; ending is pending
 }
 
 // Secret is the credential to hand over: an API key, or a grant JWT with
@@ -105,9 +104,9 @@ func (l *Lease) Release() {
 func (l *Lease) Detach() {
 	r := l.r
 	r.mu.Lock()
-	if r.hasClean && r.reason == 0 {
+	if r.reason == 0 {
 		r.cleanup.Stop()
-		r.hasClean = false
+		r.cleanup = runtime.Cleanup{}
 	}
 	r.mu.Unlock()
 	runtime.KeepAlive(l)
@@ -158,7 +157,6 @@ func (r *record) arm(ctx context.Context, l *Lease) {
 		r.stopCtx = context.AfterFunc(ctx, func() { r.end(ReasonContext) })
 	}
 	r.cleanup = runtime.AddCleanup(l, (*record).leak, r)
-	r.hasClean = true
 }
 
 // leak runs on the runtime's cleanup goroutine once the *Lease is
@@ -208,7 +206,7 @@ func (r *record) end(reason Reason) {
 	if r.stopCtx != nil {
 		r.stopCtx()
 	}
-	if r.hasClean && reason != ReasonLeaked {
+	if reason != ReasonLeaked { // a leak's cleanup has already run
 		r.cleanup.Stop()
 	}
 	close(r.done)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -84,22 +85,28 @@ type Manager struct {
 	closeDone  chan struct{}
 	userScan   int // users map size that triggers the next eviction scan
 
-	leakMu sync.Mutex
-	leaks  []*record // unreachable leases waiting to be ended
+	leakMu  sync.Mutex
+	leaks   []*record   // unreachable leases waiting to be ended
+	leaking atomic.Bool // len(leaks) > 0, read without leakMu on every call
 }
 
 // queueLeak records a lease found unreachable; see record.leak.
 func (m *Manager) queueLeak(r *record) {
 	m.leakMu.Lock()
 	m.leaks = append(m.leaks, r)
+	m.leaking.Store(true)
 	m.leakMu.Unlock()
 }
 
 // reapLeaks ends the leases found unreachable since the last call.
 func (m *Manager) reapLeaks() {
+	if !m.leaking.Load() {
+		return // the common case, on Acquire's path: no lock taken
+	}
 	m.leakMu.Lock()
 	leaks := m.leaks
 	m.leaks = nil
+	m.leaking.Store(false)
 	m.leakMu.Unlock()
 	for _, r := range leaks {
 		r.end(ReasonLeaked)
@@ -439,7 +446,6 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, err error) (*Lea
 	m.pending--
 	m.live[r.leaseID] = r
 	m.stats.Acquired++
-	m.stats.Live++
 	us := m.users[r.user]
 	us.usage.Acquired++
 	us.usage.Live++
@@ -483,7 +489,6 @@ func (m *Manager) ended(r *record, reason Reason) {
 	now := time.Now()
 	m.mu.Lock()
 	delete(m.live, r.leaseID)
-	m.stats.Live--
 	m.stats.Released++
 	if reason == ReasonLeaked {
 		m.stats.Leaked++
@@ -538,14 +543,9 @@ func (m *Manager) Stats() Stats {
 	m.reapLeaks()
 	m.mu.Lock()
 	s := m.stats
+	s.Live = len(m.live)
 	m.mu.Unlock()
-	m.del.mu.Lock()
-	s.Deleted = m.del.deleted
-	s.DeletePending = len(m.del.inflight)
-	s.DeletePeak = m.del.peak
-	s.DeleteFailed = m.del.failTotal
-	s.DeleteAttempts = m.del.attempts
-	m.del.mu.Unlock()
+	m.del.addStats(&s)
 	s.HookEventsDropped = m.events.droppedCount()
 	return s
 }
