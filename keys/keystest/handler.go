@@ -97,8 +97,14 @@ func codeFor(status int) string {
 	if text == "" {
 		return "ERROR"
 	}
-	return strings.ToUpper(strings.NewReplacer(" ", "_", "-", "_", "'", "").Replace(text))
+	return strings.ToUpper(codeReplacer.Replace(text))
 }
+
+// codeReplacer turns a status text into an error code.
+var codeReplacer = strings.NewReplacer(" ", "_", "-", "_", "'", "")
+
+// opScope is the scope each call needs.
+var opScope = map[Op]string{OpList: "keys:read", OpGet: "keys:read", OpCreate: "keys:write", OpDelete: "keys:write", OpGrant: "keys:write"}
 
 // serveAPI serves every route but /v1/listen.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
@@ -271,8 +277,8 @@ func (s *Server) serveLocked(c *call) answer {
 	if c.op != OpProjects && c.op != OpGrant && c.project != s.projectID {
 		return c.fail(http.StatusNotFound, "PROJECT_NOT_FOUND", "project not found")
 	}
-	need := map[Op]string{OpList: "keys:read", OpGet: "keys:read", OpCreate: "keys:write", OpDelete: "keys:write", OpGrant: "keys:write"}[c.op]
-	if need != "" && !rightsOf(caller.scopes)[need] {
+	callerRights := rightsOf(caller.scopes)
+	if need := opScope[c.op]; need != "" && !callerRights[need] {
 		return c.fail(http.StatusForbidden, "INSUFFICIENT_PERMISSIONS", "the API key lacks the "+need+" scope (or a role that includes it)")
 	}
 	switch c.op {
@@ -288,20 +294,19 @@ func (s *Server) serveLocked(c *call) answer {
 		return s.list(c)
 	case OpGet:
 		k := s.byID[c.keyID]
-		if k == nil || k.deleted {
+		if k == nil || k.deleted() {
 			return c.fail(http.StatusNotFound, "NOT_FOUND", "API key not found")
 		}
 		return answer{status: http.StatusOK, body: memberKeyJSON{Member: s.member, APIKey: wireKey(k, false)}}
 	case OpCreate:
-		return s.create(c, caller)
+		return s.create(c, callerRights)
 	case OpDelete:
 		k := s.byID[c.keyID]
-		if k == nil || k.deleted {
+		if k == nil || k.deleted() {
 			return c.fail(http.StatusNotFound, "NOT_FOUND", "API key not found")
 		}
-		k.deleted, k.deletedAt = true, s.now()
+		s.deleteLocked(k)
 		k.deletes++
-		delete(s.bySecret, k.secret)
 		return answer{status: http.StatusOK, body: struct {
 			Message string `json:"message"`
 		}{"Successfully deleted the API key!"}}
@@ -331,7 +336,7 @@ func (s *Server) authenticate(c *call) (*keyRecord, answer, bool) {
 		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "unsupported Authorization scheme"), false
 	}
 	k := s.bySecret[secret]
-	if k == nil || k.deleted || k.expired(s.now()) {
+	if k == nil || k.expired(s.now()) { // bySecret holds no deleted key
 		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "Invalid credentials."), false
 	}
 	return k, answer{}, true
@@ -365,7 +370,7 @@ func (s *Server) list(c *call) answer {
 		APIKeys []memberKeyJSON `json:"api_keys"`
 	}{APIKeys: []memberKeyJSON{}}
 	for _, k := range s.keys {
-		if k.deleted || (status == "active" && k.expired(now)) || (status == "expired" && !k.expired(now)) {
+		if k.deleted() || (status == "active" && k.expired(now)) || (status == "expired" && !k.expired(now)) {
 			continue
 		}
 		out.APIKeys = append(out.APIKeys, memberKeyJSON{Member: s.member, APIKey: wireKey(k, false)})
@@ -389,7 +394,7 @@ func decodeJSON(body []byte, v any) error {
 // bound.
 const maxTTLSeconds = 100 * 365 * 24 * 3600
 
-func (s *Server) create(c *call, caller *keyRecord) answer {
+func (s *Server) create(c *call, caller rights) answer {
 	var req struct {
 		Comment        *string  `json:"comment"`
 		Scopes         []string `json:"scopes"`
@@ -437,7 +442,7 @@ func (s *Server) create(c *call, caller *keyRecord) answer {
 		}
 		expires = t
 	}
-	if missing, ok := rightsOf(caller.scopes).covers(req.Scopes); !ok {
+	if missing, ok := caller.covers(req.Scopes); !ok {
 		return c.fail(http.StatusForbidden, "INSUFFICIENT_PERMISSIONS",
 			fmt.Sprintf("a key cannot be given rights its creator lacks (%s)", missing))
 	}

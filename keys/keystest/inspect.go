@@ -76,7 +76,7 @@ func (s *Server) Keys() []KeyState {
 	for _, k := range s.keys {
 		st := KeyState{Key: publicKey(k), Status: StatusActive, DeletedAt: k.deletedAt, Deletes: k.deletes}
 		switch {
-		case k.deleted:
+		case k.deleted():
 			st.Status = StatusDeleted
 		case k.expired(now):
 			st.Status = StatusExpired
@@ -94,7 +94,7 @@ func (s *Server) LiveKeys() []keys.Key {
 	now := s.now()
 	var out []keys.Key
 	for _, k := range s.keys {
-		if !k.deleted && !k.expired(now) {
+		if !k.deleted() && !k.expired(now) {
 			out = append(out, publicKey(k))
 		}
 	}
@@ -163,11 +163,10 @@ func (s *Server) RevokeKey(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := s.byID[id]
-	if k == nil || k.deleted {
+	if k == nil || k.deleted() {
 		return false
 	}
-	k.deleted, k.deletedAt = true, s.now()
-	delete(s.bySecret, k.secret)
+	s.deleteLocked(k)
 	return true
 }
 

@@ -3,7 +3,8 @@ package keystest
 import (
 	"errors"
 	"fmt"
-	"strings"
+
+	"github.com/dglease/dglease/keys"
 )
 
 // Option configures a [Server] built by [NewServer] or [Start]. Options are
@@ -32,8 +33,14 @@ var defaultAdminScopes = []string{"keys:read", "keys:write", "usage:write"}
 // UUID-like ID, different for each server.
 func WithProjectID(id string) Option {
 	return optionFunc(func(c *config) {
-		if err := checkPathID("project ID", id); err != nil {
-			c.setErr(err)
+		// The same rule as the client's, so that Server.Client never
+		// refuses what the server accepted.
+		if id == "" {
+			c.setErr(errors.New("keystest: WithProjectID: project ID must not be empty"))
+			return
+		}
+		if _, err := keys.New("x", id); err != nil {
+			c.setErr(fmt.Errorf("keystest: WithProjectID: %w", err))
 			return
 		}
 		c.projectID = id
@@ -51,8 +58,8 @@ func WithProjectName(name string) Option {
 // Deepgram's keys.
 func WithAdminKey(secret string) Option {
 	return optionFunc(func(c *config) {
-		if secret == "" || strings.ContainsFunc(secret, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
-			c.setErr(errors.New("keystest: admin key must be non-empty and without spaces or control characters"))
+		if _, err := keys.New(secret, ""); err != nil { // the client's rule; its error never quotes the key
+			c.setErr(fmt.Errorf("keystest: WithAdminKey: %w", err))
 			return
 		}
 		c.adminKey = secret
@@ -95,17 +102,4 @@ func (c *config) setErr(err error) {
 	if c.err == nil {
 		c.err = err
 	}
-}
-
-// checkPathID refuses IDs that cannot be a URL path segment as they are.
-func checkPathID(what, id string) error {
-	if id == "" || len(id) > 256 {
-		return fmt.Errorf("keystest: %s must be 1..256 bytes", what)
-	}
-	for _, r := range id {
-		if r <= ' ' || r >= 0x7f || strings.ContainsRune("/?#%\\", r) {
-			return fmt.Errorf("keystest: %s %q contains %q, which cannot be part of a URL path", what, id, r)
-		}
-	}
-	return nil
 }

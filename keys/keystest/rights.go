@@ -18,14 +18,10 @@ var roleRights = func() map[string][]string {
 }()
 
 // knownScope reports whether sc is a Deepgram scope or role this fake knows.
-func knownScope(sc string) bool {
-	for _, r := range roleRights["owner"] {
-		if r == sc {
-			return true
-		}
-	}
-	return false
-}
+func knownScope(sc string) bool { return knownScopes[sc] }
+
+// knownScopes holds every scope and role: the owner's rights.
+var knownScopes = rightsOf([]string{"owner"})
 
 // rights is a key's effective rights: its scopes expanded by roles.
 type rights map[string]bool

@@ -60,9 +60,18 @@ type keyRecord struct {
 	id, secret, comment string
 	scopes, tags        []string
 	created, expires    time.Time
-	deleted             bool
-	deletedAt           time.Time
-	deletes             int // successful DELETE calls
+	deletedAt           time.Time // zero until deleted or revoked
+	deletes             int       // successful DELETE calls
+}
+
+// deleted reports whether k was deleted or revoked.
+func (k *keyRecord) deleted() bool { return !k.deletedAt.IsZero() }
+
+// deleteLocked deletes k: it stops authenticating and is no longer listed.
+// s.mu is held.
+func (s *Server) deleteLocked(k *keyRecord) {
+	k.deletedAt = s.now()
+	delete(s.bySecret, k.secret)
 }
 
 func (k *keyRecord) expired(now time.Time) bool {

@@ -27,7 +27,7 @@ func (s *Server) checkStreamCredential(scheme, secret string) error {
 	case "token":
 		k := s.bySecret[secret]
 		switch {
-		case k == nil || k.deleted:
+		case k == nil: // bySecret holds no deleted key
 			return errors.New("keystest: unknown or deleted API key")
 		case k.expired(now):
 			return fmt.Errorf("keystest: API key %s expired", k.id)
