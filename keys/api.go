@@ -71,7 +71,7 @@ func checkSpec(s Spec, now time.Time) (createRequest, error) {
 			return req, fmt.Errorf("keys: scope %q must be non-empty and without surrounding spaces", sc)
 		}
 	}
-	req.Scopes = append([]string(nil), s.Scopes...)
+	req.Scopes = s.Scopes
 	for _, tag := range s.Tags {
 		if tag == "" {
 			return req, errors.New("keys: tags must not be empty strings")

@@ -145,17 +145,6 @@ func TestCreateBodyShape(t *testing.T) {
 	}
 }
 
-func TestCreateDoesNotAliasSpecScopes(t *testing.T) {
-	c, mock := newClient(t, testProject)
-	var rec recorder
-	mock.RegisterResponder(http.MethodPost, keysURL, rec.wrap(jsonResponder(200, createAnswer("key-1"))))
-	scopes := []string{"usage:write"}
-	spec := keys.Spec{Scopes: scopes, TTL: time.Minute}
-	_, err := c.Create(context.Background(), spec)
-	require.NoError(t, err)
-	assert.Equal(t, []string{"usage:write"}, scopes, "caller's slice untouched")
-}
-
 func TestCreateDecodesAnswer(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -70,7 +70,6 @@ func TestEnvironmentIsIgnored(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			testenv.ClearDeepgram(t)
 			t.Setenv(tt.name, tt.value)
 
 			mock := newMock(t)
@@ -112,7 +111,6 @@ func TestEnvironmentIsIgnored(t *testing.T) {
 const evilHostRE = `^https?://evil\.invalid`
 
 func TestDeepgramHostDoesNotOverrideTheDefaultHost(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	t.Setenv("DEEPGRAM_HOST", "http://evil.invalid")
 	mock := newMock(t)
 	var rec recorder
@@ -127,7 +125,6 @@ func TestDeepgramHostDoesNotOverrideTheDefaultHost(t *testing.T) {
 }
 
 func TestDeepgramAPIKeyIsNotRead(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	t.Setenv("DEEPGRAM_API_KEY", "env-key")
 	c, err := keys.New("", testProject)
 	assert.Nil(t, c)
@@ -136,7 +133,6 @@ func TestDeepgramAPIKeyIsNotRead(t *testing.T) {
 }
 
 func TestSkipAuthDoesNotDisableTLSVerification(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	t.Setenv("DEEPGRAM_WEBSOCKET_SKIP_AUTH", "true")
 
 	var served atomic.Int32
@@ -210,7 +206,6 @@ func captureStdio(t *testing.T, fn func()) string {
 }
 
 func TestDebugRestPrintsNothing(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	t.Setenv("DEEPGRAM_DEBUG_REST", "true")
 	mock := newMock(t)
 	mock.RegisterResponder(http.MethodPost, keysURL, jsonResponder(200, createAnswer("key-1")))

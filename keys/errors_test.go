@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 )
 
@@ -109,22 +108,25 @@ func TestEveryNon2xxIsAnAPIError(t *testing.T) {
 	}
 }
 
+// everyCall is one of each call, with the op its errors name and the
+// request it makes.
+var everyCall = []struct {
+	op     string
+	method string
+	url    string
+	do     func(*keys.Client) error
+}{
+	{"create key", http.MethodPost, keysURL, func(c *keys.Client) error { _, err := c.Create(context.Background(), validSpec); return err }},
+	{"delete key", http.MethodDelete, keysURL + "/key-1", func(c *keys.Client) error { return c.Delete(context.Background(), "key-1") }},
+	{"list active keys", http.MethodGet, keysURL, func(c *keys.Client) error { _, err := c.List(context.Background()); return err }},
+	{"grant token", http.MethodPost, grantURL, func(c *keys.Client) error { _, err := c.Grant(context.Background(), time.Minute); return err }},
+}
+
 // The SDK parses a 400 body itself (legacy shape only) and builds its own
 // error; every shape of 400 must still come back as the same *APIError as
 // any other status, whichever call made it.
 func TestBadRequestIsConsistentAcrossCalls(t *testing.T) {
-	calls := []struct {
-		op     string
-		method string
-		url    string
-		do     func(*keys.Client) error
-	}{
-		{"create key", http.MethodPost, keysURL, func(c *keys.Client) error { _, err := c.Create(context.Background(), validSpec); return err }},
-		{"delete key", http.MethodDelete, keysURL + "/key-1", func(c *keys.Client) error { return c.Delete(context.Background(), "key-1") }},
-		{"list active keys", http.MethodGet, keysURL, func(c *keys.Client) error { _, err := c.List(context.Background()); return err }},
-		{"grant token", http.MethodPost, grantURL, func(c *keys.Client) error { _, err := c.Grant(context.Background(), time.Minute); return err }},
-	}
-	for _, call := range calls {
+	for _, call := range everyCall {
 		for _, shape := range errorShapes {
 			t.Run(call.op+" "+shape.name, func(t *testing.T) {
 				c, mock := newClient(t, testProject)
@@ -146,18 +148,7 @@ func TestBadRequestIsConsistentAcrossCalls(t *testing.T) {
 }
 
 func TestErrorsFromEveryCall(t *testing.T) {
-	calls := []struct {
-		op     string
-		method string
-		url    string
-		do     func(*keys.Client) error
-	}{
-		{"create key", http.MethodPost, keysURL, func(c *keys.Client) error { _, err := c.Create(context.Background(), validSpec); return err }},
-		{"delete key", http.MethodDelete, keysURL + "/key-1", func(c *keys.Client) error { return c.Delete(context.Background(), "key-1") }},
-		{"list active keys", http.MethodGet, keysURL, func(c *keys.Client) error { _, err := c.List(context.Background()); return err }},
-		{"grant token", http.MethodPost, grantURL, func(c *keys.Client) error { _, err := c.Grant(context.Background(), time.Minute); return err }},
-	}
-	for _, call := range calls {
+	for _, call := range everyCall {
 		for _, st := range errorStatuses {
 			t.Run(fmt.Sprintf("%s %d", call.op, st.status), func(t *testing.T) {
 				c, mock := newClient(t, testProject)
@@ -457,7 +448,6 @@ func TestRedirectIsNotFollowed(t *testing.T) {
 }
 
 func TestWithHTTPClientIsNotModified(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	mock := newMock(t)
 	hc := &http.Client{Transport: mock}
 	_, err := keys.New(testAPIKey, testProject, keys.WithHTTPClient(hc))

@@ -20,6 +20,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	testenv.ClearDeepgramProcess() // no test may be redirected by, or reach, real Deepgram
 	goleak.VerifyTestMain(m)
 }
 
@@ -95,7 +96,6 @@ func newMock(t *testing.T) *httpmock.MockTransport {
 // fresh mock.
 func newClient(t *testing.T, project string, opts ...keys.Option) (*keys.Client, *httpmock.MockTransport) {
 	t.Helper()
-	testenv.ClearDeepgram(t)
 	mock := newMock(t)
 	all := append([]keys.Option{keys.WithHost(testHost), keys.WithHTTPClient(&http.Client{Transport: mock})}, opts...)
 	c, err := keys.New(testAPIKey, project, all...)

@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 )
 
@@ -89,7 +88,6 @@ func TestNewValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			testenv.ClearDeepgram(t)
 			mock := newMock(t)
 			opts := []keys.Option{keys.WithHTTPClient(&http.Client{Transport: mock})}
 			if tt.opts != nil {
@@ -118,14 +116,12 @@ func TestNewAcceptsHosts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			testenv.ClearDeepgram(t)
 			c, err := keys.New(testAPIKey, testProject, keys.WithHost(tt.in))
 			require.NoError(t, err)
 			assert.Equal(t, tt.want, c.Host())
 		})
 	}
 	t.Run("default", func(t *testing.T) {
-		testenv.ClearDeepgram(t)
 		c, err := keys.New(testAPIKey, testProject)
 		require.NoError(t, err)
 		assert.Equal(t, keys.DefaultHost, c.Host())

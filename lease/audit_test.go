@@ -25,6 +25,7 @@ import (
 	"golang.org/x/time/rate"
 	"k8s.io/klog/v2"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
@@ -53,7 +54,7 @@ func auditMatrix(t *testing.T) {
 	matrixCells(t, func(t *testing.T, f matrixFault, p matrixPath) matrixResult {
 		var res matrixResult
 		synctest.Test(t, func(t *testing.T) {
-			out := &auditBuffer{}
+			out := &testenv.Buffer{}
 			logger := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			var env *matrixEnv
 			var panicked any
@@ -89,24 +90,6 @@ func auditMatrix(t *testing.T) {
 		})
 		return res
 	})
-}
-
-// auditBuffer is a bytes.Buffer safe for concurrent writers.
-type auditBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *auditBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *auditBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // auditPrint writes v with %v, %+v and %#v, and the same for every error
@@ -233,9 +216,9 @@ func auditEnvironment(t *testing.T) {
 	// verbose, to a buffer. Its default (to stderr) is checked below too.
 	var klogFlags flag.FlagSet
 	klog.InitFlags(&klogFlags)
-	var klogged auditBuffer
+	var klogged testenv.Buffer
 
-	var out auditBuffer // everything shown: logs, values, errors
+	var out testenv.Buffer // everything shown: logs, values, errors
 	var secrets []string
 	var problems []string // checked after stdout and stderr are restored
 	printed := auditCapture(t, func() {
@@ -342,13 +325,7 @@ func auditEnvironment(t *testing.T) {
 	for _, r := range served {
 		assert.Equal(t, "token", r.Scheme, "%s %s", r.Method, r.Path)
 	}
-	creates := 0
-	for _, r := range served {
-		if r.Op == keystest.OpCreate {
-			creates++
-		}
-	}
-	assert.Equal(t, 2*(4+1), creates, "one create per Acquire: none retried")
+	assert.Equal(t, 2*(4+1), countOps(srv, keystest.OpCreate), "one create per Acquire: none retried")
 
 	// Leave nothing running for the tests that follow (some count
 	// goroutines): the fake's connections, the client's idle ones.

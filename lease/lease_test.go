@@ -460,7 +460,7 @@ func TestCapsDeny(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	srv := keystest.NewServer(t, keystest.WithoutListener())
+	srv := fake(t)
 	m := newManager(t, srv)
 	tests := []struct {
 		name string

@@ -142,7 +142,6 @@ type browserDemo struct {
 // says otherwise) and loads its page in a fresh headless Chromium.
 func startBrowserDemo(t *testing.T, edit ...func(*config)) *browserDemo {
 	chromium := findChromium(t)
-	testenv.ClearDeepgram(t)
 
 	fake := keystest.NewServer(t)
 	rec := &recordingKeys{KeyService: fake.Client()}

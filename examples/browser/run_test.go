@@ -12,15 +12,12 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/dglease/dglease/internal/testenv"
 )
 
 // TestRunWithEmbeddedFake runs the program's run as main does, without
 // DEEPGRAM_API_KEY: it says first that it uses the fake, serves the page,
 // issues a credential, and on shutdown deletes the credential still leased.
 func TestRunWithEmbeddedFake(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	logs := &recordLog{notify: make(chan struct{}, 1)}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -157,7 +154,6 @@ func walk(prefix string, a slog.Attr, fn func(key, value string)) {
 // TestBackendWithAPIKey checks the wiring for the real service without
 // calling it (keys.New makes no network call).
 func TestBackendWithAPIKey(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	t.Setenv("DEEPGRAM_API_KEY", strings.Repeat("a", 40))
 	t.Setenv("DEEPGRAM_PROJECT_ID", "project-1")
 	logs := &recordLog{notify: make(chan struct{}, 1)}

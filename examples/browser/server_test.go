@@ -13,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
 
-	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
 )
 
@@ -22,7 +21,6 @@ import (
 // proves it was Release, not the TTL, that deleted a key.
 
 func TestCredentialIssued(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
@@ -58,7 +56,6 @@ func TestCredentialIssued(t *testing.T) {
 }
 
 func TestReleaseDeletesKey(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
@@ -91,7 +88,6 @@ func TestReleaseDeletesKey(t *testing.T) {
 }
 
 func TestTTLDeletesUnreleasedKey(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
@@ -112,7 +108,6 @@ func TestTTLDeletesUnreleasedKey(t *testing.T) {
 }
 
 func TestRateLimitAnswers429(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, func(c *config) { c.Rate, c.Burst = rate.Every(90*time.Second), 1 })
 		b := h.visitor()
@@ -134,7 +129,6 @@ func TestRateLimitAnswers429(t *testing.T) {
 }
 
 func TestVisitorCannotTouchAnotherVisitorsLease(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		alice, mallory := h.visitor(), h.visitor()
@@ -153,7 +147,6 @@ func TestVisitorCannotTouchAnotherVisitorsLease(t *testing.T) {
 }
 
 func TestRequestsRefused(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
@@ -187,7 +180,6 @@ func TestRequestsRefused(t *testing.T) {
 }
 
 func TestPageAndAssets(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
@@ -213,7 +205,6 @@ func TestPageAndAssets(t *testing.T) {
 }
 
 func TestCreateFailureAnswers502(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
@@ -234,7 +225,6 @@ func TestCreateFailureAnswers502(t *testing.T) {
 }
 
 func TestGrantTokens(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, func(c *config) { c.Grant = true })
 		b := h.visitor()
@@ -260,7 +250,6 @@ func TestGrantTokens(t *testing.T) {
 }
 
 func TestRetryAfterRoundsUp(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	tests := []struct {
 		wait time.Duration
 		want int
@@ -283,7 +272,6 @@ func TestRetryAfterRoundsUp(t *testing.T) {
 }
 
 func TestEndedLeaseForgotten(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()

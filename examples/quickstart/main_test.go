@@ -15,6 +15,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	testenv.ClearDeepgramProcess() // no test may be redirected by, or reach, real Deepgram
 	goleak.VerifyTestMain(m)
 }
 
@@ -23,7 +24,6 @@ func TestMain(m *testing.M) {
 var secretLike = regexp.MustCompile(`[0-9a-f]{40}`)
 
 func TestQuickstartLeasesAndDeletesAKey(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	var stdout, stderr bytes.Buffer
 
 	err := run(t.Context(), nil, &stdout, &stderr, os.Getenv)
@@ -40,7 +40,6 @@ func TestQuickstartLeasesAndDeletesAKey(t *testing.T) {
 }
 
 func TestQuickstartRefusesArguments(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	var stdout, stderr bytes.Buffer
 	err := run(t.Context(), []string{"extra"}, &stdout, &stderr, os.Getenv)
 	assert.ErrorContains(t, err, "unexpected arguments")

@@ -19,6 +19,7 @@ import (
 // goleak also covers the SDK's live client: once the stream is closed and
 // Stop has run, none of its goroutines is left.
 func TestMain(m *testing.M) {
+	testenv.ClearDeepgramProcess() // no test may be redirected by, or reach, real Deepgram
 	goleak.VerifyTestMain(m)
 }
 
@@ -26,7 +27,6 @@ func TestMain(m *testing.M) {
 var secretLike = regexp.MustCompile(`[0-9a-f]{40}`)
 
 func TestStreamPrintsTranscripts(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	var stdout, stderr bytes.Buffer
 
 	err := run(t.Context(), nil, &stdout, &stderr, os.Getenv)
@@ -44,7 +44,6 @@ func TestStreamPrintsTranscripts(t *testing.T) {
 }
 
 func TestStreamSendsAudioFile(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	path := filepath.Join(t.TempDir(), "half-second.raw")
 	require.NoError(t, os.WriteFile(path, testaudio.PCM()[:16000], 0o600)) // 0.5 s
 	var stdout, stderr bytes.Buffer
@@ -59,7 +58,6 @@ func TestStreamSendsAudioFile(t *testing.T) {
 func TestStreamRefusesSDKOverrides(t *testing.T) {
 	for _, name := range []string{"DEEPGRAM_HOST", "DEEPGRAM_ACCESS_TOKEN"} {
 		t.Run(name, func(t *testing.T) {
-			testenv.ClearDeepgram(t)
 			t.Setenv(name, "set-by-someone-else")
 			var stdout, stderr bytes.Buffer
 

@@ -17,6 +17,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	testenv.ClearDeepgramProcess() // no test may be redirected by, or reach, real Deepgram
 	goleak.VerifyTestMain(m)
 }
 
@@ -24,7 +25,6 @@ func TestMain(m *testing.M) {
 var secretLike = regexp.MustCompile(`[0-9a-f]{40}`)
 
 func TestSweepDeletesExpiredMarkedKeys(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	var stdout, stderr bytes.Buffer
 
 	err := run(t.Context(), nil, &stdout, &stderr, os.Getenv)
@@ -43,7 +43,6 @@ func TestSweepDeletesExpiredMarkedKeys(t *testing.T) {
 }
 
 func TestSweepDryRunDeletesNothing(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	var stdout, stderr bytes.Buffer
 
 	err := run(t.Context(), []string{"-dry-run"}, &stdout, &stderr, os.Getenv)
@@ -113,7 +112,6 @@ func TestSweepReportsFailedDeletions(t *testing.T) {
 }
 
 func TestSweepRefusesArguments(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	var stdout, stderr bytes.Buffer
 	err := run(t.Context(), []string{"-dry-run", "extra"}, &stdout, &stderr, os.Getenv)
 	assert.ErrorContains(t, err, "unexpected arguments")

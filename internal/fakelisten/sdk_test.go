@@ -16,7 +16,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dglease/dglease/internal/testaudio"
-	"github.com/dglease/dglease/internal/testenv"
 )
 
 // recorder is an SDK LiveMessageCallback that passes what it gets to
@@ -85,7 +84,6 @@ func TestSDKLiveClientStreams(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			testenv.ClearDeepgram(t)
 			f := newFake(t)
 			rec := newRecorder()
 			ctx, cancel := context.WithCancel(t.Context())
@@ -126,7 +124,6 @@ func TestSDKLiveClientStreams(t *testing.T) {
 }
 
 func TestSDKLiveClientRefused(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	f := newFake(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

@@ -8,27 +8,11 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"testing"
 )
 
-// ClearDeepgram unsets every DEEPGRAM_* variable for the duration of t and
-// restores them when t ends. Like t.Setenv, it must not be used in parallel
-// tests.
-func ClearDeepgram(t testing.TB) {
-	t.Helper()
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "DEEPGRAM_") {
-			t.Setenv(name, "") // registers the restore
-			if err := os.Unsetenv(name); err != nil {
-				t.Fatalf("testenv: unset %s: %v", name, err)
-			}
-		}
-	}
-}
-
 // ClearDeepgramProcess unsets every DEEPGRAM_* variable for the whole test
-// process; call it first in TestMain.
+// process; call it first in TestMain. A test that sets one with t.Setenv
+// gets it unset again when it ends.
 func ClearDeepgramProcess() {
 	for _, kv := range os.Environ() {
 		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "DEEPGRAM_") {

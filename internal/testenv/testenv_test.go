@@ -7,19 +7,28 @@ import (
 	"github.com/dglease/dglease/internal/testenv"
 )
 
-func TestClearDeepgramRestores(t *testing.T) {
+func TestClearDeepgramProcess(t *testing.T) {
 	t.Setenv("DEEPGRAM_HOST", "http://evil.invalid")
 	t.Setenv("OTHER_VAR", "kept")
-	t.Run("cleared", func(t *testing.T) {
-		testenv.ClearDeepgram(t)
-		if _, ok := os.LookupEnv("DEEPGRAM_HOST"); ok {
-			t.Fatal("DEEPGRAM_HOST still set")
-		}
-		if os.Getenv("OTHER_VAR") != "kept" {
-			t.Fatal("another variable was touched")
-		}
-	})
-	if got := os.Getenv("DEEPGRAM_HOST"); got != "http://evil.invalid" {
-		t.Fatalf("not restored: %q", got)
+	testenv.ClearDeepgramProcess()
+	if _, ok := os.LookupEnv("DEEPGRAM_HOST"); ok {
+		t.Fatal("DEEPGRAM_HOST still set")
+	}
+	if os.Getenv("OTHER_VAR") != "kept" {
+		t.Fatal("another variable was touched")
+	}
+}
+
+func TestBufferIsSafeForConcurrentWriters(t *testing.T) {
+	var b testenv.Buffer
+	done := make(chan struct{})
+	for range 4 {
+		go func() { b.Write([]byte("ab")); done <- struct{}{} }()
+	}
+	for range 4 {
+		<-done
+	}
+	if got := b.String(); got != "abababab" {
+		t.Fatalf("got %q", got)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 )
@@ -19,7 +18,6 @@ import (
 var hex40 = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 func TestClientRoundTrip(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		s := memServer(t)
 		c := s.Client()
@@ -75,7 +73,6 @@ func TestClientRoundTrip(t *testing.T) {
 }
 
 func TestClientDiscoversProject(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	s := memServer(t, keystest.WithProjectID("proj-1"), keystest.WithProjectName("demo"))
 	c := s.ClientFor(s.AdminKey(), "")
 	got, err := c.Project(t.Context())
@@ -85,7 +82,6 @@ func TestClientDiscoversProject(t *testing.T) {
 }
 
 func TestClientErrors(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	s := memServer(t, keystest.WithAdminKey("0123456789abcdef0123456789abcdef01234567"))
 	usageOnly := s.AddKey(keys.Spec{Comment: "usage only", Scopes: []string{"usage:write"}})
 	memberKey := s.AddKey(keys.Spec{Comment: "member", Scopes: []string{"member"}})
@@ -146,7 +142,6 @@ func grant(ctx context.Context, c *keys.Client) error {
 }
 
 func TestExpiredKeyStopsAuthenticatingButStaysListed(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	tests := []struct {
 		name string
 		pass func(*keystest.Server, time.Duration)
@@ -192,7 +187,6 @@ func TestExpiredKeyStopsAuthenticatingButStaysListed(t *testing.T) {
 }
 
 func TestRevokeAdminKey(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	s := memServer(t)
 	c := s.Client()
 	_, err := c.List(t.Context())
@@ -209,7 +203,6 @@ func TestRevokeAdminKey(t *testing.T) {
 }
 
 func TestAdminScopes(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	s := memServer(t, keystest.WithAdminScopes("owner"))
 	k, err := s.Client().Create(t.Context(), keys.Spec{Scopes: []string{"admin"}, TTL: time.Minute})
 	require.NoError(t, err, "an owner key may mint an admin key")
@@ -240,7 +233,6 @@ func TestStartRejectsBadOptions(t *testing.T) {
 }
 
 func TestCloseIsIdempotent(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	for _, opts := range [][]keystest.Option{{keystest.WithoutListener()}, nil} {
 		s, err := keystest.Start(opts...)
 		require.NoError(t, err)
@@ -256,7 +248,6 @@ func TestCloseIsIdempotent(t *testing.T) {
 }
 
 func TestAddKeyRefusesBadSpec(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	rec := &misuseTB{TB: t}
 	s := keystest.NewServer(rec, keystest.WithoutListener())
 	assert.Zero(t, s.AddKey(keys.Spec{Scopes: []string{"usage:write"}, TTL: time.Second, ExpiresAt: time.Now().Add(time.Hour)}))

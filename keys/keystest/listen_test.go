@@ -18,7 +18,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dglease/dglease/internal/testaudio"
-	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 )
@@ -71,7 +70,6 @@ func newUsageKey(t *testing.T, srv *keystest.Server, ttl time.Duration) *keys.Ke
 }
 
 func TestListenStreamOutlivesItsKey(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	srv := keystest.NewServer(t)
 	k := newUsageKey(t, srv, time.Minute)
 
@@ -90,7 +88,6 @@ func TestListenStreamOutlivesItsKey(t *testing.T) {
 }
 
 func TestListenRefusesUnusableCredentials(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	srv := keystest.NewServer(t)
 	expired := newUsageKey(t, srv, time.Second)
 	unscoped, err := srv.Client().Create(context.Background(), keys.Spec{Comment: "no usage", Scopes: []string{"keys:read"}, TTL: time.Hour})
@@ -114,7 +111,6 @@ func TestListenRefusesUnusableCredentials(t *testing.T) {
 }
 
 func TestListenWithGrantToken(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	srv := keystest.NewServer(t)
 	tok, err := srv.Client().Grant(context.Background(), 30*time.Second)
 	require.NoError(t, err)
@@ -129,7 +125,6 @@ func TestListenWithGrantToken(t *testing.T) {
 }
 
 func TestCloseEndsOpenStreams(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	srv := keystest.NewServer(t)
 	k := newUsageKey(t, srv, time.Minute)
 	conn, _, err := dial(t, srv, "token", k.Secret)
@@ -171,7 +166,6 @@ func (r *sdkRecorder) UnhandledEvent([]byte) error                              
 // The official SDK's live client streams against the fake with a key the
 // fake issued.
 func TestOfficialSDKLiveClientStreams(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	srv := keystest.NewServer(t)
 	k := newUsageKey(t, srv, time.Minute)
 	ctx, cancel := context.WithCancel(context.Background())

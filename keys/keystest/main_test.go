@@ -3,12 +3,15 @@ package keystest_test
 import (
 	"testing"
 
+	"github.com/dglease/dglease/internal/testenv"
+
 	"go.uber.org/goleak"
 
 	"github.com/dglease/dglease/keys/keystest"
 )
 
 func TestMain(m *testing.M) {
+	testenv.ClearDeepgramProcess() // no test may be redirected by, or reach, real Deepgram
 	goleak.VerifyTestMain(m)
 }
 

@@ -18,7 +18,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 )
@@ -27,7 +26,6 @@ import (
 // read DEEPGRAM_* variables, hence testenv.ClearDeepgram; client.New/Init are
 // not used (Init calls flag.Parse).
 func TestOfficialSDK(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	s := keystest.NewServer(t)
 	seeded := s.AddKey(keys.Spec{Comment: "seeded", Scopes: []string{"usage:write"}, Tags: []string{"x"}, TTL: time.Hour})
 

@@ -14,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 )
@@ -49,7 +48,6 @@ func fieldNames(m map[string]any) []string {
 }
 
 func TestWireErrors(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	s := memServer(t)
 	tok := "Token " + s.AdminKey()
 	keysPath := "/v1/projects/" + s.ProjectID() + "/keys"
@@ -118,7 +116,6 @@ func TestWireErrors(t *testing.T) {
 }
 
 func TestWireShapes(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		s := memServer(t)
 		keysPath := "/v1/projects/" + s.ProjectID() + "/keys"
@@ -176,7 +173,6 @@ func TestWireShapes(t *testing.T) {
 }
 
 func TestWireGrant(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	synctest.Test(t, func(t *testing.T) {
 		s := memServer(t)
 		tests := []struct {
@@ -214,7 +210,6 @@ func TestWireGrant(t *testing.T) {
 }
 
 func TestRequestsNeverHoldSecrets(t *testing.T) {
-	testenv.ClearDeepgram(t)
 	s := memServer(t)
 	c := s.Client()
 	k, err := c.Create(t.Context(), keys.Spec{Scopes: []string{"usage:write"}, TTL: time.Minute})
