@@ -12,11 +12,13 @@ import (
 const endedRetention = 5 * time.Minute
 
 // ledger remembers which visitor holds which lease, so that only the
-// visitor a credential was issued to can release it or see its status.
-// A live lease is forgotten (its *Lease dropped) as soon as it ends,
-// however it ends, through the Manager's OnRelease hook: no goroutine per
-// lease. Ended leases are kept, without their *Lease, for endedRetention.
-// Safe for concurrent use.
+// visitor a credential was issued to can release it or see its status, and
+// what became of each lease, for the status endpoint. It holds no *Lease:
+// leases are detached when issued and released by ID through the Manager,
+// which also says whether a lease is still live. The Manager's hooks tell
+// it how a lease ended (OnRelease) and whether its key could not be deleted
+// (a final OnError). Ended leases are kept for endedRetention. Safe for
+// concurrent use.
 type ledger struct {
 	mu         sync.Mutex
 	byID       map[string]*handout
@@ -27,12 +29,11 @@ type ledger struct {
 type handout struct {
 	visitor       string
 	keyID         string
-	grant         bool
 	serverExpires time.Time
-	// lease is the live lease; nil once it has ended.
-	lease *lease.Lease
-	// reason is how the lease ended; 0 while it is live.
+	// reason is how the lease ended, once the OnRelease hook has said so.
 	reason lease.Reason
+	// deleteFailed: the deleter gave up on the key.
+	deleteFailed bool
 }
 
 type endedLease struct {
@@ -48,28 +49,44 @@ func newLedger() *ledger {
 func (lg *ledger) add(l *lease.Lease) {
 	lg.mu.Lock()
 	defer lg.mu.Unlock()
-	h := lg.byID[l.LeaseID()]
-	if h == nil {
-		h = &handout{lease: l}
-		lg.byID[l.LeaseID()] = h
-	} // else: it already ended (the hook ran first); keep it ended.
-	h.visitor, h.keyID, h.grant, h.serverExpires = l.User(), l.ID(), l.GrantToken(), l.ServerExpires()
+	h := lg.entry(l.LeaseID())
+	h.visitor, h.keyID, h.serverExpires = l.User(), l.ID(), l.ServerExpires()
 	lg.prune()
 }
 
-// end is the OnRelease hook: the lease has ended and its key is with
-// the deleter.
-func (lg *ledger) end(e lease.Event) {
-	lg.mu.Lock()
-	defer lg.mu.Unlock()
-	h := lg.byID[e.LeaseID]
-	if h == nil { // ended before add ran
-		h = &handout{visitor: e.User, keyID: e.KeyID}
-		lg.byID[e.LeaseID] = h
+// entry returns the handout for id, creating it: a hook may report on a
+// lease before add has recorded it.
+func (lg *ledger) entry(id string) *handout {
+	h := lg.byID[id]
+	if h == nil {
+		h = &handout{}
+		lg.byID[id] = h
 	}
-	h.lease, h.reason = nil, e.Reason
-	lg.endedOrder = append(lg.endedOrder, endedLease{e.LeaseID, time.Now()})
-	lg.prune()
+	return h
+}
+
+// hooks are the Manager hooks that keep the ledger up to date.
+func (lg *ledger) hooks() lease.Hooks {
+	return lease.Hooks{
+		OnRelease: func(e lease.Event) {
+			lg.mu.Lock()
+			defer lg.mu.Unlock()
+			h := lg.entry(e.LeaseID)
+			h.visitor, h.keyID, h.reason = e.User, e.KeyID, e.Reason
+			lg.endedOrder = append(lg.endedOrder, endedLease{e.LeaseID, time.Now()})
+			lg.prune()
+		},
+		OnError: func(e lease.Event) {
+			if e.Op != "delete" || !e.Final {
+				return
+			}
+			lg.mu.Lock()
+			defer lg.mu.Unlock()
+			if h := lg.byID[e.LeaseID]; h != nil {
+				h.deleteFailed = true
+			}
+		},
+	}
 }
 
 // prune forgets leases that ended more than endedRetention ago.
@@ -92,17 +109,4 @@ func (lg *ledger) lookup(visitor, id string) (handout, bool) {
 		return handout{}, false
 	}
 	return *h, true
-}
-
-// live counts the live leases it holds.
-func (lg *ledger) live() int {
-	lg.mu.Lock()
-	defer lg.mu.Unlock()
-	n := 0
-	for _, h := range lg.byID {
-		if h.lease != nil {
-			n++
-		}
-	}
-	return n
 }

@@ -95,7 +95,7 @@ func newServer(cfg config) (*server, error) {
 		lease.WithRateLimit(cfg.Rate, cfg.Burst),
 		// Log every event, and forget a lease in the ledger when it ends,
 		// however it ends (release, TTL, shutdown): no goroutine per lease.
-		lease.WithHooks(lease.LogHooks(cfg.Logger).Then(lease.Hooks{OnRelease: s.ledger.end})),
+		lease.WithHooks(lease.LogHooks(cfg.Logger).Then(s.ledger.hooks())),
 	}
 	if cfg.Grant {
 		opts = append(opts, lease.WithGrantTokens())
@@ -222,6 +222,9 @@ func (s *server) handleCredential(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadGateway, apiError{Error: "Could not get a credential from " + s.cfg.Backend + "; try again later."})
 		return
 	}
+	// The page reports back by lease ID (POST /api/release), or the TTL
+	// ends the lease: this handler keeps no *Lease.
+	l.Detach()
 	s.ledger.add(l)
 	writeJSON(w, http.StatusOK, credential{
 		Secret:    l.Secret(),
@@ -265,10 +268,8 @@ func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "No such credential."})
 		return
 	}
-	if h.lease != nil {
-		h.lease.Release() // returns at once; the deleter deletes the key
-	}
-	writeJSON(w, http.StatusOK, released{LeaseID: req.LeaseID, Revocable: !h.grant, Expires: h.serverExpires})
+	s.leases.Release(req.LeaseID) // returns at once; the deleter deletes the key
+	writeJSON(w, http.StatusOK, released{LeaseID: req.LeaseID, Revocable: !s.cfg.Grant, Expires: h.serverExpires})
 }
 
 // status is the answer to GET /api/credential/{lease_id}/status.
@@ -302,13 +303,17 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
 
 // statusOf describes a handed-out credential as of now.
 func (s *server) statusOf(id string, h handout) status {
-	st := status{LeaseID: id, Lease: h.reason.String(), Expires: h.serverExpires}
-	if h.lease != nil {
-		st.Lease = h.lease.Reason().String() // fresher than the hook
-	}
-	live := st.Lease == lease.Reason(0).String()
+	_, live := s.leases.Owner(id)
+	st := status{LeaseID: id, Lease: "live", Expires: h.serverExpires}
 	switch {
-	case h.grant:
+	case live:
+	case h.reason != 0:
+		st.Lease = h.reason.String()
+	default:
+		st.Lease = "ended" // the OnRelease hook has not run yet
+	}
+	switch {
+	case s.cfg.Grant:
 		st.Source = "token expiry"
 		st.Credential = "active"
 		if !time.Now().Before(h.serverExpires) {
@@ -325,7 +330,7 @@ func (s *server) statusOf(id string, h handout) status {
 		switch {
 		case live:
 			st.Credential = "active"
-		case s.undeleted(h.keyID):
+		case h.deleteFailed:
 			st.Credential = "deletion failed"
 		case !time.Now().Before(h.serverExpires):
 			st.Credential = "expired"
@@ -334,16 +339,6 @@ func (s *server) statusOf(id string, h handout) status {
 		}
 	}
 	return st
-}
-
-// undeleted reports whether the deleter gave up on keyID.
-func (s *server) undeleted(keyID string) bool {
-	for _, u := range s.leases.Undeleted() {
-		if u.KeyID == keyID {
-			return true
-		}
-	}
-	return false
 }
 
 // checkAPIHeader answers 403 unless the request carries the API header.

@@ -73,7 +73,7 @@ func TestReleaseDeletesKey(t *testing.T) {
 		assert.Equal(t, time.Duration(0), time.Since(start), "no time passed: the TTL did not do it")
 		assert.Equal(t, keystest.StatusDeleted, h.keyStatus(c.KeyID))
 		assert.Equal(t, 1, h.fake.DeleteCount(c.KeyID))
-		assert.Equal(t, 0, h.s.ledger.live(), "the ledger dropped the ended lease")
+		assert.Zero(t, h.s.leases.Stats().Live, "the lease has ended")
 
 		st := b.status(c.LeaseID)
 		assert.Equal(t, "released", st.Lease)
@@ -103,7 +103,7 @@ func TestTTLDeletesUnreleasedKey(t *testing.T) {
 		st := b.status(c.LeaseID)
 		assert.Equal(t, "expired", st.Lease)
 		assert.Equal(t, "deleted", st.Credential)
-		assert.Equal(t, 0, h.s.ledger.live())
+		assert.Zero(t, h.s.leases.Stats().Live)
 	})
 }
 
