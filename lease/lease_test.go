@@ -47,13 +47,11 @@ func liveIDs(srv *keystest.Server) []string {
 
 func state(t *testing.T, srv *keystest.Server, id string) keystest.KeyState {
 	t.Helper()
-	for _, k := range srv.Keys() {
-		if k.Key.ID == id {
-			return k
-		}
+	k, ok := srv.Key(id)
+	if !ok {
+		t.Fatalf("key %s unknown to the fake", id)
 	}
-	t.Fatalf("key %s unknown to the fake", id)
-	return keystest.KeyState{}
+	return k
 }
 
 func countOps(srv *keystest.Server, op keystest.Op) int {

@@ -64,7 +64,7 @@ func TestBrowserStreamsWithDeletedKey(t *testing.T) {
 	d := websocket.Dialer{Subprotocols: []string{"token", k.Secret}, HandshakeTimeout: 10 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, res, err := d.DialContext(ctx, fakeListenURL(e.fake), nil)
+	conn, res, err := d.DialContext(ctx, e.fake.ListenURL(), nil)
 	if err == nil {
 		conn.Close()
 		t.Fatal("a new stream opened with the deleted key")
@@ -148,7 +148,7 @@ func startBrowserDemo(t *testing.T, edit ...func(*config)) *browserDemo {
 	logs := &testenv.Buffer{}
 	cfg := config{
 		Keys:      rec,
-		ListenURL: fakeListenURL(fake),
+		ListenURL: fake.ListenURL(),
 		Backend:   "the fake",
 		TTL:       30 * time.Second, // longer than Chromium may take to start
 		Rate:      rate.Inf,

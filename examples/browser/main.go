@@ -39,7 +39,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -160,7 +159,7 @@ func backend(logger *slog.Logger) (cfg config, stop func(), err error) {
 		return config{
 			Backend:   "the embedded fake Deepgram",
 			Keys:      fake.Client(),
-			ListenURL: fakeListenURL(fake),
+			ListenURL: fake.ListenURL(),
 			KeyStatus: fakeKeyStatus(fake),
 		}, fake.Close, nil
 	}
@@ -172,21 +171,12 @@ func backend(logger *slog.Logger) (cfg config, stop func(), err error) {
 	return config{Backend: "Deepgram", Keys: client, ListenURL: deepgramListenURL}, func() {}, nil
 }
 
-// fakeListenURL is the fake's /v1/listen WebSocket URL.
-func fakeListenURL(fake *keystest.Server) string {
-	return "ws" + strings.TrimPrefix(fake.URL, "http") + "/v1/listen"
-}
-
 // fakeKeyStatus reports a key's state as the fake Deepgram sees it, so the
 // page can show the deletion actually happen.
 func fakeKeyStatus(fake *keystest.Server) func(keyID string) (string, bool) {
 	return func(keyID string) (string, bool) {
-		for _, k := range fake.Keys() {
-			if k.Key.ID == keyID {
-				return string(k.Status), true
-			}
-		}
-		return "", false
+		k, ok := fake.Key(keyID)
+		return string(k.Status), ok
 	}
 }
 

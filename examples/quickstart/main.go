@@ -98,21 +98,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		fmt.Fprintf(stdout, "Manager closed without error: key %s is deleted.\n", l.ID())
 		return nil
 	}
-	st, ok := keyState(fake, l.ID())
+	st, ok := fake.Key(l.ID())
 	if !ok || st.Status != keystest.StatusDeleted {
 		return fmt.Errorf("key %s is %q on the fake, not deleted", l.ID(), st.Status)
 	}
 	fmt.Fprintf(stdout, "Manager closed: key %s is %s on the fake; %d live key left (the admin key).\n",
 		l.ID(), st.Status, len(fake.LiveKeys()))
 	return nil
-}
-
-// keyState finds key id on the fake.
-func keyState(srv *keystest.Server, id string) (keystest.KeyState, bool) {
-	for _, k := range srv.Keys() {
-		if k.Key.ID == id {
-			return k, true
-		}
-	}
-	return keystest.KeyState{}, false
 }

@@ -108,7 +108,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		fake, client = srv, srv.Client()
 		// The SDK's live client takes the scheme from Host only if it is
 		// ws:// or wss://.
-		host = "ws://" + strings.TrimPrefix(srv.URL, "http://")
+		host = strings.TrimSuffix(srv.ListenURL(), "/v1/listen")
 		out.println("DEEPGRAM_API_KEY is not set: using the embedded fake Deepgram at " + srv.URL + ".")
 	}
 
@@ -128,21 +128,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		out.printf("Key %s is deleted.\n", res.keyID)
 		return nil
 	}
-	for _, k := range fake.Keys() {
-		if k.Key.ID != res.keyID {
-			continue
-		}
-		if k.Status != keystest.StatusDeleted {
-			return fmt.Errorf("key %s is %s on the fake, not deleted", k.Key.ID, k.Status)
-		}
-		when := "after the stream closed"
-		if k.DeletedAt.Before(res.closed) {
-			when = "while the stream was still open"
-		}
-		out.printf("Key %s was deleted on the fake %s.\n", k.Key.ID, when)
-		return nil
+	k, ok := fake.Key(res.keyID)
+	switch {
+	case !ok:
+		return fmt.Errorf("key %s is unknown to the fake", res.keyID)
+	case k.Status != keystest.StatusDeleted:
+		return fmt.Errorf("key %s is %s on the fake, not deleted", res.keyID, k.Status)
 	}
-	return fmt.Errorf("key %s is unknown to the fake", res.keyID)
+	when := "after the stream closed"
+	if k.DeletedAt.Before(res.closed) {
+		when = "while the stream was still open"
+	}
+	out.printf("Key %s was deleted on the fake %s.\n", res.keyID, when)
+	return nil
 }
 
 // streamed is what stream reports.

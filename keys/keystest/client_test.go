@@ -273,3 +273,18 @@ func TestServerPrintsRedacted(t *testing.T) {
 		assert.Contains(t, got, s.ProjectID(), verb)
 	}
 }
+
+func TestKeyLooksUpOneKey(t *testing.T) {
+	s := memServer(t)
+	_, ok := s.Key("no-such-key")
+	assert.False(t, ok)
+	k := s.AddKey(keys.Spec{Scopes: []string{"usage:write"}})
+	got, ok := s.Key(k.ID)
+	require.True(t, ok)
+	assert.Equal(t, keystest.StatusActive, got.Status)
+	assert.Empty(t, got.Key.Secret, "never the secret")
+	require.True(t, s.RevokeKey(k.ID))
+	got, _ = s.Key(k.ID)
+	assert.Equal(t, keystest.StatusDeleted, got.Status)
+	assert.Empty(t, s.ListenURL(), "a server without a listener serves no WebSocket")
+}

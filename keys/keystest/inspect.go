@@ -74,16 +74,33 @@ func (s *Server) Keys() []KeyState {
 	now := s.now()
 	out := make([]KeyState, 0, len(s.keys))
 	for _, k := range s.keys {
-		st := KeyState{Key: publicKey(k), Status: StatusActive, DeletedAt: k.deletedAt, Deletes: k.deletes}
-		switch {
-		case k.deleted():
-			st.Status = StatusDeleted
-		case k.expired(now):
-			st.Status = StatusExpired
-		}
-		out = append(out, st)
+		out = append(out, stateOf(k, now))
 	}
 	return out
+}
+
+// Key returns the state of key id, deleted or not, and whether the server
+// ever held it. Safe for concurrent use.
+func (s *Server) Key(id string) (KeyState, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.byID[id]
+	if k == nil {
+		return KeyState{}, false
+	}
+	return stateOf(k, s.now()), true
+}
+
+// stateOf is k's KeyState at now. s.mu is held.
+func stateOf(k *keyRecord, now time.Time) KeyState {
+	st := KeyState{Key: publicKey(k), Status: StatusActive, DeletedAt: k.deletedAt, Deletes: k.deletes}
+	switch {
+	case k.deleted():
+		st.Status = StatusDeleted
+	case k.expired(now):
+		st.Status = StatusExpired
+	}
+	return st
 }
 
 // LiveKeys returns the keys that are neither deleted nor expired (the

@@ -23,7 +23,7 @@ import (
 )
 
 func listenURL(srv *keystest.Server) string {
-	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/listen?model=nova-3&encoding=linear16&sample_rate=16000"
+	return srv.ListenURL() + "?model=nova-3&encoding=linear16&sample_rate=16000"
 }
 
 // dial opens /v1/listen the way a browser does: the credential in the
@@ -171,7 +171,7 @@ func TestOfficialSDKLiveClientStreams(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rec := &sdkRecorder{results: make(chan *msginterfaces.MessageResponse, 100)}
-	host := "ws" + strings.TrimPrefix(srv.URL, "http")
+	host := strings.TrimSuffix(srv.ListenURL(), "/v1/listen")
 	client, err := listen.NewWSUsingCallback(ctx, "", &interfaces.ClientOptions{Host: host, APIKey: k.Secret},
 		&interfaces.LiveTranscriptionOptions{Model: "nova-3", Encoding: testaudio.Encoding, SampleRate: testaudio.SampleRate, Channels: testaudio.Channels}, rec)
 	require.NoError(t, err)

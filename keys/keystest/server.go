@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -180,6 +181,17 @@ func (s *Server) Format(f fmt.State, verb rune) {
 		return
 	}
 	fmt.Fprint(f, s.String())
+}
+
+// ListenURL is the WebSocket URL of the fake's /v1/listen
+// ("ws://127.0.0.1:port/v1/listen"), for the SDK's live client or a
+// browser; "" for a server started [WithoutListener], which serves no
+// WebSocket.
+func (s *Server) ListenURL() string {
+	if s.http == nil {
+		return ""
+	}
+	return "ws" + strings.TrimPrefix(s.URL, "http") + "/v1/listen"
 }
 
 // ProjectID returns the ID of the server's one project.
