@@ -42,8 +42,8 @@ type config struct {
 	// TTL is how long a credential lives if the page never reports its
 	// socket open. Zero means lease.DefaultTTL.
 	TTL time.Duration
-	// Rate and Burst limit each visitor's credentials. Zero means
-	// lease.DefaultRate and lease.DefaultBurst.
+	// Rate and Burst limit each visitor's credentials. A zero Rate keeps
+	// the library's default limit (and ignores Burst).
 	Rate  rate.Limit
 	Burst int
 	// Logger receives lease events and request failures. Nil means
@@ -82,9 +82,6 @@ func newServer(cfg config) (*server, error) {
 	if cfg.TTL == 0 {
 		cfg.TTL = lease.DefaultTTL
 	}
-	if cfg.Rate == 0 {
-		cfg.Rate, cfg.Burst = lease.DefaultRate, lease.DefaultBurst
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -92,10 +89,12 @@ func newServer(cfg config) (*server, error) {
 
 	opts := []lease.Option{
 		lease.WithTTL(cfg.TTL),
-		lease.WithRateLimit(cfg.Rate, cfg.Burst),
-		// Log every event, and forget a lease in the ledger when it ends,
-		// however it ends (release, TTL, shutdown): no goroutine per lease.
+		// Log every event, and keep the ledger up to date however a lease
+		// ends (release, TTL, shutdown): no goroutine per lease.
 		lease.WithHooks(lease.LogHooks(cfg.Logger).Then(s.ledger.hooks())),
+	}
+	if cfg.Rate != 0 { // else the library's default limit
+		opts = append(opts, lease.WithRateLimit(cfg.Rate, cfg.Burst))
 	}
 	if cfg.Grant {
 		opts = append(opts, lease.WithGrantTokens())
