@@ -73,6 +73,8 @@ type call struct {
 	project   string
 	keyID     string
 	requestID string
+	scheme    string // Authorization scheme, lower-cased
+	secret    string // Authorization credential; never recorded
 	r         *http.Request
 	body      []byte
 }
@@ -109,13 +111,14 @@ var opScope = map[Op]string{OpList: "keys:read", OpGet: "keys:read", OpCreate: "
 // serveAPI serves every route but /v1/listen.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	c := &call{requestID: newUUID(), r: r}
+	c.scheme, c.secret = parseAuthorization(r.Header.Get("Authorization"))
 	w.Header().Set("dg-request-id", c.requestID)
 	rec := Request{
 		RequestID: c.requestID,
 		Method:    r.Method,
 		Path:      r.URL.Path,
 		Query:     r.URL.RawQuery,
-		Scheme:    authScheme(r.Header.Get("Authorization")),
+		Scheme:    c.scheme,
 	}
 	defer func() {
 		s.mu.Lock()
@@ -316,17 +319,16 @@ func (s *Server) serveLocked(c *call) answer {
 	panic("keystest: unrouted op " + c.op.String())
 }
 
-// authScheme returns the lower-cased scheme of an Authorization header.
-func authScheme(h string) string {
-	scheme, _, _ := strings.Cut(strings.TrimSpace(h), " ")
-	return strings.ToLower(scheme)
+// parseAuthorization splits an Authorization header into its lower-cased
+// scheme and its credential.
+func parseAuthorization(h string) (scheme, secret string) {
+	scheme, secret, _ = strings.Cut(strings.TrimSpace(h), " ")
+	return strings.ToLower(scheme), strings.TrimSpace(secret)
 }
 
 // authenticate finds the key the call authenticates with. s.mu is held.
 func (s *Server) authenticate(c *call) (*keyRecord, answer, bool) {
-	scheme, secret, _ := strings.Cut(strings.TrimSpace(c.r.Header.Get("Authorization")), " ")
-	secret = strings.TrimSpace(secret)
-	switch strings.ToLower(scheme) {
+	switch c.scheme {
 	case "token":
 	case "bearer":
 		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "grant tokens (Bearer) are not accepted here; use an API key (Token)"), false
@@ -335,7 +337,7 @@ func (s *Server) authenticate(c *call) (*keyRecord, answer, bool) {
 	default:
 		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "unsupported Authorization scheme"), false
 	}
-	k := s.bySecret[secret]
+	k := s.bySecret[c.secret]
 	if k == nil || k.expired(s.now()) { // bySecret holds no deleted key
 		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "Invalid credentials."), false
 	}
