@@ -1,7 +1,6 @@
 package keys_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -80,7 +79,7 @@ func TestEnvironmentIsIgnored(t *testing.T) {
 				})
 			}
 			var c *keys.Client
-			out := captureStdio(t, func() {
+			out := testenv.CaptureStdio(t, func() {
 				var err error
 				c, err = keys.New(testAPIKey, testProject, keys.WithHost(good), keys.WithHTTPClient(&http.Client{Transport: mock}))
 				require.NoError(t, err)
@@ -167,44 +166,6 @@ func TestSkipAuthDoesNotDisableTLSVerification(t *testing.T) {
 	assert.Equal(t, int32(1), served.Load())
 }
 
-// captureStdio runs fn with os.Stdout and os.Stderr sent to a pipe and
-// returns what was written. fn may call t.FailNow.
-func captureStdio(t *testing.T, fn func()) string {
-	t.Helper()
-	r, w, err := os.Pipe()
-	require.NoError(t, err)
-	oldOut, oldErr := os.Stdout, os.Stderr
-	var out bytes.Buffer
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = io.Copy(&out, r)
-	}()
-	restore := func() {
-		os.Stdout, os.Stderr = oldOut, oldErr
-		_ = w.Close()
-		<-done
-		_ = r.Close()
-	}
-	os.Stdout, os.Stderr = w, w
-	func() {
-		defer func() {
-			if p := recover(); p != nil {
-				restore()
-				panic(p)
-			}
-		}()
-		defer func() {
-			// runtime.Goexit from t.FailNow passes here too.
-			if os.Stdout == w {
-				restore()
-			}
-		}()
-		fn()
-	}()
-	return out.String()
-}
-
 func TestDebugRestPrintsNothing(t *testing.T) {
 	t.Setenv("DEEPGRAM_DEBUG_REST", "true")
 	mock := newMock(t)
@@ -212,7 +173,7 @@ func TestDebugRestPrintsNothing(t *testing.T) {
 	mock.RegisterResponder(http.MethodPost, grantURL, jsonResponder(200, `{"access_token":"`+testJWT+`","expires_in":30}`))
 
 	const marker = "capture-works-marker"
-	out := captureStdio(t, func() {
+	out := testenv.CaptureStdio(t, func() {
 		fmt.Println(marker)
 		fmt.Fprintln(os.Stderr, marker+"-stderr")
 		c, err := keys.New(testAPIKey, testProject, keys.WithHost(testHost), keys.WithHTTPClient(&http.Client{Transport: mock}))

@@ -1,7 +1,6 @@
 package lease_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -221,7 +220,7 @@ func auditEnvironment(t *testing.T) {
 	var out testenv.Buffer // everything shown: logs, values, errors
 	var secrets []string
 	var problems []string // checked after stdout and stderr are restored
-	printed := auditCapture(t, func() {
+	printed := testenv.CaptureStdio(t, func() {
 		logger := slog.New(slog.NewJSONHandler(&out, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		show := func(v any) { auditPrint(&out, v) }
 		check := func(err error, what string) {
@@ -381,31 +380,6 @@ func (a *auditTransport) all() []*http.Request {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return slices.Clone(a.reqs)
-}
-
-// auditCapture runs f with os.Stdout and os.Stderr redirected to a pipe
-// and returns what was written to them. f must not use t (its output
-// would be captured).
-func auditCapture(t *testing.T, f func()) string {
-	t.Helper()
-	r, w, err := os.Pipe()
-	require.NoError(t, err)
-	stdout, stderr := os.Stdout, os.Stderr
-	os.Stdout, os.Stderr = w, w
-	var buf bytes.Buffer
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_, _ = io.Copy(&buf, r)
-	}()
-	func() {
-		defer func() { os.Stdout, os.Stderr = stdout, stderr }()
-		f()
-	}()
-	w.Close()
-	<-done
-	r.Close()
-	return buf.String()
 }
 
 // auditDirNames lists the working directory.

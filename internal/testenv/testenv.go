@@ -5,9 +5,11 @@ package testenv
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // ClearDeepgramProcess unsets every DEEPGRAM_* variable for the whole test
@@ -41,4 +43,33 @@ func (b *Buffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// CaptureStdio runs fn with os.Stdout and os.Stderr redirected to a pipe and
+// returns everything written to them. They are restored however fn ends:
+// normally, by a panic, or by t.FailNow.
+func CaptureStdio(t testing.TB, fn func()) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatalf("testenv: pipe: %v", err)
+	}
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(&out, r)
+	}()
+	oldOut, oldErr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = w, w
+	func() {
+		defer func() {
+			os.Stdout, os.Stderr = oldOut, oldErr
+			_ = w.Close()
+			<-done
+			_ = r.Close()
+		}()
+		fn()
+	}()
+	return out.String()
 }

@@ -32,3 +32,18 @@ func TestBufferIsSafeForConcurrentWriters(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+func TestCaptureStdioRestoresOnPanic(t *testing.T) {
+	out := testenv.CaptureStdio(t, func() { os.Stdout.WriteString("to stdout "); os.Stderr.WriteString("to stderr") })
+	if out != "to stdout to stderr" {
+		t.Fatalf("captured %q", out)
+	}
+	stdout := os.Stdout
+	func() {
+		defer func() { _ = recover() }()
+		testenv.CaptureStdio(t, func() { panic("boom") })
+	}()
+	if os.Stdout != stdout {
+		t.Fatal("os.Stdout not restored after a panic")
+	}
+}
