@@ -71,7 +71,7 @@ func newHarness(t *testing.T, edit ...func(*config)) *harness {
 		defer h.mu.Unlock()
 		for _, secret := range h.secrets {
 			if strings.Contains(logs, secret) {
-				t.Errorf("a secret (%.4s...) appears in the log:\n%s", secret, logs)
+				t.Errorf("a secret (%.4s...) appears in the log at byte %d (the log is not shown: it holds the secret)", secret, strings.Index(logs, secret))
 			}
 		}
 	})
