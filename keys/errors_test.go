@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/jarcoal/httpmock"
@@ -167,39 +168,42 @@ func TestErrorsFromEveryCall(t *testing.T) {
 }
 
 func TestRetryAfterHeader(t *testing.T) {
+	// The HTTP-date is built inside the bubble, where the clock is exact.
+	in90s := func() string { return time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat) }
 	tests := []struct {
 		name       string
 		status     int
-		retryAfter string
-		wantMin    time.Duration
-		wantMax    time.Duration
+		retryAfter func() string
+		want       time.Duration
 	}{
-		{"429 seconds", 429, "7", 7 * time.Second, 7 * time.Second},
-		{"503 seconds", 503, "120", 2 * time.Minute, 2 * time.Minute},
-		{"429 HTTP-date", 429, time.Now().Add(90 * time.Second).UTC().Format(http.TimeFormat), 85 * time.Second, 90 * time.Second},
-		{"429 absent", 429, "", 0, 0},
-		{"429 garbage", 429, "soon", 0, 0},
-		{"429 past date", 429, "Wed, 21 Oct 2015 07:28:00 GMT", 0, 0},
-		{"429 huge", 429, "9999999", 24 * time.Hour, 24 * time.Hour},
+		{"429 seconds", 429, func() string { return "7" }, 7 * time.Second},
+		{"503 seconds", 503, func() string { return "120" }, 2 * time.Minute},
+		{"429 HTTP-date", 429, in90s, 90 * time.Second},
+		{"429 absent", 429, func() string { return "" }, 0},
+		{"429 garbage", 429, func() string { return "soon" }, 0},
+		{"429 past date", 429, func() string { return "Sun, 06 Nov 1994 08:49:37 GMT" }, 0}, // before the bubble's year 2000
+		{"429 huge", 429, func() string { return "9999999" }, 24 * time.Hour},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, mock := newClient(t, testProject)
-			mock.RegisterResponder(http.MethodPost, keysURL, func(*http.Request) (*http.Response, error) {
-				res := httpmock.NewStringResponse(tt.status, `{"err_code":"TOO_MANY","err_msg":"slow down"}`)
-				if tt.retryAfter != "" {
-					res.Header.Set("Retry-After", tt.retryAfter)
+			synctest.Test(t, func(t *testing.T) {
+				c, mock := newClient(t, testProject)
+				retryAfter := tt.retryAfter()
+				mock.RegisterResponder(http.MethodPost, keysURL, func(*http.Request) (*http.Response, error) {
+					res := httpmock.NewStringResponse(tt.status, `{"err_code":"TOO_MANY","err_msg":"slow down"}`)
+					if retryAfter != "" {
+						res.Header.Set("Retry-After", retryAfter)
+					}
+					return res, nil
+				})
+				_, err := c.Create(context.Background(), validSpec)
+				var apiErr *keys.APIError
+				require.ErrorAs(t, err, &apiErr)
+				assert.Equal(t, tt.want, apiErr.RetryAfter)
+				if tt.want > 0 {
+					assert.Contains(t, err.Error(), "retry after")
 				}
-				return res, nil
 			})
-			_, err := c.Create(context.Background(), validSpec)
-			var apiErr *keys.APIError
-			require.ErrorAs(t, err, &apiErr)
-			assert.GreaterOrEqual(t, apiErr.RetryAfter, tt.wantMin)
-			assert.LessOrEqual(t, apiErr.RetryAfter, tt.wantMax)
-			if tt.wantMin > 0 {
-				assert.Contains(t, err.Error(), "retry after")
-			}
 		})
 	}
 }
