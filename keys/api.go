@@ -113,7 +113,7 @@ func (c *Client) Create(ctx context.Context, s Spec) (*Key, error) {
 		return nil, err
 	}
 	var out keyJSON
-	if err := c.call(ctx, op, c.manage.APIRequest, http.MethodPost, "v1/projects/%s/keys", nil, req, &out, project); err != nil {
+	if err := c.call(ctx, op, http.MethodPost, "v1/projects/%s/keys", nil, req, &out, project); err != nil {
 		return nil, err
 	}
 	if out.APIKeyID == "" || out.Key == "" {
@@ -141,7 +141,7 @@ func (c *Client) Delete(ctx context.Context, id string) error {
 	var out struct {
 		Message string `json:"message"`
 	}
-	return c.call(ctx, op, c.manage.APIRequest, http.MethodDelete, "v1/projects/%s/keys/%s", nil, nil, &out, project, id)
+	return c.call(ctx, op, http.MethodDelete, "v1/projects/%s/keys/%s", nil, nil, &out, project, id)
 }
 
 // List returns the project's keys, active and expired (Deepgram keeps
@@ -173,7 +173,7 @@ func (c *Client) list(ctx context.Context, statuses ...string) ([]Key, error) {
 				APIKey keyJSON `json:"api_key"`
 			} `json:"api_keys"`
 		}
-		if err := c.call(ctx, op, c.manage.APIRequest, http.MethodGet, "v1/projects/%s/keys", map[string][]string{"status": {status}}, nil, &out, project); err != nil {
+		if err := c.call(ctx, op, http.MethodGet, "v1/projects/%s/keys", map[string][]string{"status": {status}}, nil, &out, project); err != nil {
 			return nil, err
 		}
 		for _, item := range out.APIKeys {
@@ -209,7 +209,7 @@ func (c *Client) Grant(ctx context.Context, ttl time.Duration) (*Token, error) {
 		ExpiresIn   float64 `json:"expires_in"`
 	}
 	start := time.Now()
-	if err := c.call(ctx, op, c.auth.APIRequest, http.MethodPost, "v1/auth/grant", nil, body, &out); err != nil {
+	if err := c.call(ctx, op, http.MethodPost, "v1/auth/grant", nil, body, &out); err != nil {
 		return nil, err
 	}
 	if out.AccessToken == "" || out.ExpiresIn <= 0 {

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	authv1 "github.com/deepgram/deepgram-go-sdk/v3/pkg/client/auth/v1"
 	commonv1 "github.com/deepgram/deepgram-go-sdk/v3/pkg/client/common/v1"
 	sdkinterfaces "github.com/deepgram/deepgram-go-sdk/v3/pkg/client/interfaces/v1"
 	managev1 "github.com/deepgram/deepgram-go-sdk/v3/pkg/client/manage/v1"
@@ -41,8 +40,9 @@ type Client struct {
 	// an address, never the key.
 	apiKey *string
 	host   string
-	manage *managev1.Client
-	auth   *authv1.Client
+	// sdk sends every call. The SDK's manage and auth clients differ
+	// only in log text; both build the URL from the explicit path given.
+	sdk *managev1.Client
 	// discover serialises project discovery; a one-slot semaphore so that
 	// waiting callers can give up with their context.
 	discover  chan struct{}
@@ -116,8 +116,7 @@ func New(apiKey, projectID string, opts ...Option) (*Client, error) {
 		apiKey:   &apiKey,
 		discover: make(chan struct{}, 1),
 		host:     o.host.String(),
-		manage:   &managev1.Client{RESTClient: rest},
-		auth:     &authv1.Client{RESTClient: rest},
+		sdk:      &managev1.Client{RESTClient: rest},
 	}
 	if projectID != "" {
 		c.projectID.Store(&projectID)
@@ -195,7 +194,7 @@ func (c *Client) Project(ctx context.Context) (string, error) {
 			Name      string `json:"name"`
 		} `json:"projects"`
 	}
-	if err := c.call(ctx, "list projects", c.manage.APIRequest, http.MethodGet, "v1/projects", nil, nil, &out); err != nil {
+	if err := c.call(ctx, "list projects", http.MethodGet, "v1/projects", nil, nil, &out); err != nil {
 		return "", err
 	}
 	switch len(out.Projects) {
@@ -217,14 +216,11 @@ func (c *Client) Project(ctx context.Context) (string, error) {
 	return id, nil
 }
 
-// apiRequest is the SDK's APIRequest signature (manage and auth clients).
-type apiRequest func(ctx context.Context, method, apiPath string, body io.Reader, resBody interface{}, params ...interface{}) error
-
 // call sends one request through the SDK's APIRequest and decodes the answer
 // itself from what captureTransport saw: the SDK closes error bodies,
 // parses only one error shape and logs answer bodies (new secrets) at klog
 // verbosity 5, so it is handed an empty JSON object instead.
-func (c *Client) call(ctx context.Context, op string, do apiRequest, method, path string, query map[string][]string, body any, out any, params ...any) error {
+func (c *Client) call(ctx context.Context, op string, method, path string, query map[string][]string, body any, out any, params ...any) error {
 	if ctx == nil {
 		return fmt.Errorf("keys: %s: nil context", op)
 	}
@@ -246,8 +242,8 @@ func (c *Client) call(ctx context.Context, op string, do apiRequest, method, pat
 		ctx = context.WithValue(ctx, sdkinterfaces.ParametersContext{}, query)
 	}
 	var ignored json.RawMessage
-	sdkErr := do(ctx, method, path, rd, &ignored, params...)
-	if !capt.answered {
+	sdkErr := c.sdk.APIRequest(ctx, method, path, rd, &ignored, params...)
+	if capt.status == 0 {
 		if sdkErr == nil {
 			sdkErr = errors.New("no answer")
 		}

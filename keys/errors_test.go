@@ -483,24 +483,64 @@ func (r failingReader) Read([]byte) (int, error) { return 0, r.err }
 
 var errReset = errors.New("connection reset by peer")
 
-func TestBodyReadErrorIsAnError(t *testing.T) {
-	for _, status := range []int{200, 500} {
-		t.Run(fmt.Sprint(status), func(t *testing.T) {
-			c, mock := newClient(t, testProject)
-			mock.RegisterResponder(http.MethodPost, keysURL, func(*http.Request) (*http.Response, error) {
-				return &http.Response{
-					StatusCode: status,
-					Header:     http.Header{},
-					Body:       io.NopCloser(io.MultiReader(strings.NewReader(`{"api_key_id":"k`), failingReader{errReset})),
-				}, nil
-			})
-			k, err := c.Create(context.Background(), validSpec)
-			require.Error(t, err)
-			assert.Nil(t, k)
-			assert.ErrorIs(t, err, errReset)
-			assert.True(t, strings.HasPrefix(err.Error(), "keys: create key: "), "message %q", err)
-		})
+// brokenBody answers status with a body that breaks off after prefix.
+func brokenBody(status int, header http.Header, prefix string) httpmock.Responder {
+	return func(*http.Request) (*http.Response, error) {
+		return &http.Response{
+			StatusCode: status,
+			Header:     header,
+			Body:       io.NopCloser(io.MultiReader(strings.NewReader(prefix), failingReader{errReset})),
+		}, nil
 	}
+}
+
+func TestBodyReadErrorOnSuccessIsAnError(t *testing.T) {
+	c, mock := newClient(t, testProject)
+	mock.RegisterResponder(http.MethodPost, keysURL, brokenBody(200, http.Header{}, `{"api_key_id":"k`))
+	k, err := c.Create(context.Background(), validSpec)
+	require.Error(t, err)
+	assert.Nil(t, k)
+	assert.ErrorIs(t, err, errReset)
+	assert.True(t, strings.HasPrefix(err.Error(), "keys: create key: "), "message %q", err)
+}
+
+// An error status is the answer even when its body breaks off: the caller
+// still gets an *APIError, so "already gone" and Retry-After keep working.
+func TestBodyReadErrorOnErrorStatusIsStillAnAPIError(t *testing.T) {
+	t.Run("404", func(t *testing.T) {
+		c, mock := newClient(t, testProject)
+		mock.RegisterResponder(http.MethodDelete, keysURL+"/k1", brokenBody(404, http.Header{}, `{"err_code":"NOT_FOU`))
+		err := c.Delete(context.Background(), "k1")
+		require.ErrorIs(t, err, keys.ErrNotFound)
+		var apiErr *keys.APIError
+		require.ErrorAs(t, err, &apiErr)
+		assert.Equal(t, 404, apiErr.StatusCode)
+	})
+	t.Run("429", func(t *testing.T) {
+		c, mock := newClient(t, testProject)
+		mock.RegisterResponder(http.MethodPost, keysURL, brokenBody(429, http.Header{"Retry-After": {"7"}}, `{"err_`))
+		_, err := c.Create(context.Background(), validSpec)
+		require.ErrorIs(t, err, keys.ErrRateLimited)
+		var apiErr *keys.APIError
+		require.ErrorAs(t, err, &apiErr)
+		assert.Equal(t, 7*time.Second, apiErr.RetryAfter)
+	})
+}
+
+// A program may replace http.DefaultTransport with any RoundTripper (a
+// tracing wrapper, httpmock.Activate): the default client must still work,
+// and send through it.
+func TestDefaultClientUsesWhateverDefaultTransportIs(t *testing.T) {
+	mock := newMock(t)
+	mock.RegisterResponder(http.MethodDelete, keysURL+"/k1", jsonResponder(200, `{"message":"ok"}`))
+	old := http.DefaultTransport
+	http.DefaultTransport = mock
+	t.Cleanup(func() { http.DefaultTransport = old })
+
+	c, err := keys.New(testAPIKey, testProject, keys.WithHost(testHost))
+	require.NoError(t, err)
+	require.NoError(t, c.Delete(context.Background(), "k1"))
+	assert.Equal(t, 1, mock.GetTotalCallCount())
 }
 
 func TestContextCancelled(t *testing.T) {

@@ -48,6 +48,10 @@ func WithHost(baseURL string) Option {
 }
 
 func parseHost(baseURL string) (*url.URL, error) {
+	if strings.Contains(baseURL, "@") {
+		// Checked before anything quotes baseURL: user info may be a key.
+		return nil, errors.New("keys: host must not carry user info (no @ in the URL); pass the API key to New")
+	}
 	u, err := url.Parse(baseURL)
 	if err != nil {
 		return nil, fmt.Errorf("keys: host %q is not a URL: %w", baseURL, err)
@@ -57,9 +61,6 @@ func parseHost(baseURL string) (*url.URL, error) {
 	}
 	if u.Host == "" {
 		return nil, fmt.Errorf("keys: host %q has no host name", baseURL)
-	}
-	if u.User != nil {
-		return nil, errors.New("keys: host must not carry user info; pass the API key to New")
 	}
 	if strings.Trim(u.Path, "/") != "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("keys: host %q must not have a path, query or fragment", baseURL)
@@ -94,8 +95,9 @@ func WithUserAgent(product string) Option {
 	})
 }
 
+// defaultHTTPClient bounds each call by [DefaultTimeout]. Its nil
+// Transport means http.DefaultTransport at the time of each call (see
+// captureTransport), whatever type a program has put there.
 func defaultHTTPClient() *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.ResponseHeaderTimeout = DefaultTimeout
-	return &http.Client{Transport: tr, Timeout: DefaultTimeout}
+	return &http.Client{Timeout: DefaultTimeout}
 }

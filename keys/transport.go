@@ -16,11 +16,10 @@ type captureKey struct{}
 
 // capture is what captureTransport saw of one call's answer.
 type capture struct {
-	answered bool
-	status   int
-	header   http.Header
-	body     []byte
-	readErr  error
+	status  int // 0 until an answer arrived
+	header  http.Header
+	body    []byte
+	readErr error
 }
 
 // captureTransport reads each answer in full for the call that put a
@@ -43,19 +42,21 @@ func (t *captureTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	if capt == nil {
 		return res, nil
 	}
-	limit := int64(maxAnswerBody)
+	limit := maxAnswerBody
 	if res.StatusCode < 200 || res.StatusCode > 299 {
 		limit = maxErrorBody
 	}
 	body, readErr := io.ReadAll(io.LimitReader(res.Body, limit+1))
 	res.Body.Close()
 	if int64(len(body)) > limit {
-		if res.StatusCode >= 200 && res.StatusCode <= 299 {
-			readErr = fmt.Errorf("answer exceeds %d bytes", limit)
-		}
-		body = body[:limit] // an error body is kept, cut short
+		readErr = fmt.Errorf("answer exceeds %d bytes", limit)
+		body = body[:limit]
 	}
-	capt.answered = true
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		// The status is the answer: an error body cut short or broken
+		// off still becomes an *APIError, from what was read of it.
+		readErr = nil
+	}
 	capt.status = res.StatusCode
 	capt.header = res.Header
 	capt.body = body
