@@ -32,6 +32,7 @@ type job struct {
 	user          string
 	serverExpires time.Time // after this, the key no longer authenticates
 	attempt       int
+	retry         *time.Timer // set while waiting to be retried; guarded by deleter.mu
 }
 
 // event is the OnError event for a failed delete of j.
@@ -68,8 +69,7 @@ type deleter struct {
 	mu        sync.Mutex
 	queue     []*job
 	workers   int
-	waiting   map[*job]*time.Timer // jobs waiting for a retry
-	inflight  map[string]*job      // by key ID: queued, running or waiting
+	inflight  map[string]*job // by key ID: queued, running or waiting
 	failures  []Undeleted
 	failTotal uint64 // every key given up on (Stats.DeleteFailed)
 	overflow  int    // failures not kept in failures (past maxFailures)
@@ -86,7 +86,6 @@ func newDeleter(api KeyService, limit int, timeout time.Duration, events *dispat
 	return &deleter{
 		api: api, limit: limit, timeout: timeout, events: events,
 		baseCtx: ctx, baseCancel: cancel,
-		waiting:  map[*job]*time.Timer{},
 		inflight: map[string]*job{},
 	}
 }
@@ -109,15 +108,15 @@ func (d *deleter) add(j *job) {
 		d.idle = make(chan struct{})
 	}
 	d.inflight[j.keyID] = j
+	d.peak = max(d.peak, len(d.inflight))
 	d.pushLocked(j)
 }
 
+// pushLocked queues j and starts a worker if there is room for one. The
+// deleter is not stopped: add and the retry timers check that first.
 func (d *deleter) pushLocked(j *job) {
 	d.queue = append(d.queue, j)
-	if len(d.inflight) > d.peak {
-		d.peak = len(d.inflight)
-	}
-	if d.workers < d.limit && !d.stopped {
+	if d.workers < d.limit {
 		d.workers++
 		d.wg.Add(1)
 		go d.work()
@@ -152,10 +151,6 @@ func (d *deleter) attempt(j *job) {
 		d.done(j)
 		return
 	}
-	if d.baseCtx.Err() != nil {
-		d.fail(j, fmt.Errorf("lease: Close gave up deleting: %w", err))
-		return
-	}
 	if !retryable(err) {
 		d.fail(j, err)
 		return
@@ -173,7 +168,9 @@ func (d *deleter) attempt(j *job) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.stopped {
-		// Close gave up while this attempt ran: final, like stop's own.
+		// Close gave up while this attempt ran (stop cancelled its
+		// context): final, like the failures stop records itself.
+		err = fmt.Errorf("lease: Close gave up deleting: %w", err)
 		d.events.emit(j.event(err, true))
 		d.failLocked(j, err)
 		return
@@ -183,13 +180,13 @@ func (d *deleter) attempt(j *job) {
 	t = time.AfterFunc(wait, func() {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		if d.waiting[j] != t {
-			return
+		if j.retry != t {
+			return // stop cancelled the retry
 		}
-		delete(d.waiting, j)
+		j.retry = nil
 		d.pushLocked(j)
 	})
-	d.waiting[j] = t
+	j.retry = t
 }
 
 // retryable reports whether a delete failure may succeed later: rate
@@ -287,12 +284,12 @@ func (d *deleter) stop(cause error) {
 	}
 	d.mu.Lock()
 	d.stopped = true
-	for j, t := range d.waiting {
-		t.Stop()
-		delete(d.waiting, j)
-	}
 	left := make([]*job, 0, len(d.inflight))
 	for _, j := range d.inflight {
+		if j.retry != nil {
+			j.retry.Stop()
+			j.retry = nil
+		}
 		left = append(left, j)
 	}
 	d.queue = nil
@@ -371,7 +368,9 @@ type CloseError struct {
 	// key may exist for each (see [Unconfirmed]).
 	Unconfirmed []Unconfirmed
 	// Total counts the keys the deleter gave up on and no Sweep has removed
-	// since, also past the first 10,000 (which Undeleted lists).
+	// since, also past the first 10,000 (which Undeleted lists). Keys past
+	// the first 10,000 are not remembered, so a Sweep that deletes them
+	// does not lower Total.
 	Total int
 	// Err is the context's error when Close's context ended first.
 	Err error
