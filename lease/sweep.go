@@ -13,14 +13,15 @@ import (
 )
 
 // SweepOptions tune [Sweep]. The zero value deletes every expired key that
-// carries this library's marker, 8 at a time.
+// carries this library's marker, DefaultDeleteConcurrency (8) at a time.
 //
-// A plain value; its Skip and Progress functions are called from Sweep's
-// goroutines (Progress serialized), so Skip must be safe for concurrent use.
+// A plain value. Skip is called on Sweep's calling goroutine before any
+// delete; Progress is called from Sweep's delete goroutines, one call at a
+// time.
 type SweepOptions struct {
 	// DryRun lists what would be deleted without deleting it.
 	DryRun bool
-	// Concurrency bounds deletes at once; 0 means 8.
+	// Concurrency bounds deletes at once; 0 means DefaultDeleteConcurrency.
 	Concurrency int
 	// DeleteTimeout bounds each delete call; 0 means DefaultDeleteTimeout.
 	// A delete that times out is reported in SweepResult.Failed and left
@@ -87,8 +88,10 @@ func Sweep(ctx context.Context, c KeyService, opts SweepOptions) (SweepResult, e
 	}
 	res.Listed = len(list)
 	now := time.Now()
+	var marks []Marker // the marker of each key in res.Expired
 	for _, k := range list {
-		if _, err := ParseMarker(k.Comment, k.Tags); err != nil {
+		mk, err := ParseMarker(k.Comment, k.Tags)
+		if err != nil {
 			continue
 		}
 		res.Marked++
@@ -99,13 +102,14 @@ func Sweep(ctx context.Context, c KeyService, opts SweepOptions) (SweepResult, e
 			continue
 		}
 		res.Expired = append(res.Expired, k)
+		marks = append(marks, mk)
 	}
 	if opts.DryRun || len(res.Expired) == 0 {
 		return res, nil
 	}
 	n := opts.Concurrency
 	if n <= 0 {
-		n = 8
+		n = DefaultDeleteConcurrency
 	}
 	timeout := opts.DeleteTimeout
 	if timeout <= 0 {
@@ -113,11 +117,11 @@ func Sweep(ctx context.Context, c KeyService, opts SweepOptions) (SweepResult, e
 	}
 	var mu sync.Mutex
 	var done int
-	g, gctx := errgroup.WithContext(ctx)
+	var g errgroup.Group
 	g.SetLimit(n)
-	for _, k := range res.Expired {
+	for i, k := range res.Expired {
 		g.Go(func() error {
-			dctx, cancel := context.WithTimeout(gctx, timeout)
+			dctx, cancel := context.WithTimeout(ctx, timeout)
 			err := c.Delete(dctx, k.ID)
 			cancel()
 			mu.Lock()
@@ -125,8 +129,7 @@ func Sweep(ctx context.Context, c KeyService, opts SweepOptions) (SweepResult, e
 			if err == nil || errors.Is(err, keys.ErrNotFound) {
 				res.Deleted++
 			} else {
-				m, _ := ParseMarker(k.Comment, k.Tags)
-				res.Failed = append(res.Failed, Undeleted{KeyID: k.ID, LeaseID: m.Lease, User: m.User, Expires: k.Expires, Err: err})
+				res.Failed = append(res.Failed, Undeleted{KeyID: k.ID, LeaseID: marks[i].Lease, User: marks[i].User, Expires: k.Expires, Err: err})
 			}
 			done++
 			if opts.Progress != nil {
