@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
 
 	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
@@ -134,4 +135,34 @@ func TestCreateFailures(t *testing.T) {
 			})
 		})
 	}
+}
+
+// secretless answers creates with the new key's ID but without its secret,
+// as a broken KeyService might.
+type secretless struct{ lease.KeyService }
+
+func (s secretless) Create(ctx context.Context, spec keys.Spec) (*keys.Key, error) {
+	k, err := s.KeyService.Create(ctx, spec)
+	if k != nil {
+		k.Secret = ""
+	}
+	return k, err
+}
+
+// A key that exists but came without its secret is no lease, and is
+// deleted at once rather than left to its server-side expiry.
+func TestCreateAnswerWithoutSecretIsDeleted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m, err := lease.New(secretless{srv.Client()}, lease.WithRateLimit(rate.Inf, 1))
+		require.NoError(t, err)
+		defer m.Close(context.Background())
+		l, err := m.Acquire(context.Background(), "alice")
+		require.ErrorContains(t, err, "without its secret")
+		assert.Nil(t, l)
+		synctest.Wait()
+		assert.Empty(t, liveIDs(srv))
+		assert.Equal(t, 1, countOps(srv, keystest.OpDelete))
+		assert.Zero(t, m.Usage("alice").Live, "no slot stays taken")
+	})
 }

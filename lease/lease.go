@@ -37,8 +37,10 @@ type record struct {
 	expires time.Time
 	// serverExpires is when the credential stops working on Deepgram's side.
 	serverExpires time.Time
-	token         bool
-	done          chan struct{}
+	// us is the user's state in m.users; it stays there while this
+	// record counts in us.live. Guarded by m.mu.
+	us   *userState
+	done chan struct{}
 
 	mu      sync.Mutex
 	reason  Reason
@@ -74,7 +76,7 @@ func (l *Lease) ServerExpires() time.Time { return l.r.serverExpires }
 
 // GrantToken reports whether the lease is a grant token (not revocable)
 // rather than an API key.
-func (l *Lease) GrantToken() bool { return l.r.token }
+func (l *Lease) GrantToken() bool { return l.r.m.cfg.grant }
 
 // Done is closed once the lease has ended, however it ended.
 func (l *Lease) Done() <-chan struct{} { return l.r.done }
@@ -115,7 +117,7 @@ func (l *Lease) Detach() {
 // String describes the lease with its secret redacted.
 func (l Lease) String() string {
 	kind := "key"
-	if l.r.token {
+	if l.r.m.cfg.grant {
 		kind = "grant token"
 	}
 	return fmt.Sprintf("lease.Lease{%s ID:%q User:%q Expires:%s Secret:%q}", kind, l.r.keyID, l.r.user, l.r.expires.UTC().Format(time.RFC3339), "[REDACTED]")

@@ -80,7 +80,6 @@ type Manager struct {
 	// baseCtx bounds creates; cancelled when Close gives up waiting.
 	baseCtx    context.Context
 	baseCancel context.CancelFunc
-	closing    bool  // a Close has started; guarded by mu
 	closeErr   error // set before closeDone is closed
 	closeDone  chan struct{}
 	userScan   int // users map size that triggers the next eviction scan
@@ -234,14 +233,15 @@ func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("lease: acquire for user %q: %w", user, err)
 	}
-	if err := m.admit(user); err != nil {
+	us, err := m.admit(user)
+	if err != nil {
 		return nil, err
 	}
 	r := &record{
 		m:       m,
+		us:      us,
 		leaseID: newID(),
 		user:    user,
-		token:   m.cfg.grant,
 		done:    make(chan struct{}),
 	}
 	// admit counted this Acquire in m.creating; it is done only once
@@ -273,50 +273,35 @@ func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
 // error as leftErr: the create then finishes in the background, and orphan
 // deletes any key it makes.
 func (m *Manager) issueOrLeave(ctx context.Context, r *record) (createErr, leftErr error) {
-	h := &handoff{ch: make(chan error, 1)}
+	// Unbuffered: a send succeeds only into the caller's receive, so
+	// exactly one side owns the result.
+	result := make(chan error)
 	go func() {
 		err := m.issue(r)
-		h.mu.Lock()
-		if h.abandoned {
-			h.mu.Unlock()
+		select {
+		case result <- err: // the caller finishes the Acquire and calls m.creating.Done
+		case <-ctx.Done():
 			m.orphan(r, err)
 			m.creating.Done()
-			return
 		}
-		h.ready = true
-		h.mu.Unlock()
-		h.ch <- err // the caller finishes the Acquire and calls m.creating.Done
 	}()
 	select {
-	case err := <-h.ch:
+	case err := <-result:
 		return err, nil
 	case <-ctx.Done():
+		return nil, fmt.Errorf("lease: acquire for user %q: %w", r.user, ctx.Err())
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.ready {
-		return <-h.ch, nil // arrived as ctx ended: the caller releases it
-	}
-	h.abandoned = true
-	return nil, fmt.Errorf("lease: acquire for user %q: %w", r.user, ctx.Err())
-}
-
-// handoff decides who finishes an Acquire whose caller may have left.
-type handoff struct {
-	mu        sync.Mutex
-	ready     bool
-	abandoned bool
-	ch        chan error
 }
 
 // admit applies the caps and the rate limit, reserves a slot and counts
-// the Acquire in m.creating.
-func (m *Manager) admit(user string) error {
+// the Acquire in m.creating. It returns the user's state, which stays in
+// m.users while the reservation (and then the lease) counts in its live.
+func (m *Manager) admit(user string) (*userState, error) {
 	now := time.Now()
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
-		return ErrClosed
+		return nil, ErrClosed
 	}
 	us := m.users[user]
 	if us == nil {
@@ -333,7 +318,7 @@ func (m *Manager) admit(user string) error {
 		denied = &DeniedError{User: user, Limit: "per-user cap", RetryAfter: m.cfg.ttl}
 	default:
 		res := us.limiter.ReserveN(now, 1)
-		if delay := res.DelayFrom(now); !res.OK() || delay > 0 {
+		if delay := res.DelayFrom(now); delay > 0 { // always OK: rate > 0, burst >= 1
 			res.CancelAt(now)
 			denied = &DeniedError{User: user, Limit: "rate", RetryAfter: delay}
 		}
@@ -343,7 +328,7 @@ func (m *Manager) admit(user string) error {
 		m.stats.Denied++
 		m.mu.Unlock()
 		m.events.emit(Event{Kind: EventDenied, Time: now, User: user, Err: denied, RetryAfter: denied.RetryAfter})
-		return denied
+		return nil, denied
 	}
 	us.live++
 	m.pending++
@@ -351,7 +336,7 @@ func (m *Manager) admit(user string) error {
 	// creates in flight then sees every Acquire it did not refuse.
 	m.creating.Add(1)
 	m.mu.Unlock()
-	return nil
+	return us, nil
 }
 
 // userRetention is how long an idle user's state (counters, limiter) is
@@ -393,26 +378,30 @@ func (m *Manager) issue(r *record) error {
 		return nil
 	}
 	mk := Marker{Lease: r.leaseID, Manager: m.id, User: r.user}
-	serverTTL := (m.cfg.ttl + m.cfg.margin + time.Second - 1).Truncate(time.Second)
 	k, err := m.api.Create(ctx, keys.Spec{
 		Comment: mk.comment(),
 		Scopes:  m.cfg.scopes,
 		Tags:    append(mk.tags(), m.cfg.tags...),
-		TTL:     serverTTL,
+		TTL:     m.cfg.serverTTL,
 	})
 	if err != nil {
 		return err
 	}
-	if k == nil || k.ID == "" || k.Secret == "" {
+	if k == nil || k.ID == "" {
 		return errors.New("lease: create returned no key")
 	}
+	// From here on the key exists: an error still leaves r.keyID set,
+	// so that the key is deleted.
 	r.keyID = k.ID
-	r.secret = &k.Secret
-	r.expires = start.Add(m.cfg.ttl)
-	r.serverExpires = start.Add(serverTTL)
+	r.serverExpires = start.Add(m.cfg.serverTTL)
 	if k.Expires.After(r.serverExpires) {
 		r.serverExpires = k.Expires
 	}
+	if k.Secret == "" {
+		return fmt.Errorf("lease: create returned key %s without its secret", k.ID)
+	}
+	r.secret = &k.Secret
+	r.expires = start.Add(m.cfg.ttl)
 	return nil
 }
 
@@ -429,16 +418,17 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, err error) (*Lea
 	if err != nil {
 		m.noteUnconfirmed(r, err)
 		m.mu.Lock()
-		m.unreserveLocked(r.user)
+		m.unreserveLocked(r)
 		m.stats.Errors++
 		m.mu.Unlock()
+		m.deleteKey(r) // a key that came without its secret
 		err = fmt.Errorf("lease: acquire for user %q: %w", r.user, err)
 		m.events.emit(Event{Kind: EventError, Time: now, Op: "create", User: r.user, LeaseID: r.leaseID, Err: err})
 		return nil, err
 	}
 	m.mu.Lock()
 	if m.closed {
-		m.unreserveLocked(r.user)
+		m.unreserveLocked(r)
 		m.mu.Unlock()
 		m.deleteKey(r)
 		return nil, ErrClosed
@@ -446,9 +436,8 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, err error) (*Lea
 	m.pending--
 	m.live[r.leaseID] = r
 	m.stats.Acquired++
-	us := m.users[r.user]
-	us.usage.Acquired++
-	us.usage.Live++
+	r.us.usage.Acquired++
+	r.us.usage.Live++
 	m.mu.Unlock()
 	l := &Lease{r: r}
 	m.events.emit(Event{Kind: EventAcquire, Time: now, User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires})
@@ -464,21 +453,20 @@ func (m *Manager) orphan(r *record, err error) {
 			Err: fmt.Errorf("lease: acquire for user %q (caller gone): %w", r.user, err)})
 	}
 	m.mu.Lock()
-	m.unreserveLocked(r.user)
+	m.unreserveLocked(r)
 	m.mu.Unlock()
-	if err == nil {
-		m.deleteKey(r)
-	}
+	m.deleteKey(r)
 }
 
-func (m *Manager) unreserveLocked(user string) {
+func (m *Manager) unreserveLocked(r *record) {
 	m.pending--
-	m.users[user].live--
+	r.us.live--
 }
 
-// deleteKey hands r's key (not a grant token) to the deleter.
+// deleteKey hands r's key, if a key was created, to the deleter. A grant
+// token cannot be deleted.
 func (m *Manager) deleteKey(r *record) {
-	if r.token || r.keyID == "" {
+	if m.cfg.grant || r.keyID == "" {
 		return
 	}
 	m.del.add(&job{keyID: r.keyID, leaseID: r.leaseID, user: r.user, serverExpires: r.serverExpires})
@@ -493,15 +481,14 @@ func (m *Manager) ended(r *record, reason Reason) {
 	if reason == ReasonLeaked {
 		m.stats.Leaked++
 	}
-	if us := m.users[r.user]; us != nil {
-		us.live--
-		us.usage.Live--
-		us.usage.Released++
-		if reason == ReasonLeaked {
-			us.usage.Leaked++
-		}
-		us.last = now
+	us := r.us
+	us.live--
+	us.usage.Live--
+	us.usage.Released++
+	if reason == ReasonLeaked {
+		us.usage.Leaked++
 	}
+	us.last = now
 	m.mu.Unlock()
 	m.deleteKey(r)
 	e := Event{Kind: EventRelease, Time: now, User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Reason: reason}
@@ -584,8 +571,8 @@ func (m *Manager) Close(ctx context.Context) error {
 		ctx = context.Background()
 	}
 	m.mu.Lock()
-	first := !m.closing
-	m.closing = true
+	first := !m.closed
+	m.closed = true // Acquire is refused from now on
 	m.mu.Unlock()
 	if first {
 		m.closeErr = m.close(ctx)
@@ -610,7 +597,6 @@ func (m *Manager) Close(ctx context.Context) error {
 func (m *Manager) close(ctx context.Context) error {
 	m.reapLeaks()
 	m.mu.Lock()
-	m.closed = true
 	live := make([]*record, 0, len(m.live))
 	for _, r := range m.live {
 		live = append(live, r)

@@ -50,6 +50,7 @@ func (f optionFunc) apply(c *config) error { return f(c) }
 type config struct {
 	ttl               time.Duration
 	margin            time.Duration
+	serverTTL         time.Duration // ttl+margin in whole seconds; set by validate
 	scopes            []string
 	rateLimit         rate.Limit
 	burst             int
@@ -273,5 +274,7 @@ func (c *config) validate() error {
 	if c.ttl < time.Second || c.ttl > MaxTTL {
 		return fmt.Errorf("lease: TTL %s is outside 1s..%s", c.ttl, MaxTTL)
 	}
+	// Deepgram takes whole seconds: round up, never shorter than asked.
+	c.serverTTL = (c.ttl + c.margin + time.Second - 1).Truncate(time.Second)
 	return nil
 }
