@@ -73,3 +73,23 @@ func CaptureStdio(t testing.TB, fn func()) string {
 	}()
 	return out.String()
 }
+
+// NoSecret reports an error on t for each secret that occurs in text, and
+// returns whether none did. The failure names what was searched, where the
+// secret occurs and its first four characters, but prints neither text nor
+// the secret: a failing check must not leak what it guards. Empty secrets
+// are ignored.
+func NoSecret(t testing.TB, what, text string, secrets ...string) bool {
+	t.Helper()
+	ok := true
+	for _, s := range secrets {
+		if s == "" {
+			continue
+		}
+		if i := strings.Index(text, s); i >= 0 {
+			ok = false
+			t.Errorf("%s holds a secret (%.4s…, %d bytes) at byte %d; the text is not shown because it holds the secret", what, s, len(s), i)
+		}
+	}
+	return ok
+}

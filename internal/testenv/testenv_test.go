@@ -1,8 +1,13 @@
 package testenv_test
 
 import (
+	"fmt"
 	"os"
+	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/dglease/dglease/internal/testenv"
 )
@@ -38,12 +43,43 @@ func TestCaptureStdioRestoresOnPanic(t *testing.T) {
 	if out != "to stdout to stderr" {
 		t.Fatalf("captured %q", out)
 	}
-	stdout := os.Stdout
+	stdout, stderr := os.Stdout, os.Stderr
+	var recovered any
 	func() {
-		defer func() { _ = recover() }()
+		defer func() { recovered = recover() }()
 		testenv.CaptureStdio(t, func() { panic("boom") })
 	}()
-	if os.Stdout != stdout {
-		t.Fatal("os.Stdout not restored after a panic")
+	if recovered != "boom" {
+		t.Fatalf("the panic was not passed on: recovered %v", recovered)
 	}
+	if os.Stdout != stdout || os.Stderr != stderr {
+		t.Fatal("os.Stdout or os.Stderr not restored after a panic")
+	}
+}
+
+// recordingTB captures what a check reports, to test the check itself.
+type recordingTB struct {
+	testing.TB
+	errors []string
+}
+
+func (r *recordingTB) Helper() {}
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+func TestNoSecretReportsWithoutPrintingTheSecret(t *testing.T) {
+	const secret = "0123456789abcdef0123456789abcdef01234567"
+	rec := &recordingTB{TB: t}
+	ok := testenv.NoSecret(rec, "the log", "before "+secret+" after", "", "absent", secret)
+	assert.False(t, ok)
+	require.Len(t, rec.errors, 1)
+	assert.Contains(t, rec.errors[0], "the log")
+	assert.Contains(t, rec.errors[0], "0123…")
+	assert.Contains(t, rec.errors[0], "at byte 7")
+	assert.False(t, strings.Contains(rec.errors[0], secret), "the report must not hold the secret")
+
+	rec = &recordingTB{TB: t}
+	assert.True(t, testenv.NoSecret(rec, "the log", "nothing here", secret))
+	assert.Empty(t, rec.errors)
 }
