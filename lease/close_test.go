@@ -61,7 +61,7 @@ func TestCloseDoesNotWaitForARunningSweep(t *testing.T) {
 		defer cancel()
 		start := time.Now()
 		require.NoError(t, m.Close(ctx))
-		assert.Less(t, time.Since(start), time.Second, "Close cancels the sweep instead of waiting for it")
+		assert.Zero(t, time.Since(start), "Close cancels the sweep instead of waiting for it")
 		assert.Equal(t, 1, countOps(srv, keystest.OpList), "the sweep was running (its list hung)")
 	})
 }
