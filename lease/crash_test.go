@@ -7,12 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -337,7 +335,7 @@ func TestCrashRecovery(t *testing.T) {
 
 	t.Logf("%+v", fig)
 	if *update && !t.Failed() {
-		crashWriteSection(t, "crash", crashReport(fig))
+		writeReliabilitySection(t, "crash", crashReport(fig))
 	}
 }
 
@@ -402,41 +400,4 @@ wrote it saw:
 		f.foreign, f.foreign,
 		f.childRun.Round(time.Millisecond))
 	return b.String()
-}
-
-// crashReliabilityPath is RELIABILITY.md at the module root.
-const crashReliabilityPath = "../RELIABILITY.md"
-
-// crashWriteSection replaces the text between "<!-- begin:name -->" and
-// "<!-- end:name -->" in RELIABILITY.md with body, keeping everything
-// outside the markers byte for byte. A missing file is created with a
-// "# Reliability" title; missing markers are appended.
-func crashWriteSection(t *testing.T, name, body string) {
-	t.Helper()
-	begin, end := "<!-- begin:"+name+" -->", "<!-- end:"+name+" -->"
-	old, err := os.ReadFile(crashReliabilityPath)
-	if errors.Is(err, fs.ErrNotExist) {
-		old, err = []byte("# Reliability\n"), nil
-	}
-	require.NoError(t, err)
-	s := string(old)
-	block := begin + "\n" + strings.TrimSpace(body) + "\n" + end
-	i, j := strings.Index(s, begin), strings.Index(s, end)
-	switch {
-	case i < 0 && j < 0:
-		s = strings.TrimRight(s, "\n") + "\n\n" + block + "\n"
-	case i >= 0 && j > i && strings.Count(s, begin) == 1 && strings.Count(s, end) == 1:
-		s = s[:i] + block + s[j+len(end):]
-	default:
-		t.Fatalf("%s: markers %q and %q are malformed; fix them by hand", crashReliabilityPath, begin, end)
-	}
-	// Write to a temporary file and rename it, so that a reader never
-	// sees half a file.
-	tmp, err := os.CreateTemp(filepath.Dir(crashReliabilityPath), ".RELIABILITY-*.md")
-	require.NoError(t, err)
-	defer os.Remove(tmp.Name())
-	_, err = tmp.WriteString(s)
-	require.NoError(t, errors.Join(err, tmp.Chmod(0o644), tmp.Close()))
-	require.NoError(t, os.Rename(tmp.Name(), crashReliabilityPath))
-	t.Logf("wrote the %s section of %s", name, crashReliabilityPath)
 }

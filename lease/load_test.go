@@ -262,7 +262,7 @@ func TestLoad(t *testing.T) {
 	case testing.Short():
 		t.Log("-update with -short: the load section records the full run only; not written")
 	case !t.Failed():
-		crashWriteSection(t, "load", loadReport(fig))
+		writeReliabilitySection(t, "load", loadReport(fig))
 	}
 }
 

@@ -794,14 +794,14 @@ func TestFaultMatrix(t *testing.T) {
 	}
 	body := matrixReport(n, results)
 	if *update {
-		matrixWriteSection(t, body)
+		writeReliabilitySection(t, "matrix", body)
 		return
 	}
-	doc, err := os.ReadFile(matrixReliabilityPath)
+	doc, err := os.ReadFile(reliabilityPath)
 	require.NoError(t, err, "run go test ./lease -run TestFaultMatrix -update")
-	got, ok := matrixSection(string(doc))
-	require.True(t, ok, "RELIABILITY.md has no %s ... %s section: run go test ./lease -run TestFaultMatrix -update", matrixBegin, matrixEnd)
-	assert.Equal(t, body, got, "RELIABILITY.md's fault matrix is out of date: run go test ./lease -run TestFaultMatrix -update")
+	got, ok := reliabilitySection(string(doc), "matrix")
+	require.True(t, ok, "RELIABILITY.md has no matrix section: run go test ./lease -run TestFaultMatrix -update")
+	assert.Equal(t, strings.TrimSpace(body), got, "RELIABILITY.md's fault matrix is out of date: run go test ./lease -run TestFaultMatrix -update")
 }
 
 // matrixCells runs cell for every fault and path, as subtests
@@ -825,12 +825,6 @@ func matrixCells(t *testing.T, cell func(t *testing.T, f matrixFault, p matrixPa
 	}
 	return results
 }
-
-const (
-	matrixReliabilityPath = "../RELIABILITY.md"
-	matrixBegin           = "<!-- begin:matrix -->"
-	matrixEnd             = "<!-- end:matrix -->"
-)
 
 // matrixReport renders the section between the markers.
 func matrixReport(n int, results []matrixResult) string {
@@ -915,46 +909,4 @@ Faults:
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %s |\n", r.Fault, r.Path, r.Leases, r.Failed, r.Keys, r.Deleted, r.Reported, r.Live, r.Sim)
 	}
 	return b.String()
-}
-
-// matrixSection returns the text between the matrix markers.
-func matrixSection(doc string) (string, bool) {
-	_, rest, ok := strings.Cut(doc, matrixBegin)
-	if !ok {
-		return "", false
-	}
-	body, _, ok := strings.Cut(rest, matrixEnd)
-	return body, ok
-}
-
-// matrixWriteSection replaces the text between the matrix markers in
-// RELIABILITY.md, creating the file or appending the markers when absent,
-// and leaves everything else as it is.
-func matrixWriteSection(t *testing.T, body string) {
-	t.Helper()
-	doc, err := os.ReadFile(matrixReliabilityPath)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		doc = []byte("# Reliability\n")
-	case err != nil:
-		t.Fatal(err)
-	}
-	s := string(doc)
-	before, rest, ok := strings.Cut(s, matrixBegin)
-	var after string
-	if ok {
-		_, after, ok = strings.Cut(rest, matrixEnd)
-		require.True(t, ok, "RELIABILITY.md has %s without %s", matrixBegin, matrixEnd)
-	} else {
-		before = strings.TrimRight(s, "\n") + "\n\n"
-		after = "\n"
-	}
-	out := before + matrixBegin + body + matrixEnd + after
-	info, err := os.Stat(matrixReliabilityPath)
-	mode := os.FileMode(0o644)
-	if err == nil {
-		mode = info.Mode().Perm()
-	}
-	require.NoError(t, os.WriteFile(matrixReliabilityPath, []byte(out), mode))
-	t.Logf("wrote the fault matrix into %s", matrixReliabilityPath)
 }
