@@ -95,9 +95,7 @@ func BenchmarkLeaseOverhead(b *testing.B) {
 	sdk := sdkmanage.New(srv.AdminKey(), &sdkinterfaces.ClientOptions{Host: "http://keystest.invalid"})
 	require.NotNil(b, sdk)
 	sdk.HTTPClient.Client.Transport = srv.Transport()
-	m, err := lease.New(srv.Client(), lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(1<<20, 1<<20))
-	require.NoError(b, err)
-	defer m.Close(context.Background())
+	m := newManager(b, srv.Client(), lease.WithMaxLeases(1<<20, 1<<20))
 	const batch = 200
 	var sdkTime, leaseTime time.Duration
 	b.ResetTimer()
@@ -130,14 +128,14 @@ func BenchmarkLeaseOverhead(b *testing.B) {
 // BenchmarkRelease measures the time a caller spends in Release.
 func BenchmarkRelease(b *testing.B) {
 	s := &stub{}
-	m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(1<<22, 1<<22))
-	require.NoError(b, err)
-	defer m.Close(context.Background())
+	m := newManager(b, s, lease.WithMaxLeases(1<<22, 1<<22))
 	ls := make([]*lease.Lease, b.N)
 	for i := range ls {
-		if ls[i], err = m.Acquire(context.Background(), "bench"); err != nil {
+		l, err := m.Acquire(context.Background(), "bench")
+		if err != nil {
 			b.Fatal(err)
 		}
+		ls[i] = l
 	}
 	times := make([]time.Duration, b.N)
 	b.ResetTimer()
@@ -234,12 +232,12 @@ func leaseGoroutines() int {
 func TestGoroutinesDoNotGrowWithLeases(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := &stub{}
-		m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(5000, 5000), lease.WithTTL(time.Minute),
+		m := newManager(t, s, lease.WithMaxLeases(5000, 5000), lease.WithTTL(time.Minute),
 			lease.WithHooks(lease.Hooks{OnAcquire: func(lease.Event) {}}))
-		require.NoError(t, err)
 		count := func(n int) int {
 			ls := make([]*lease.Lease, n)
 			for i := range ls {
+				var err error
 				ls[i], err = m.Acquire(context.Background(), "u")
 				require.NoError(t, err)
 			}
@@ -260,10 +258,10 @@ func TestGoroutinesDoNotGrowWithLeases(t *testing.T) {
 func TestReleaseStormRespectsDeleteConcurrency(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := &stub{deleteWait: 100 * time.Millisecond}
-		m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(10000, 10000), lease.WithDeleteConcurrency(4))
-		require.NoError(t, err)
+		m := newManager(t, s, lease.WithMaxLeases(10000, 10000), lease.WithDeleteConcurrency(4))
 		ls := make([]*lease.Lease, 10000)
 		for i := range ls {
+			var err error
 			ls[i], err = m.Acquire(context.Background(), "storm")
 			require.NoError(t, err)
 		}

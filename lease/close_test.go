@@ -10,7 +10,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
 
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
@@ -27,8 +26,7 @@ func TestReleaseRacingCloseLosesNoKey(t *testing.T) {
 	}
 	for trial := range trials {
 		s := &stub{}
-		m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1))
-		require.NoError(t, err)
+		m := newManager(t, s)
 		var ls []*lease.Lease
 		for i := range 4 {
 			l, err := m.Acquire(context.Background(), fmt.Sprint("u", i))
@@ -42,7 +40,7 @@ func TestReleaseRacingCloseLosesNoKey(t *testing.T) {
 			go func() { defer wg.Done(); <-start; l.Release() }()
 		}
 		close(start)
-		err = m.Close(context.Background())
+		err := m.Close(context.Background())
 		wg.Wait()
 		require.NoError(t, err, "trial %d", trial)
 		require.Equal(t, int64(4), s.deleted.Load(), "trial %d: every key deleted before Close returned", trial)
@@ -53,8 +51,7 @@ func TestReleaseRacingCloseLosesNoKey(t *testing.T) {
 func TestCloseDoesNotWaitForARunningSweep(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m, err := lease.New(srv.Client(), lease.WithSweepInterval(time.Hour))
-		require.NoError(t, err)
+		m := newManager(t, srv.Client(), lease.WithSweepInterval(time.Hour))
 		srv.Hang(keystest.OpList, 1)
 		time.Sleep(time.Hour + time.Second) // the sweep runs; its list hangs
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -71,8 +68,7 @@ func TestStuckHookDoesNotHangClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		block := make(chan struct{})
-		m, err := lease.New(srv.Client(), lease.WithHooks(lease.Hooks{OnAcquire: func(lease.Event) { <-block }}))
-		require.NoError(t, err)
+		m := newManager(t, srv.Client(), lease.WithHooks(lease.Hooks{OnAcquire: func(lease.Event) { <-block }}))
 		l, err := m.Acquire(context.Background(), "u")
 		require.NoError(t, err)
 		l.Release()
@@ -106,14 +102,13 @@ func TestCloseNamesCreatesItCutOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		api := createThenHang{srv.Client(), make(chan string, 1)}
-		m, err := lease.New(api)
-		require.NoError(t, err)
+		m := newManager(t, api)
 		acquired := make(chan error, 1)
 		go func() { _, err := m.Acquire(context.Background(), "alice"); acquired <- err }()
 		keyID := <-api.created
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		err = m.Close(ctx)
+		err := m.Close(ctx)
 		var ce *lease.CloseError
 		require.ErrorAs(t, err, &ce)
 		require.Len(t, ce.Unconfirmed, 1)
@@ -147,8 +142,7 @@ func TestAcquireNeverReturnsAnEndedLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		api := &cancelOnCreate{KeyService: srv.Client()}
-		m, err := lease.New(api, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(1000, 1000))
-		require.NoError(t, err)
+		m := newManager(t, api, lease.WithMaxLeases(1000, 1000))
 		// Which of the two arrives first in Acquire is up to the
 		// scheduler; many tries cover both.
 		for range 200 {

@@ -289,7 +289,7 @@ func TestCrashRecovery(t *testing.T) {
 	assert.LessOrEqual(t, fig.cutOff+fig.unacknowledged-crashLostAnswers, crashWorkers)
 
 	// A fresh Manager (the restarted process) sweeps at start-up.
-	m := newManager(t, srv)
+	m := newManager(t, srv.Client())
 	n, err := m.Sweep(ctx)
 	require.NoError(t, err)
 	fig.sweptBefore = n

@@ -11,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
 
 	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
@@ -45,7 +44,7 @@ func TestCloseAccountsForEveryKeyUnderFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				srv := fake(t)
-				m := newManager(t, srv, lease.WithMaxLeases(100, 100))
+				m := newManager(t, srv.Client(), lease.WithMaxLeases(100, 100))
 				var ls []*lease.Lease
 				for range 20 {
 					l, err := m.Acquire(context.Background(), "alice")
@@ -86,7 +85,7 @@ func TestLogHooksLogEveryEventWithoutSecrets(t *testing.T) {
 		srv := fake(t)
 		var buf testenv.Buffer
 		logger := slog.New(slog.NewJSONHandler(&buf, nil))
-		m := newManager(t, srv, lease.WithHooks(lease.LogHooks(logger)), lease.WithMaxLeases(10, 1))
+		m := newManager(t, srv.Client(), lease.WithHooks(lease.LogHooks(logger)), lease.WithMaxLeases(10, 1))
 		l, err := m.Acquire(context.Background(), "alice")
 		require.NoError(t, err)
 		_, err = m.Acquire(context.Background(), "alice")
@@ -119,7 +118,7 @@ func TestCreateFailures(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				srv := fake(t)
 				errs := make(chan lease.Event, 1)
-				m := newManager(t, srv, lease.WithMaxLeases(1, 1), lease.WithHooks(lease.Hooks{OnError: func(e lease.Event) { errs <- e }}))
+				m := newManager(t, srv.Client(), lease.WithMaxLeases(1, 1), lease.WithHooks(lease.Hooks{OnError: func(e lease.Event) { errs <- e }}))
 				srv.Fail(keystest.OpCreate, keystest.Fault{Status: status})
 				_, err := m.Acquire(context.Background(), "alice")
 				var apiErr *keys.APIError
@@ -154,9 +153,7 @@ func (s secretless) Create(ctx context.Context, spec keys.Spec) (*keys.Key, erro
 func TestCreateAnswerWithoutSecretIsDeleted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m, err := lease.New(secretless{srv.Client()}, lease.WithRateLimit(rate.Inf, 1))
-		require.NoError(t, err)
-		defer m.Close(context.Background())
+		m := newManager(t, secretless{srv.Client()})
 		l, err := m.Acquire(context.Background(), "alice")
 		require.ErrorContains(t, err, "without its secret")
 		assert.Nil(t, l)

@@ -21,15 +21,16 @@ import (
 )
 
 // fake starts an in-memory fake Deepgram (usable inside synctest bubbles).
-func fake(t *testing.T, opts ...keystest.Option) *keystest.Server {
+func fake(t testing.TB, opts ...keystest.Option) *keystest.Server {
 	t.Helper()
 	return keystest.NewServer(t, append([]keystest.Option{keystest.WithoutListener()}, opts...)...)
 }
 
-// newManager builds a Manager on srv without rate limits unless opts set them.
-func newManager(t *testing.T, srv *keystest.Server, opts ...lease.Option) *lease.Manager {
+// newManager builds a Manager on api (e.g. a fake's Client) without rate
+// limits unless opts set them, closed when the test ends.
+func newManager(t testing.TB, api lease.KeyService, opts ...lease.Option) *lease.Manager {
 	t.Helper()
-	m, err := lease.New(srv.Client(), append([]lease.Option{lease.WithRateLimit(rate.Inf, 1)}, opts...)...)
+	m, err := lease.New(api, append([]lease.Option{lease.WithRateLimit(rate.Inf, 1)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
 	return m
@@ -67,7 +68,7 @@ func countOps(srv *keystest.Server, op keystest.Op) int {
 func TestAcquireIssuesScopedMarkedKeyWithServerExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv, lease.WithTTL(10*time.Second), lease.WithTags("svc:demo"))
+		m := newManager(t, srv.Client(), lease.WithTTL(10*time.Second), lease.WithTags("svc:demo"))
 		start := time.Now()
 		l, err := m.Acquire(context.Background(), "user 42 ü")
 		require.NoError(t, err)
@@ -117,7 +118,7 @@ func TestEveryPathDeletesTheKey(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				srv := fake(t)
-				m := newManager(t, srv, lease.WithTTL(10*time.Second))
+				m := newManager(t, srv.Client(), lease.WithTTL(10*time.Second))
 				ctx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				l, err := m.Acquire(ctx, "alice")
@@ -141,7 +142,7 @@ func TestEveryPathDeletesTheKey(t *testing.T) {
 func TestReleaseNeverWaitsOnTheNetwork(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv)
+		m := newManager(t, srv.Client())
 		l, err := m.Acquire(context.Background(), "alice")
 		require.NoError(t, err)
 		srv.SetLatency(keystest.OpDelete, time.Hour)
@@ -168,7 +169,7 @@ func TestLeakedLeaseIsDeletedAndReported(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		leaked := make(chan lease.Event, 1)
-		m := newManager(t, srv, lease.WithHooks(lease.Hooks{OnLeak: func(e lease.Event) { leaked <- e }}))
+		m := newManager(t, srv.Client(), lease.WithHooks(lease.Hooks{OnLeak: func(e lease.Event) { leaked <- e }}))
 		id := func() string {
 			l, err := m.Acquire(context.Background(), "careless")
 			require.NoError(t, err)
@@ -189,7 +190,7 @@ func TestLeakedLeaseIsDeletedAndReported(t *testing.T) {
 func TestCallerGoneDuringCreateKeyIsDeletedOnArrival(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv)
+		m := newManager(t, srv.Client())
 		srv.SetLatency(keystest.OpCreate, 3*time.Second)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -211,7 +212,7 @@ func TestCallerGoneDuringCreateKeyIsDeletedOnArrival(t *testing.T) {
 func TestCloseWaitsForCreatesInFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv)
+		m := newManager(t, srv.Client())
 		srv.SetLatency(keystest.OpCreate, 2*time.Second)
 		var wg sync.WaitGroup
 		wg.Add(1)
@@ -236,7 +237,7 @@ func TestDeleterRetriesTransientFailures(t *testing.T) {
 				srv := fake(t)
 				var errs []lease.Event
 				var mu sync.Mutex
-				m := newManager(t, srv, lease.WithHooks(lease.Hooks{OnError: func(e lease.Event) { mu.Lock(); errs = append(errs, e); mu.Unlock() }}))
+				m := newManager(t, srv.Client(), lease.WithHooks(lease.Hooks{OnError: func(e lease.Event) { mu.Lock(); errs = append(errs, e); mu.Unlock() }}))
 				l, err := m.Acquire(context.Background(), "alice")
 				require.NoError(t, err)
 				srv.Fail(keystest.OpDelete, keystest.Fault{Status: status, Times: 3})
@@ -266,7 +267,7 @@ func TestDeleterRetriesTransientFailures(t *testing.T) {
 func TestDeleterHonoursRetryAfter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv)
+		m := newManager(t, srv.Client())
 		l, err := m.Acquire(context.Background(), "alice")
 		require.NoError(t, err)
 		srv.Fail(keystest.OpDelete, keystest.Fault{Status: 429, RetryAfter: 7 * time.Second})
@@ -285,7 +286,7 @@ func TestDeleterHonoursRetryAfter(t *testing.T) {
 func TestBackoffGrowsWithJitter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv, lease.WithTTL(time.Minute))
+		m := newManager(t, srv.Client(), lease.WithTTL(time.Minute))
 		l, err := m.Acquire(context.Background(), "alice")
 		require.NoError(t, err)
 		srv.Fail(keystest.OpDelete, keystest.Fault{Status: 503, Times: 6})
@@ -313,7 +314,7 @@ func TestUnauthorizedDeleteIsNotRetriedAndIsReported(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		final := make(chan lease.Event, 1)
-		m := newManager(t, srv, lease.WithHooks(lease.Hooks{OnError: func(e lease.Event) {
+		m := newManager(t, srv.Client(), lease.WithHooks(lease.Hooks{OnError: func(e lease.Event) {
 			if e.Final {
 				final <- e
 			}
@@ -344,7 +345,7 @@ func TestUnauthorizedDeleteIsNotRetriedAndIsReported(t *testing.T) {
 func TestDeleterGivesUpAtServerExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv, lease.WithTTL(10*time.Second))
+		m := newManager(t, srv.Client(), lease.WithTTL(10*time.Second))
 		l, err := m.Acquire(context.Background(), "alice")
 		require.NoError(t, err)
 		srv.Fail(keystest.OpDelete, keystest.Fault{Status: 503, Times: -1})
@@ -372,7 +373,7 @@ func TestDeleterGivesUpAtServerExpiry(t *testing.T) {
 func TestCloseReportsKeysLeftWhenItsContextEnds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv)
+		m := newManager(t, srv.Client())
 		var ids []string
 		for i := range 3 {
 			l, err := m.Acquire(context.Background(), fmt.Sprint("u", i))
@@ -400,7 +401,7 @@ func TestRateLimitDeniesBeforeAnyCall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		denied := make(chan lease.Event, 10)
-		m := newManager(t, srv, lease.WithRateLimit(rate.Every(time.Second), 2),
+		m := newManager(t, srv.Client(), lease.WithRateLimit(rate.Every(time.Second), 2),
 			lease.WithHooks(lease.Hooks{OnDenied: func(e lease.Event) { denied <- e }}))
 		for range 2 {
 			l, err := m.Acquire(context.Background(), "alice")
@@ -434,7 +435,7 @@ func TestRateLimitDeniesBeforeAnyCall(t *testing.T) {
 func TestCapsDeny(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv, lease.WithMaxLeases(3, 2))
+		m := newManager(t, srv.Client(), lease.WithMaxLeases(3, 2))
 		a1, err := m.Acquire(context.Background(), "alice")
 		require.NoError(t, err)
 		_, err = m.Acquire(context.Background(), "alice")
@@ -456,7 +457,7 @@ func TestCapsDeny(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	srv := fake(t)
-	m := newManager(t, srv)
+	m := newManager(t, srv.Client())
 	tests := []struct {
 		name string
 		call func() error
@@ -508,7 +509,7 @@ func TestBadInput(t *testing.T) {
 func TestGrantTokens(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv, lease.WithGrantTokens(), lease.WithTTL(30*time.Second))
+		m := newManager(t, srv.Client(), lease.WithGrantTokens(), lease.WithTTL(30*time.Second))
 		start := time.Now()
 		l, err := m.Acquire(context.Background(), "alice")
 		require.NoError(t, err)
@@ -529,7 +530,7 @@ func TestHooksCannotStallOrBreakDeletion(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		block := make(chan struct{})
-		m := newManager(t, srv, lease.WithHooks(lease.Hooks{
+		m := newManager(t, srv.Client(), lease.WithHooks(lease.Hooks{
 			OnAcquire: func(lease.Event) { <-block },
 			OnRelease: func(lease.Event) { panic("hook bug") },
 		}))
@@ -554,7 +555,7 @@ func TestHooksCannotStallOrBreakDeletion(t *testing.T) {
 func TestSweepDeletesOnlyExpiredMarkedKeys(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv, lease.WithTTL(10*time.Second))
+		m := newManager(t, srv.Client(), lease.WithTTL(10*time.Second))
 		// A key whose create answer was lost: Acquire fails, the key
 		// exists with the marker.
 		srv.LoseAnswer(keystest.OpCreate, 1)
@@ -578,9 +579,7 @@ func TestSweepDeletesOnlyExpiredMarkedKeys(t *testing.T) {
 		require.NoError(t, err)
 		defer live2.Release()
 
-		other, err := lease.New(srv.Client()) // another replica
-		require.NoError(t, err)
-		defer other.Close(context.Background())
+		other := newManager(t, srv.Client()) // another replica
 		n, err = other.Sweep(context.Background())
 		require.NoError(t, err)
 		assert.Equal(t, 1, n)
@@ -594,7 +593,7 @@ func TestSweepDeletesOnlyExpiredMarkedKeys(t *testing.T) {
 func TestSweepDryRunAndProgress(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv, lease.WithTTL(time.Second))
+		m := newManager(t, srv.Client(), lease.WithTTL(time.Second))
 		for range 3 {
 			srv.LoseAnswer(keystest.OpCreate, 1)
 			_, err := m.Acquire(context.Background(), "alice")
@@ -621,7 +620,7 @@ func TestSweepDryRunAndProgress(t *testing.T) {
 func TestPeriodicSweep(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv, lease.WithTTL(time.Second), lease.WithSweepInterval(time.Minute))
+		m := newManager(t, srv.Client(), lease.WithTTL(time.Second), lease.WithSweepInterval(time.Minute))
 		srv.LoseAnswer(keystest.OpCreate, 1)
 		_, err := m.Acquire(context.Background(), "alice")
 		require.Error(t, err)
@@ -636,7 +635,7 @@ func TestPeriodicSweep(t *testing.T) {
 func TestConcurrentAcquireRelease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv, lease.WithMaxLeases(1000, 10))
+		m := newManager(t, srv.Client(), lease.WithMaxLeases(1000, 10))
 		var wg sync.WaitGroup
 		for i := range 200 {
 			wg.Add(1)
@@ -669,7 +668,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		var events []lease.Event
 		var mu sync.Mutex
 		rec := func(e lease.Event) { mu.Lock(); events = append(events, e); mu.Unlock() }
-		m := newManager(t, srv, lease.WithHooks(lease.Hooks{OnAcquire: rec, OnRelease: rec, OnError: rec}))
+		m := newManager(t, srv.Client(), lease.WithHooks(lease.Hooks{OnAcquire: rec, OnRelease: rec, OnError: rec}))
 		l, err := m.Acquire(context.Background(), "alice")
 		require.NoError(t, err)
 		secret := l.Secret()
@@ -699,7 +698,7 @@ func TestDetachedLeaseIsReleasedByID(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		leaks := 0
-		m := newManager(t, srv, lease.WithHooks(lease.Hooks{OnLeak: func(lease.Event) { leaks++ }}))
+		m := newManager(t, srv.Client(), lease.WithHooks(lease.Hooks{OnLeak: func(lease.Event) { leaks++ }}))
 		id, keyID := func() (string, string) {
 			l, err := m.Acquire(context.Background(), "alice")
 			require.NoError(t, err)
@@ -726,7 +725,7 @@ func TestDetachedLeaseIsReleasedByID(t *testing.T) {
 func TestSweepBoundsEachDelete(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv, lease.WithTTL(time.Second))
+		m := newManager(t, srv.Client(), lease.WithTTL(time.Second))
 		for range 3 {
 			srv.LoseAnswer(keystest.OpCreate, 1)
 			_, err := m.Acquire(context.Background(), "alice")

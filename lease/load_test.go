@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"golang.org/x/time/rate"
 
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
@@ -138,20 +137,12 @@ func TestLoad(t *testing.T) {
 	before := goleak.IgnoreCurrent()
 	srv := fake(t)
 	flaky := newLoadFlaky(srv.Client())
-	m, err := lease.New(flaky,
-		lease.WithRateLimit(rate.Inf, 1),
+	m := newManager(t, flaky,
 		lease.WithMaxLeases(pairs, pairs),
 		// Long enough that no lease ends by its TTL and no key reaches
 		// its server-side expiry during the run, however slow.
 		lease.WithTTL(time.Minute),
 		lease.WithTimeouts(5*time.Second, 5*time.Second))
-	require.NoError(t, err)
-	closed := false
-	t.Cleanup(func() {
-		if !closed {
-			_ = m.Close(context.Background())
-		}
-	})
 
 	// Safety net for the whole run; not an assertion on speed.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -199,7 +190,6 @@ func TestLoad(t *testing.T) {
 	cctx, ccancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer ccancel()
 	require.NoError(t, m.Close(cctx))
-	closed = true
 	closePhase := time.Since(closeStart)
 	mem.finish()
 

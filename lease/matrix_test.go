@@ -390,10 +390,7 @@ func (e *matrixEnv) manager(crashed bool) *lease.Manager {
 	if e.fault.grant {
 		opts = append(opts, lease.WithGrantTokens())
 	}
-	m, err := lease.New(api, opts...)
-	require.NoError(e.t, err)
-	e.t.Cleanup(func() { _ = m.Close(context.Background()) })
-	return m
+	return newManager(e.t, api, opts...)
 }
 
 // acquire starts Acquire calls from to to-1, one goroutine each, and
