@@ -55,6 +55,18 @@ func state(t *testing.T, srv *keystest.Server, id string) keystest.KeyState {
 	return k
 }
 
+// loseCreates makes n Acquire calls for "alice" whose create answers the
+// fake loses: each fails, and each leaves a marked key the Manager never
+// learns of, as after a crash or a dropped connection.
+func loseCreates(t *testing.T, srv *keystest.Server, m *lease.Manager, n int) {
+	t.Helper()
+	for range n {
+		srv.LoseAnswer(keystest.OpCreate, 1)
+		_, err := m.Acquire(context.Background(), "alice")
+		require.Error(t, err)
+	}
+}
+
 func countOps(srv *keystest.Server, op keystest.Op) int {
 	n := 0
 	for _, r := range srv.Requests() {
@@ -558,9 +570,7 @@ func TestSweepDeletesOnlyExpiredMarkedKeys(t *testing.T) {
 		m := newManager(t, srv.Client(), lease.WithTTL(10*time.Second))
 		// A key whose create answer was lost: Acquire fails, the key
 		// exists with the marker.
-		srv.LoseAnswer(keystest.OpCreate, 1)
-		_, err := m.Acquire(context.Background(), "alice")
-		require.Error(t, err)
+		loseCreates(t, srv, m, 1)
 		lost := srv.Keys()[1].Key
 		// Keys that are not ours, expired or not.
 		foreign := srv.AddKey(keys.Spec{Comment: "someone else's", Scopes: []string{"usage:write"}, TTL: time.Second})
@@ -594,11 +604,7 @@ func TestSweepDryRunAndProgress(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		m := newManager(t, srv.Client(), lease.WithTTL(time.Second))
-		for range 3 {
-			srv.LoseAnswer(keystest.OpCreate, 1)
-			_, err := m.Acquire(context.Background(), "alice")
-			require.Error(t, err)
-		}
+		loseCreates(t, srv, m, 3)
 		time.Sleep(time.Minute)
 		res, err := lease.Sweep(context.Background(), srv.Client(), lease.SweepOptions{DryRun: true})
 		require.NoError(t, err)
@@ -621,9 +627,7 @@ func TestPeriodicSweep(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		m := newManager(t, srv.Client(), lease.WithTTL(time.Second), lease.WithSweepInterval(time.Minute))
-		srv.LoseAnswer(keystest.OpCreate, 1)
-		_, err := m.Acquire(context.Background(), "alice")
-		require.Error(t, err)
+		loseCreates(t, srv, m, 1)
 		time.Sleep(time.Minute + time.Second)
 		synctest.Wait()
 		assert.Empty(t, liveIDs(srv))
@@ -726,11 +730,7 @@ func TestSweepBoundsEachDelete(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		m := newManager(t, srv.Client(), lease.WithTTL(time.Second))
-		for range 3 {
-			srv.LoseAnswer(keystest.OpCreate, 1)
-			_, err := m.Acquire(context.Background(), "alice")
-			require.Error(t, err)
-		}
+		loseCreates(t, srv, m, 3)
 		time.Sleep(time.Minute)
 		srv.Hang(keystest.OpDelete, 1)
 		start := time.Now()
