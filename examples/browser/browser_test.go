@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,22 +46,21 @@ func TestBrowserStreamsWithDeletedKey(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
 	)
 
-	created := e.keys.created()
-	if len(created) != 1 {
-		t.Fatalf("%d keys created, want 1", len(created))
+	created := e.created()
+	secrets := e.keys.secrets()
+	if len(created) != 1 || len(secrets) != 1 {
+		t.Fatalf("%d keys created, %d secrets issued, want 1 each", len(created), len(secrets))
 	}
-	k := created[0]
-	for _, st := range e.fake.Keys() {
-		if st.Key.ID == k.ID && st.Status != keystest.StatusDeleted {
-			t.Errorf("key %s is %s, want deleted", k.ID, st.Status)
-		}
+	id := created[0].Key.ID
+	if st, ok := e.fake.Key(id); !ok || st.Status != keystest.StatusDeleted {
+		t.Errorf("key %s is %q (known to the fake: %t), want deleted", id, st.Status, ok)
 	}
-	if got := e.fake.DeleteCount(k.ID); got != 1 {
+	if got := e.fake.DeleteCount(id); got != 1 {
 		t.Errorf("DeleteCount = %d, want 1", got)
 	}
 
 	// The deleted key can open no new stream.
-	d := websocket.Dialer{Subprotocols: []string{"token", k.Secret}, HandshakeTimeout: 10 * time.Second}
+	d := websocket.Dialer{Subprotocols: []string{"token", secrets[0]}, HandshakeTimeout: 10 * time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, res, err := d.DialContext(ctx, e.fake.ListenURL(), nil)
@@ -95,10 +94,10 @@ func TestBrowserStreamsWithGrantToken(t *testing.T) {
 	if !strings.Contains(released, "cannot be deleted") {
 		t.Errorf("released step = %q, want it to say the token cannot be deleted", released)
 	}
-	if n := len(e.keys.tokens()); n != 1 {
+	if n := e.grants(); n != 1 {
 		t.Errorf("%d grant tokens issued, want 1", n)
 	}
-	if n := len(e.keys.created()); n != 0 {
+	if n := len(e.created()); n != 0 {
 		t.Errorf("%d API keys created, want none", n)
 	}
 }
@@ -121,7 +120,7 @@ func TestBrowserShowsDenial(t *testing.T) {
 	if !regexp.MustCompile(`try again in [0-9]+ s`).MatchString(msg) {
 		t.Errorf("error shown = %q, want the Retry-After", msg)
 	}
-	if n := len(e.keys.created()); n != 1 {
+	if n := len(e.created()); n != 1 {
 		t.Errorf("%d keys created, want 1", n)
 	}
 }
@@ -146,16 +145,9 @@ func startBrowserDemo(t *testing.T, edit ...func(*config)) *browserDemo {
 	fake := keystest.NewServer(t)
 	rec := &recordingKeys{KeyService: fake.Client()}
 	logs := &testenv.Buffer{}
-	cfg := config{
-		Keys:      rec,
-		ListenURL: fake.ListenURL(),
-		Backend:   "the fake",
-		TTL:       30 * time.Second, // longer than Chromium may take to start
-		Rate:      rate.Inf,
-		Burst:     1,
-		Logger:    slog.New(slog.NewTextHandler(logs, nil)),
-		KeyStatus: fakeKeyStatus(fake),
-	}
+	cfg := testConfig(fake, rec, logs)
+	cfg.ListenURL = fake.ListenURL()
+	cfg.TTL = 30 * time.Second // longer than Chromium may take to start
 	for _, e := range edit {
 		e(&cfg)
 	}
@@ -163,18 +155,9 @@ func startBrowserDemo(t *testing.T, edit ...func(*config)) *browserDemo {
 	if err != nil {
 		t.Fatal(err)
 	}
+	closeAndCheckLog(t, s, logs, func() []string { return append(rec.secrets(), fake.AdminKey()) })
 	ts := httptest.NewServer(s)
-	t.Cleanup(func() {
-		ts.Close()
-		if err := s.Close(context.Background()); err != nil {
-			t.Errorf("Close: %v", err)
-		}
-		for _, secret := range rec.secrets() {
-			if strings.Contains(logs.String(), secret) {
-				t.Errorf("a credential (%.4s...) appears in the log at byte %d (the log is not shown: it holds the secret)", secret, strings.Index(logs.String(), secret))
-			}
-		}
-	})
+	t.Cleanup(ts.Close) // before closeAndCheckLog's: cleanups run last first
 
 	// The browser outlives the waits by a little, so that a failure can
 	// still show what the page says.
@@ -277,21 +260,35 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-// recordingKeys is a lease.KeyService that remembers what it issued, so
-// the test can try the page's credential itself.
+// created returns the keys created on the fake, the admin key aside.
+func (e *browserDemo) created() []keystest.KeyState {
+	return e.fake.Keys()[1:] // in creation order: the admin key first
+}
+
+// grants returns how many grant tokens the fake issued.
+func (e *browserDemo) grants() int {
+	n := 0
+	for _, r := range e.fake.Requests() {
+		if r.Op == keystest.OpGrant && r.Status == http.StatusOK {
+			n++
+		}
+	}
+	return n
+}
+
+// recordingKeys is a lease.KeyService that remembers the secrets it
+// issued, which the fake never shows: the test tries the page's key
+// itself, and checks that no secret reached the log.
 type recordingKeys struct {
 	lease.KeyService
-	mu      sync.Mutex
-	keyList []*keys.Key
-	tokList []*keys.Token
+	mu   sync.Mutex
+	seen []string
 }
 
 func (r *recordingKeys) Create(ctx context.Context, s keys.Spec) (*keys.Key, error) {
 	k, err := r.KeyService.Create(ctx, s)
 	if err == nil {
-		r.mu.Lock()
-		r.keyList = append(r.keyList, k)
-		r.mu.Unlock()
+		r.saw(k.Secret)
 	}
 	return k, err
 }
@@ -299,34 +296,22 @@ func (r *recordingKeys) Create(ctx context.Context, s keys.Spec) (*keys.Key, err
 func (r *recordingKeys) Grant(ctx context.Context, ttl time.Duration) (*keys.Token, error) {
 	tok, err := r.KeyService.Grant(ctx, ttl)
 	if err == nil {
-		r.mu.Lock()
-		r.tokList = append(r.tokList, tok)
-		r.mu.Unlock()
+		r.saw(tok.Secret)
 	}
 	return tok, err
 }
 
-func (r *recordingKeys) created() []*keys.Key {
+func (r *recordingKeys) saw(secret string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]*keys.Key(nil), r.keyList...)
+	r.seen = append(r.seen, secret)
 }
 
-func (r *recordingKeys) tokens() []*keys.Token {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]*keys.Token(nil), r.tokList...)
-}
-
+// secrets returns the secrets issued so far.
 func (r *recordingKeys) secrets() []string {
-	var s []string
-	for _, k := range r.created() {
-		s = append(s, k.Secret)
-	}
-	for _, tok := range r.tokens() {
-		s = append(s, tok.Secret)
-	}
-	return s
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seen)
 }
 
 // consoleLog collects the page's console output; Chromium's events arrive

@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"strings"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
+	"github.com/dglease/dglease/lease"
 )
 
 // harness is the backend wired to a socket-less fake Deepgram, safe inside
@@ -37,23 +38,14 @@ type harness struct {
 // connects to it.
 const testListenURL = "ws://listen.invalid/v1/listen"
 
-// newHarness builds the backend: API keys, a 10s TTL, no rate limit,
-// unless edit says otherwise.
+// newHarness builds the backend: testConfig with API keys, unless edit
+// says otherwise.
 func newHarness(t *testing.T, edit ...func(*config)) *harness {
 	t.Helper()
 	fake := keystest.NewServer(t, keystest.WithoutListener())
 	h := &harness{t: t, fake: fake, logs: &testenv.Buffer{}}
 	h.secrets = append(h.secrets, fake.AdminKey())
-	cfg := config{
-		Keys:      fake.Client(),
-		ListenURL: testListenURL,
-		Backend:   "the fake",
-		TTL:       10 * time.Second,
-		Rate:      rate.Inf,
-		Burst:     1,
-		Logger:    slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		KeyStatus: fakeKeyStatus(fake),
-	}
+	cfg := testConfig(fake, fake.Client(), h.logs)
 	for _, e := range edit {
 		e(&cfg)
 	}
@@ -62,20 +54,40 @@ func newHarness(t *testing.T, edit ...func(*config)) *harness {
 		t.Fatal(err)
 	}
 	h.s = s
+	closeAndCheckLog(t, s, h.logs, func() []string {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return slices.Clone(h.secrets)
+	})
+	return h
+}
+
+// testConfig is the backend's configuration in tests: credentials from
+// keys (the fake's client, or a wrapper of it), the fake's view of each
+// key, testListenURL, a 10 s TTL, no rate limit, and every log line, debug
+// included, to logw.
+func testConfig(fake *keystest.Server, keys lease.KeyService, logw io.Writer) config {
+	return config{
+		Keys:      keys,
+		ListenURL: testListenURL,
+		Backend:   "the fake",
+		TTL:       10 * time.Second,
+		Rate:      rate.Inf,
+		Burst:     1,
+		Logger:    slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		KeyStatus: fakeKeyStatus(fake),
+	}
+}
+
+// closeAndCheckLog closes s when the test ends, then checks that none of
+// the secrets (asked for then) reached the log, without printing either.
+func closeAndCheckLog(t *testing.T, s *server, logs *testenv.Buffer, secrets func() []string) {
 	t.Cleanup(func() {
 		if err := s.Close(context.Background()); err != nil {
 			t.Errorf("Close: %v", err)
 		}
-		logs := h.logs.String()
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		for _, secret := range h.secrets {
-			if strings.Contains(logs, secret) {
-				t.Errorf("a secret (%.4s...) appears in the log at byte %d (the log is not shown: it holds the secret)", secret, strings.Index(logs, secret))
-			}
-		}
+		testenv.NoSecret(t, "the backend's log", logs.String(), secrets()...)
 	})
-	return h
 }
 
 // sawSecret registers a secret that must never be logged.
@@ -173,13 +185,11 @@ func (b *browser) status(leaseID string) status {
 // keyStatus is the fake's view of a key.
 func (h *harness) keyStatus(keyID string) keystest.KeyStatus {
 	h.t.Helper()
-	for _, k := range h.fake.Keys() {
-		if k.Key.ID == keyID {
-			return k.Status
-		}
+	k, ok := h.fake.Key(keyID)
+	if !ok {
+		h.t.Fatalf("the fake has no key %s", keyID)
 	}
-	h.t.Fatalf("the fake has no key %s", keyID)
-	return ""
+	return k.Status
 }
 
 func decode(t *testing.T, res *http.Response, v any) {

@@ -46,7 +46,7 @@ type config struct {
 	// the library's default limit (and ignores Burst).
 	Rate  rate.Limit
 	Burst int
-	// Logger receives lease events and request failures. Nil means
+	// Logger receives lease events, failures included. Nil means
 	// slog.Default().
 	Logger *slog.Logger
 	// KeyStatus, when set, reports a key's state on the Deepgram side
@@ -60,11 +60,14 @@ type config struct {
 // delete whatever is still leased.
 type server struct {
 	cfg     config
-	log     *slog.Logger
 	leases  *lease.Manager
 	ledger  *ledger
 	handler http.Handler
-	csp     string
+	// Built once in newServer: the page's CSP, the page itself and the
+	// answer to GET /api/about.
+	csp   string
+	index []byte
+	about about
 }
 
 // newServer builds the backend. It makes no network call.
@@ -85,7 +88,16 @@ func newServer(cfg config) (*server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &server{cfg: cfg, log: cfg.Logger, ledger: newLedger()}
+	s := &server{cfg: cfg, ledger: newLedger()}
+	if s.index, err = static.ReadFile("static/index.html"); err != nil {
+		return nil, err
+	}
+	s.about = about{
+		Backend:    cfg.Backend,
+		Kind:       s.kind(),
+		TTLSeconds: int(math.Ceil(cfg.TTL.Seconds())),
+		ListenURL:  cfg.ListenURL,
+	}
 
 	opts := []lease.Option{
 		lease.WithTTL(cfg.TTL),
@@ -138,14 +150,9 @@ func (s *server) Close(ctx context.Context) error { return s.leases.Close(ctx) }
 
 func (s *server) handleIndex(w http.ResponseWriter, r *http.Request) {
 	s.visitor(w, r, true) // start the demo session on page load
-	page, err := static.ReadFile("static/index.html")
-	if err != nil {
-		http.Error(w, "page missing", http.StatusInternalServerError)
-		return
-	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
-	w.Write(page)
+	w.Write(s.index)
 }
 
 // about tells the page what it is talking to.
@@ -157,12 +164,7 @@ type about struct {
 }
 
 func (s *server) handleAbout(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, about{
-		Backend:    s.cfg.Backend,
-		Kind:       s.kind(),
-		TTLSeconds: int(math.Ceil(s.cfg.TTL.Seconds())),
-		ListenURL:  s.cfg.ListenURL,
-	})
+	writeJSON(w, http.StatusOK, s.about)
 }
 
 // kind is the WebSocket subprotocol that carries the credential.
@@ -215,9 +217,8 @@ func (s *server) handleCredential(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "The server is shutting down."})
 		return
 	case err != nil:
-		// lease and keys errors never carry a secret; the page gets a
-		// generic message all the same.
-		s.log.Error("credential not issued", "visitor", visitor, "err", err)
+		// The Manager's hooks (LogHooks) have logged the failure, without
+		// a secret; the page gets a generic message.
 		writeJSON(w, http.StatusBadGateway, apiError{Error: "Could not get a credential from " + s.cfg.Backend + "; try again later."})
 		return
 	}

@@ -13,7 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
+	"github.com/dglease/dglease/lease"
 )
 
 // The handler tests run in testing/synctest bubbles against a socket-less
@@ -50,8 +52,11 @@ func TestCredentialIssued(t *testing.T) {
 
 		keyID, _ := got["key_id"].(string)
 		assert.Equal(t, keystest.StatusActive, h.keyStatus(keyID))
-		st := b.status(got["lease_id"].(string))
-		assert.Equal(t, status{LeaseID: st.LeaseID, Lease: "live", Credential: "active", Source: "deepgram", Expires: st.Expires}, st)
+		leaseID, _ := got["lease_id"].(string)
+		assert.Regexp(t, "^[0-9a-f]{16}$", leaseID)
+		st := b.status(leaseID)
+		want := status{LeaseID: leaseID, Lease: "live", Credential: "active", Source: "deepgram", Expires: expires.Add(lease.DefaultExpiryMargin)}
+		assert.Equal(t, want, st, "the key works until the lease's TTL plus the expiry margin")
 	})
 }
 
@@ -217,10 +222,15 @@ func TestCreateFailureAnswers502(t *testing.T) {
 		var got apiError
 		require.NoError(t, json.Unmarshal([]byte(body), &got))
 		assert.Equal(t, "Could not get a credential from the fake; try again later.", got.Error)
-		assert.NotContains(t, body, h.fake.AdminKey())
+		testenv.NoSecret(t, "the 502 answer", body, h.fake.AdminKey())
 
 		synctest.Wait()
-		assert.Contains(t, h.logs.String(), "credential not issued")
+		// The Manager's LogHooks log the failure, once. (Counts only: a
+		// failure message must not show a log that may hold a secret.)
+		logs := h.logs.String()
+		assert.Equal(t, 1, strings.Count(logs, "level=ERROR"), "error lines in the log")
+		assert.Equal(t, 1, strings.Count(logs, `level=ERROR msg="lease error" lease.event=error lease.user=`+visitorID(b.cookie.Value)+" "), "lease errors for the visitor")
+		assert.Equal(t, 1, strings.Count(logs, " lease.op=create "), "create failures in the log")
 	})
 }
 
@@ -246,6 +256,45 @@ func TestGrantTokens(t *testing.T) {
 
 		time.Sleep(time.Until(st.Expires))
 		assert.Equal(t, "expired", b.status(c.LeaseID).Credential)
+	})
+}
+
+// TestStatusFromLeaseRecords: without KeyStatus, as against the real
+// Deepgram, the status comes from the backend's own records: the lease
+// live, the deletion requested or failed, the key past its expiry.
+func TestStatusFromLeaseRecords(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, func(c *config) { c.KeyStatus = nil })
+		b := h.visitor()
+		deleted, failed := b.credential(), b.credential()
+		serverExpires := deleted.Expires.Add(lease.DefaultExpiryMargin)
+		want := status{LeaseID: deleted.LeaseID, Lease: "live", Credential: "active", Source: "lease", Expires: serverExpires}
+		assert.Equal(t, want, b.status(deleted.LeaseID))
+
+		require.Equal(t, http.StatusOK, b.release(deleted.LeaseID))
+		synctest.Wait()
+		require.Equal(t, keystest.StatusDeleted, h.keyStatus(deleted.KeyID))
+		want.Lease, want.Credential = "released", "deletion requested"
+		assert.Equal(t, want, b.status(deleted.LeaseID), "the backend does not know the deletion worked")
+
+		h.fake.Fail(keystest.OpDelete, keystest.Fault{Status: http.StatusForbidden}) // not retried
+		require.Equal(t, http.StatusOK, b.release(failed.LeaseID))
+		synctest.Wait()
+		require.Equal(t, keystest.StatusActive, h.keyStatus(failed.KeyID))
+		assert.Equal(t, status{LeaseID: failed.LeaseID, Lease: "released", Credential: "deletion failed", Source: "lease", Expires: serverExpires},
+			b.status(failed.LeaseID))
+
+		time.Sleep(time.Until(serverExpires) - time.Nanosecond)
+		assert.Equal(t, "deletion requested", b.status(deleted.LeaseID).Credential, "just before the key expires")
+		time.Sleep(time.Nanosecond)
+		assert.Equal(t, "expired", b.status(deleted.LeaseID).Credential)
+		assert.Equal(t, "deletion failed", b.status(failed.LeaseID).Credential, "still: the key was never deleted")
+
+		// Sweep deletes the expired key the deleter gave up on, so that
+		// Close (at the end of the test) has nothing left to report.
+		n, err := h.s.Sweep(t.Context())
+		require.NoError(t, err)
+		assert.Equal(t, 1, n, "keys swept")
 	})
 }
 

@@ -35,7 +35,8 @@ func TestQuickstartLeasesAndDeletesAKey(t *testing.T) {
 	assert.Contains(t, out, "for user-42: scope usage:write")
 	assert.Contains(t, out, "The fake now holds 2 live keys")
 	assert.Regexp(t, `Manager closed: key [0-9a-f-]{36} is deleted on the fake; 1 live key left`, lines[len(lines)-1])
-	assert.NotRegexp(t, secretLike, out, "no secret is printed")
+	// Whatever in stdout looks like a secret counts as one.
+	testenv.NoSecret(t, "stdout", out, secretLike.FindAllString(out, -1)...)
 	assert.Empty(t, stderr.String())
 }
 

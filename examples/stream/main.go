@@ -25,10 +25,12 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
@@ -39,7 +41,6 @@ import (
 	"github.com/deepgram/deepgram-go-sdk/v3/pkg/client/interfaces"
 	"github.com/deepgram/deepgram-go-sdk/v3/pkg/client/listen"
 
-	"github.com/dglease/dglease/internal/testaudio"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
@@ -55,11 +56,32 @@ func main() {
 	}
 }
 
+// The audio format, as Deepgram's query parameters spell it: linear16
+// (signed 16-bit little-endian samples, no header), 16 kHz, mono.
+const (
+	encoding   = "linear16"
+	sampleRate = 16000
+	channels   = 1
+)
+
 // Audio is sent in chunks of chunkDuration.
 const (
 	chunkDuration = 100 * time.Millisecond
-	chunkBytes    = testaudio.SampleRate * testaudio.Channels * 2 / 10 // linear16: 2 bytes a sample
+	chunkBytes    = sampleRate * channels * 2 / 10 // linear16: 2 bytes a sample
 )
+
+// tone returns the default clip, two seconds of a 440 Hz tone in the
+// format above: the fake transcribes any audio; the real Deepgram hears
+// no words in it.
+func tone() []byte {
+	const n = 2 * sampleRate * channels
+	pcm := make([]byte, 0, 2*n)
+	for i := range n {
+		v := 0.3 * math.MaxInt16 * math.Sin(2*math.Pi*440*float64(i)/sampleRate)
+		pcm = binary.LittleEndian.AppendUint16(pcm, uint16(int16(v)))
+	}
+	return pcm
+}
 
 // closeTimeout bounds the wait for Deepgram's last results after
 // CloseStream.
@@ -79,7 +101,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	if err := checkSDKEnv(); err != nil {
 		return err
 	}
-	audio := testaudio.PCM()
+	audio := tone()
 	if *audioFile != "" {
 		var err error
 		if audio, err = os.ReadFile(*audioFile); err != nil {
@@ -124,8 +146,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	if streamErr != nil {
 		return streamErr
 	}
+	when := "after the stream closed"
+	if res.releasedOpen {
+		when = "while the stream was still open"
+	}
 	if fake == nil {
-		out.printf("Key %s is deleted.\n", res.keyID)
+		out.printf("Key %s is deleted; its lease ended %s.\n", res.keyID, when)
 		return nil
 	}
 	k, ok := fake.Key(res.keyID)
@@ -135,18 +161,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 	case k.Status != keystest.StatusDeleted:
 		return fmt.Errorf("key %s is %s on the fake, not deleted", res.keyID, k.Status)
 	}
-	when := "after the stream closed"
-	if k.DeletedAt.Before(res.closed) {
-		when = "while the stream was still open"
-	}
-	out.printf("Key %s was deleted on the fake %s.\n", res.keyID, when)
+	out.printf("Key %s is deleted on the fake; its lease ended %s.\n", res.keyID, when)
 	return nil
 }
 
 // streamed is what stream reports.
 type streamed struct {
-	keyID  string
-	closed time.Time // when the socket closed
+	keyID string
+	// releasedOpen: the lease had ended before CloseStream was sent.
+	releasedOpen bool
 }
 
 // stream leases a key and streams audio with it.
@@ -166,9 +189,9 @@ func stream(ctx context.Context, leases *lease.Manager, host string, audio []byt
 		&interfaces.ClientOptions{APIKey: l.Secret(), Host: host},
 		&interfaces.LiveTranscriptionOptions{
 			Model:      "nova-3",
-			Encoding:   testaudio.Encoding,
-			SampleRate: testaudio.SampleRate,
-			Channels:   testaudio.Channels,
+			Encoding:   encoding,
+			SampleRate: sampleRate,
+			Channels:   channels,
 		}, cb)
 	if err != nil {
 		return res, err
@@ -204,7 +227,14 @@ func stream(ctx context.Context, leases *lease.Manager, host string, audio []byt
 			}
 		}
 	}
-	out.printf("Sent %.1fs of audio; sending CloseStream.\n", float64(len(audio))/float64(2*testaudio.SampleRate*testaudio.Channels))
+	// Whether the lease had ended (its key handed to the deleter) while
+	// the stream was still open.
+	select {
+	case <-l.Done():
+		res.releasedOpen = true
+	default:
+	}
+	out.printf("Sent %.1fs of audio; sending CloseStream.\n", float64(len(audio))/float64(2*sampleRate*channels))
 
 	// CloseStream asks Deepgram to finish: it sends the last results and a
 	// Metadata message, then closes the socket.
@@ -215,7 +245,6 @@ func stream(ctx context.Context, leases *lease.Manager, host string, audio []byt
 	defer timer.Stop()
 	select {
 	case <-cb.closed:
-		res.closed = time.Now()
 	case <-timer.C:
 		return res, fmt.Errorf("deepgram did not close the stream within %s of CloseStream", closeTimeout)
 	case <-ctx.Done():

@@ -277,8 +277,9 @@
     switch (st.credential) {
       case 'deleted':
         s.deletedAt = s.deletedAt || Date.now();
+        // Only a backend that can ask Deepgram (source "deepgram") says so.
         step('deleted', 'Key deleted.',
-          `${st.source === 'deepgram' ? capitalized(backend) + ' reports' : 'The backend reports'} it gone: ` +
+          `${capitalized(backend)} reports it gone: ` +
           'it can no longer open a stream. This stream keeps running.', 'ok');
         return true;
       case 'expired':
@@ -287,7 +288,8 @@
       case 'deletion requested':
         step('status', 'Deletion requested.',
           `Lease ${st.lease}; the backend deletes the key, retrying until it is gone (it expires on Deepgram at ${clock(new Date(st.expires))} regardless).`, 'ok');
-        return st.lease !== 'live';
+        // Not final: the deletion may still fail, and the key expires.
+        return false;
       case 'deletion failed':
         step('status', 'Deletion failed.',
           `The key still expires on Deepgram at ${clock(new Date(st.expires))}.`, 'warn');
