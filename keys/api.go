@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"strings"
 	"time"
@@ -83,7 +82,7 @@ func checkSpec(s Spec, now time.Time) (createRequest, error) {
 	case s.TTL < 0:
 		return req, fmt.Errorf("keys: TTL %s must be positive", s.TTL)
 	case s.TTL > 0:
-		req.TTLSeconds = int64(math.Ceil(s.TTL.Seconds()))
+		req.TTLSeconds = ceilSeconds(s.TTL)
 	case !s.ExpiresAt.IsZero():
 		if !s.ExpiresAt.After(now) {
 			return req, fmt.Errorf("keys: ExpiresAt %s is not in the future", s.ExpiresAt.UTC().Format(time.RFC3339))
@@ -203,7 +202,7 @@ func (c *Client) Grant(ctx context.Context, ttl time.Duration) (*Token, error) {
 	}
 	body := struct {
 		TTLSeconds int64 `json:"ttl_seconds"`
-	}{int64(math.Ceil(ttl.Seconds()))}
+	}{ceilSeconds(ttl)}
 	var out struct {
 		AccessToken string  `json:"access_token"`
 		ExpiresIn   float64 `json:"expires_in"`
@@ -216,4 +215,13 @@ func (c *Client) Grant(ctx context.Context, ttl time.Duration) (*Token, error) {
 		return nil, fmt.Errorf("keys: %s: deepgram answered success without access_token or a positive expires_in", op)
 	}
 	return &Token{Secret: out.AccessToken, Expires: start.Add(time.Duration(out.ExpiresIn * float64(time.Second)))}, nil
+}
+
+// ceilSeconds is d in whole seconds, rounded up; d must not be negative.
+func ceilSeconds(d time.Duration) int64 {
+	secs := int64(d / time.Second)
+	if d%time.Second != 0 {
+		secs++
+	}
+	return secs
 }

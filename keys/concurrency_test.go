@@ -14,7 +14,6 @@ import (
 
 	"github.com/jarcoal/httpmock"
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 
 	"github.com/dglease/dglease/keys"
 )
@@ -117,7 +116,6 @@ func TestConcurrentMixedCalls(t *testing.T) {
 	mock.RegisterResponder(http.MethodDelete, keysURL+"/key-1", jsonResponder(404, `{"err_code":"NOT_FOUND","err_msg":"gone"}`))
 
 	var wg sync.WaitGroup
-	var failures atomic.Int32
 	for i := range workers {
 		wg.Add(1)
 		go func() {
@@ -132,20 +130,16 @@ func TestConcurrentMixedCalls(t *testing.T) {
 			case 2:
 				_, err = c.Grant(ctx, 30*time.Second)
 			case 3:
-				if err = c.Delete(ctx, "key-1"); err != nil && isNotFound(err) {
+				if err = c.Delete(ctx, "key-1"); errors.Is(err, keys.ErrNotFound) {
 					err = nil
 				}
 			}
 			if err != nil {
-				failures.Add(1)
 				t.Errorf("worker %d: %v", i, err)
 			}
 		}()
 	}
 	wg.Wait()
-	require.Zero(t, failures.Load())
 	// 13 creates, 13 lists (two calls each), 12 grants, 12 deletes.
 	assert.Equal(t, 13+26+12+12, mock.GetTotalCallCount())
 }
-
-func isNotFound(err error) bool { return errors.Is(err, keys.ErrNotFound) }

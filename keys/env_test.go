@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jarcoal/httpmock"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"k8s.io/klog/v2"
@@ -25,32 +26,32 @@ import (
 	"github.com/dglease/dglease/keys"
 )
 
-// exerciseAllCalls registers answers on mock for host and runs every call
-// of a client built for it, returning the requests seen.
-func exerciseAllCalls(t *testing.T, c *keys.Client, mockHost string, register func(method, url string, body string) *recorder) []request {
+// registerAllCalls answers every call of a client for host and
+// testProject on mock, and returns the recorder of what they are sent.
+func registerAllCalls(mock *httpmock.MockTransport, host string) *recorder {
+	rec := &recorder{}
+	base := host + "/v1/projects/" + testProject + "/keys"
+	mock.RegisterResponder(http.MethodPost, base, rec.wrap(jsonResponder(200, createAnswer("key-1"))))
+	mock.RegisterResponder(http.MethodGet, base, rec.wrap(jsonResponder(200, activeAnswer)))
+	mock.RegisterResponder(http.MethodDelete, base+"/key-1", rec.wrap(jsonResponder(200, `{"message":"ok"}`)))
+	mock.RegisterResponder(http.MethodPost, host+"/v1/auth/grant", rec.wrap(jsonResponder(200, `{"access_token":"`+testJWT+`","expires_in":30}`)))
+	return rec
+}
+
+// runAllCalls makes every call of c (answered by registerAllCalls), which
+// must succeed and hand out the secrets.
+func runAllCalls(t *testing.T, c *keys.Client) {
 	t.Helper()
-	var recs []*recorder
-	recs = append(recs,
-		register(http.MethodPost, mockHost+"/v1/projects/"+testProject+"/keys", createAnswer("key-1")),
-		register(http.MethodGet, mockHost+"/v1/projects/"+testProject+"/keys", `{"api_keys":[]}`),
-		register(http.MethodDelete, mockHost+"/v1/projects/"+testProject+"/keys/key-1", `{"message":"ok"}`),
-		register(http.MethodPost, mockHost+"/v1/auth/grant", `{"access_token":"`+testJWT+`","expires_in":30}`),
-	)
 	ctx := context.Background()
 	k, err := c.Create(ctx, validSpec)
 	require.NoError(t, err)
-	assert.Equal(t, newSecret, k.Secret)
+	require.Equal(t, newSecret, k.Secret)
 	_, err = c.List(ctx)
 	require.NoError(t, err)
 	require.NoError(t, c.Delete(ctx, "key-1"))
-	_, err = c.Grant(ctx, 30*time.Second)
+	tok, err := c.Grant(ctx, 30*time.Second)
 	require.NoError(t, err)
-
-	var all []request
-	for _, r := range recs {
-		all = append(all, r.all()...)
-	}
-	return all
+	require.Equal(t, testJWT, tok.Secret)
 }
 
 func TestEnvironmentIsIgnored(t *testing.T) {
@@ -71,43 +72,32 @@ func TestEnvironmentIsIgnored(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv(tt.name, tt.value)
 
-			mock := newMock(t)
-			for _, method := range []string{http.MethodGet, http.MethodPost, http.MethodDelete} {
-				mock.RegisterResponder(method, "=~"+evilHostRE, func(req *http.Request) (*http.Response, error) {
-					t.Errorf("request to the environment's host: %s %s", req.Method, req.URL)
-					return nil, errors.New("evil host")
-				})
-			}
-			var c *keys.Client
+			mock := newMock(t) // fails the test on a request to any other host
+			rec := registerAllCalls(mock, good)
 			out := testenv.CaptureStdio(t, func() {
-				var err error
-				c, err = keys.New(testAPIKey, testProject, keys.WithHost(good), keys.WithHTTPClient(&http.Client{Transport: mock}))
+				c, err := keys.New(testAPIKey, testProject, keys.WithHost(good), keys.WithHTTPClient(&http.Client{Transport: mock}))
 				require.NoError(t, err)
-				reqs := exerciseAllCalls(t, c, good, func(method, url, body string) *recorder {
-					rec := &recorder{}
-					mock.RegisterResponder(method, url, rec.wrap(jsonResponder(200, body)))
-					return rec
-				})
-				require.Len(t, reqs, 5, "create, list twice, delete, grant")
-				for _, req := range reqs {
-					assert.Equal(t, "good.test", req.URL.Host)
-					assert.Equal(t, "https", req.URL.Scheme)
-					assert.True(t, strings.HasPrefix(req.URL.Path, "/v1/"), "path %q", req.URL.Path)
-					assert.NotContains(t, req.URL.Path, "evil")
-					assert.NotContains(t, req.URL.Path, "v9")
-					assert.Equal(t, "token "+testAPIKey, req.Header.Get("Authorization"))
-					assert.NotContains(t, fmt.Sprint(req.Header), "evil-jwt")
-					assert.NotContains(t, fmt.Sprint(req.Header), "env-key")
-				}
+				runAllCalls(t, c)
 			})
-			assertNoSecret(t, out)
+			reqs := rec.all()
+			require.Len(t, reqs, 5, "create, list twice, delete, grant")
+			for _, req := range reqs {
+				assert.Equal(t, "good.test", req.URL.Host)
+				assert.Equal(t, "https", req.URL.Scheme)
+				assert.True(t, strings.HasPrefix(req.URL.Path, "/v1/"), "path %q", req.URL.Path)
+				assert.NotContains(t, req.URL.Path, "evil")
+				assert.NotContains(t, req.URL.Path, "v9")
+				assertCommonHeaders(t, req)
+				for name, values := range req.Header {
+					testenv.NoSecret(t, "header "+name, strings.Join(values, ", "), "evil-jwt", "env-key")
+				}
+			}
+			assertNoSecret(t, "stdout and stderr", out)
 			assert.NotContains(t, out, "DEEPGRAM_DEBUG_REST found")
 			assert.Equal(t, 5, mock.GetTotalCallCount(), "no other host was called")
 		})
 	}
 }
-
-const evilHostRE = `^https?://evil\.invalid`
 
 func TestDeepgramHostDoesNotOverrideTheDefaultHost(t *testing.T) {
 	t.Setenv("DEEPGRAM_HOST", "http://evil.invalid")
@@ -128,7 +118,7 @@ func TestDeepgramAPIKeyIsNotRead(t *testing.T) {
 	c, err := keys.New("", testProject)
 	assert.Nil(t, c)
 	assertKeysError(t, err, "API key must not be empty")
-	assert.NotContains(t, err.Error(), "env-key")
+	testenv.NoSecret(t, "error", err.Error(), "env-key")
 }
 
 func TestSkipAuthDoesNotDisableTLSVerification(t *testing.T) {
@@ -187,7 +177,7 @@ func TestDebugRestPrintsNothing(t *testing.T) {
 	})
 	assert.Contains(t, out, marker, "the capture saw stdout")
 	assert.Contains(t, out, marker+"-stderr", "the capture saw stderr")
-	assertNoSecret(t, out)
+	assertNoSecret(t, "stdout and stderr", out)
 	assert.NotContains(t, out, "DEEPGRAM_DEBUG_REST found")
 	assert.NotContains(t, out, "Authorization")
 	assert.Equal(t, 2, mock.GetTotalCallCount())
@@ -211,10 +201,7 @@ func assertNoDebugFiles(t *testing.T) {
 func TestSDKKlogAtHighVerbosityLogsNoSecret(t *testing.T) {
 	c, mock := newClient(t, "")
 	mock.RegisterResponder(http.MethodGet, projectsURL, jsonResponder(200, `{"projects":[{"project_id":"`+testProject+`","name":"Main"}]}`))
-	mock.RegisterResponder(http.MethodPost, keysURL, jsonResponder(200, createAnswer("key-1")))
-	mock.RegisterResponder(http.MethodGet, keysURL, jsonResponder(200, activeAnswer))
-	mock.RegisterResponder(http.MethodDelete, keysURL+"/key-1", jsonResponder(200, `{"message":"ok"}`))
-	mock.RegisterResponder(http.MethodPost, grantURL, jsonResponder(200, `{"access_token":"`+testJWT+`","expires_in":30}`))
+	registerAllCalls(mock, testHost)
 
 	var fs flag.FlagSet
 	klog.InitFlags(&fs)
@@ -230,23 +217,14 @@ func TestSDKKlogAtHighVerbosityLogsNoSecret(t *testing.T) {
 		klog.SetOutput(io.Discard)
 	}()
 
-	ctx := context.Background()
-	k, err := c.Create(ctx, validSpec)
-	require.NoError(t, err)
-	require.Equal(t, newSecret, k.Secret)
-	_, err = c.List(ctx)
-	require.NoError(t, err)
-	require.NoError(t, c.Delete(ctx, "key-1"))
-	tok, err := c.Grant(ctx, 30*time.Second)
-	require.NoError(t, err)
-	require.Equal(t, testJWT, tok.Secret)
+	runAllCalls(t, c)
 	// Error answers go through the SDK's logging too.
 	mock.RegisterResponder(http.MethodPost, keysURL, jsonResponder(400, "bad key "+testAPIKey))
-	_, err = c.Create(ctx, validSpec)
+	_, err := c.Create(context.Background(), validSpec)
 	require.Error(t, err)
 	klog.Flush()
 
 	logged := buf.String()
 	assert.Contains(t, logged, "v1/projects/"+testProject+"/keys", "klog captured the SDK's verbose logging")
-	assertNoSecret(t, logged)
+	assertNoSecret(t, "klog output", logged)
 }

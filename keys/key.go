@@ -64,12 +64,8 @@ func (k Key) Expired(now time.Time) bool {
 
 // String returns the key's description with its secret redacted.
 func (k Key) String() string {
-	secret := ""
-	if k.Secret != "" {
-		secret = redacted
-	}
 	return fmt.Sprintf("keys.Key{ID:%q Secret:%q Comment:%q Scopes:%q Tags:%q Created:%s Expires:%s}",
-		k.ID, secret, k.Comment, k.Scopes, k.Tags, fmtTime(k.Created), fmtTime(k.Expires))
+		k.ID, redactIfSet(k.Secret), k.Comment, k.Scopes, k.Tags, fmtTime(k.Created), fmtTime(k.Expires))
 }
 
 // GoString is String: %#v never shows the secret.

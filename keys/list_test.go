@@ -89,15 +89,13 @@ func TestListMergesDedupesAndDropsSecrets(t *testing.T) {
 	require.Len(t, got, len(want))
 	for i := range want {
 		assert.Equal(t, want[i].ID, got[i].ID, "[%d].ID", i)
-		assert.Empty(t, got[i].Secret, "[%d].Secret", i)
+		assert.True(t, got[i].Secret == "", "[%d] kept its secret", i) // not printed
 		assert.Equal(t, want[i].Comment, got[i].Comment, "[%d].Comment", i)
 		assert.Equal(t, want[i].Scopes, got[i].Scopes, "[%d].Scopes", i)
 		assert.Equal(t, want[i].Tags, got[i].Tags, "[%d].Tags", i)
 		assert.True(t, want[i].Created.Equal(got[i].Created), "[%d].Created = %v", i, got[i].Created)
 		assert.True(t, want[i].Expires.Equal(got[i].Expires), "[%d].Expires = %v", i, got[i].Expires)
 	}
-	assert.Nil(t, got[1].Tags, "absent tags stay nil")
-	assert.True(t, got[0].Expires.IsZero(), "absent expiration_date is zero")
 }
 
 func TestListEmpty(t *testing.T) {
@@ -166,4 +164,31 @@ func TestListRefusesAnOversizedAnswer(t *testing.T) {
 	_, err := c.List(context.Background())
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "answer exceeds 1024 bytes")
+}
+
+func TestListExpiredAsksOnlyForExpired(t *testing.T) {
+	c, rec := recordOne(t, testProject, http.MethodGet, keysURL, expiredAnswer)
+
+	got, err := c.ListExpired(context.Background())
+	require.NoError(t, err)
+
+	req := rec.only(t)
+	assert.Equal(t, http.MethodGet, req.Method)
+	assert.Equal(t, "/v1/projects/"+testProject+"/keys", req.URL.Path)
+	assert.Equal(t, url.Values{"status": {"expired"}}, req.URL.Query())
+	assert.Empty(t, req.Body)
+	assertCommonHeaders(t, req)
+
+	want := []keys.Key{
+		{ID: "key-2", Comment: "two again", Scopes: []string{"usage:write"},
+			Created: time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)},
+		{ID: "key-3", Comment: "three", Scopes: []string{"usage:write"}, // its secret dropped
+			Created: time.Date(2025, 1, 3, 0, 0, 0, 0, time.UTC), Expires: time.Date(2025, 1, 3, 0, 1, 0, 0, time.UTC)},
+	}
+	require.Len(t, got, len(want))
+	for i := range got {
+		assert.True(t, got[i].Secret == "", "[%d] kept its secret", i) // not printed
+		got[i].Secret = ""
+	}
+	assert.Equal(t, want, got)
 }

@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -46,6 +48,10 @@ type request struct {
 	Header http.Header
 	Body   []byte
 }
+
+// String names the request without its headers, which hold the API key:
+// testify prints requests this way, e.g. when require.Len fails.
+func (r request) String() string { return r.Method + " " + r.URL.String() }
 
 // recorder keeps every request its responders see.
 type recorder struct {
@@ -129,8 +135,9 @@ func createAnswer(id string) string {
 // assertCommonHeaders checks the headers every call must carry.
 func assertCommonHeaders(t *testing.T, req request) {
 	t.Helper()
-	assert.Equal(t, "token "+testAPIKey, req.Header.Get("Authorization"), "Authorization")
-	assert.Len(t, req.Header.Values("Authorization"), 1, "one Authorization header")
+	// Compared without testify's diff, which would print the API key.
+	auth := req.Header.Values("Authorization")
+	assert.True(t, len(auth) == 1 && auth[0] == "token "+testAPIKey, "want one Authorization header, \"token \" and the API key; got %d", len(auth))
 	assert.Equal(t, "application/json", req.Header.Get("Content-Type"), "Content-Type")
 	assert.True(t, strings.HasPrefix(req.Header.Get("User-Agent"), "dglease/"+keys.Version+" "),
 		"User-Agent %q starts with dglease/%s", req.Header.Get("User-Agent"), keys.Version)
@@ -145,18 +152,23 @@ func bodyFields(t *testing.T, body []byte) map[string]json.RawMessage {
 }
 
 func fieldNames(m map[string]json.RawMessage) []string {
-	names := make([]string, 0, len(m))
-	for k := range m {
-		names = append(names, k)
-	}
-	return names
+	return slices.Sorted(maps.Keys(m))
 }
 
-// assertNoSecret fails if s contains the API key, the new key's secret or
-// the grant JWT.
-func assertNoSecret(t *testing.T, s string, msgAndArgs ...any) {
+// recordOne returns a client for project (see newClient) whose only
+// responder answers method url with a 200 JSON body, and the recorder of
+// what it is sent.
+func recordOne(t *testing.T, project, method, url, body string, opts ...keys.Option) (*keys.Client, *recorder) {
 	t.Helper()
-	for _, secret := range []string{testAPIKey, newSecret, testJWT} {
-		assert.NotContains(t, s, secret, msgAndArgs...)
-	}
+	c, mock := newClient(t, project, opts...)
+	rec := &recorder{}
+	mock.RegisterResponder(method, url, rec.wrap(jsonResponder(200, body)))
+	return c, rec
+}
+
+// assertNoSecret fails if text, described by what, contains the API key,
+// the new key's secret or the grant JWT; the failure prints neither.
+func assertNoSecret(t *testing.T, what, text string) {
+	t.Helper()
+	testenv.NoSecret(t, what, text, testAPIKey, newSecret, testJWT)
 }

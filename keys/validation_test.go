@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 )
 
@@ -23,7 +24,7 @@ func assertKeysError(t *testing.T, err error, wantContains ...string) {
 	for _, s := range wantContains {
 		assert.Contains(t, msg, s)
 	}
-	assertNoSecret(t, msg)
+	assertNoSecret(t, "error", msg)
 }
 
 func TestNewValidation(t *testing.T) {
@@ -31,7 +32,7 @@ func TestNewValidation(t *testing.T) {
 		name    string
 		apiKey  string
 		project string
-		opts    func(mock http.RoundTripper) []keys.Option
+		opts    []keys.Option
 		want    []string
 	}{
 		{name: "empty API key", apiKey: "", project: testProject, want: []string{"API key must not be empty"}},
@@ -52,63 +53,46 @@ func TestNewValidation(t *testing.T) {
 		{name: "project ID with newline", apiKey: testAPIKey, project: "a\nb", want: []string{"project ID", "URL path"}},
 		{name: "project ID too long", apiKey: testAPIKey, project: strings.Repeat("a", 257), want: []string{"project ID", "257 bytes"}},
 		{name: "nil option", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option { return []keys.Option{nil} }, want: []string{"nil Option"}},
+			opts: []keys.Option{nil}, want: []string{"nil Option"}},
 		{name: "nil http client", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option { return []keys.Option{keys.WithHTTPClient(nil)} }, want: []string{"WithHTTPClient", "nil"}},
+			opts: []keys.Option{keys.WithHTTPClient(nil)}, want: []string{"WithHTTPClient", "nil"}},
 		{name: "user agent with newline", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option { return []keys.Option{keys.WithUserAgent("app\r\nX-Evil: 1")} }, want: []string{"user agent", "line breaks"}},
+			opts: []keys.Option{keys.WithUserAgent("app\r\nX-Evil: 1")}, want: []string{"user agent", "line breaks"}},
 		{name: "host without scheme", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option { return []keys.Option{keys.WithHost("api.deepgram.com")} }, want: []string{"host", "https://"}},
+			opts: []keys.Option{keys.WithHost("api.deepgram.com")}, want: []string{"host", "https://"}},
 		{name: "host with ftp scheme", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option { return []keys.Option{keys.WithHost("ftp://api.deepgram.com")} }, want: []string{"host", "https://"}},
+			opts: []keys.Option{keys.WithHost("ftp://api.deepgram.com")}, want: []string{"host", "https://"}},
 		{name: "host with ws scheme", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option { return []keys.Option{keys.WithHost("wss://api.deepgram.com")} }, want: []string{"host", "https://"}},
+			opts: []keys.Option{keys.WithHost("wss://api.deepgram.com")}, want: []string{"host", "https://"}},
 		{name: "host with path", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option {
-				return []keys.Option{keys.WithHost("https://api.deepgram.com/v1")}
-			}, want: []string{"host", "path"}},
+			opts: []keys.Option{keys.WithHost("https://api.deepgram.com/v1")}, want: []string{"host", "path"}},
 		{name: "host with query", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option {
-				return []keys.Option{keys.WithHost("https://api.deepgram.com?x=1")}
-			}, want: []string{"host", "query"}},
+			opts: []keys.Option{keys.WithHost("https://api.deepgram.com?x=1")}, want: []string{"host", "query"}},
 		{name: "host with fragment", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option {
-				return []keys.Option{keys.WithHost("https://api.deepgram.com#x")}
-			}, want: []string{"host", "fragment"}},
+			opts: []keys.Option{keys.WithHost("https://api.deepgram.com#x")}, want: []string{"host", "fragment"}},
 		{name: "host with user info", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option {
-				return []keys.Option{keys.WithHost("https://user:hunter2@api.deepgram.com")}
-			}, want: []string{"host", "user info"}},
+			opts: []keys.Option{keys.WithHost("https://user:hunter2@api.deepgram.com")}, want: []string{"host", "user info"}},
 		{name: "host with a key as user and a bad scheme", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option {
-				return []keys.Option{keys.WithHost("wss://hunter2@api.deepgram.com")}
-			}, want: []string{"host", "user info"}},
+			opts: []keys.Option{keys.WithHost("wss://hunter2@api.deepgram.com")}, want: []string{"host", "user info"}},
 		{name: "host with a key as user and a port", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option {
-				return []keys.Option{keys.WithHost("https://hunter2@127.0.0.1:8080")}
-			}, want: []string{"host", "user info"}},
+			opts: []keys.Option{keys.WithHost("https://hunter2@127.0.0.1:8080")}, want: []string{"host", "user info"}},
 		{name: "host unparsable with a key as user", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option {
-				return []keys.Option{keys.WithHost("http://hunter2@[::1")}
-			}, want: []string{"host", "user info"}},
+			opts: []keys.Option{keys.WithHost("http://hunter2@[::1")}, want: []string{"host", "user info"}},
 		{name: "host without host name", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option { return []keys.Option{keys.WithHost("https://")} }, want: []string{"host", "no host name"}},
+			opts: []keys.Option{keys.WithHost("https://")}, want: []string{"host", "no host name"}},
 		{name: "host empty", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option { return []keys.Option{keys.WithHost("")} }, want: []string{"host"}},
+			opts: []keys.Option{keys.WithHost("")}, want: []string{"host"}},
 		{name: "host unparsable", apiKey: testAPIKey, project: testProject,
-			opts: func(http.RoundTripper) []keys.Option { return []keys.Option{keys.WithHost("http://[::1")} }, want: []string{"host", "not a URL"}},
+			opts: []keys.Option{keys.WithHost("http://[::1")}, want: []string{"host", "not a URL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			mock := newMock(t)
-			opts := []keys.Option{keys.WithHTTPClient(&http.Client{Transport: mock})}
-			if tt.opts != nil {
-				opts = append(opts, tt.opts(mock)...)
-			}
+			opts := append([]keys.Option{keys.WithHTTPClient(&http.Client{Transport: mock})}, tt.opts...)
 			c, err := keys.New(tt.apiKey, tt.project, opts...)
 			assert.Nil(t, c)
 			assertKeysError(t, err, tt.want...)
-			assert.NotContains(t, err.Error(), "hunter2")
+			testenv.NoSecret(t, "error", err.Error(), "hunter2")
 			assert.Zero(t, mock.GetTotalCallCount())
 		})
 	}
@@ -230,9 +214,7 @@ func TestDeleteValidation(t *testing.T) {
 func TestIDsThatAreFine(t *testing.T) {
 	// Deepgram IDs are UUIDs; the check must not be stricter than that.
 	const id = "3f0c6f4e-8a8b-4d0b-9e3a-1b2c3d4e5f60"
-	c, mock := newClient(t, id)
-	var rec recorder
-	mock.RegisterResponder(http.MethodDelete, testHost+"/v1/projects/"+id+"/keys/"+id, rec.wrap(jsonResponder(200, `{"message":"ok"}`)))
+	c, rec := recordOne(t, id, http.MethodDelete, testHost+"/v1/projects/"+id+"/keys/"+id, `{"message":"ok"}`)
 	require.NoError(t, c.Delete(context.Background(), id))
 	assert.Equal(t, "/v1/projects/"+id+"/keys/"+id, rec.only(t).URL.EscapedPath())
 }
@@ -249,9 +231,7 @@ func TestUserAgent(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, mock := newClient(t, testProject, tt.opts...)
-			var rec recorder
-			mock.RegisterResponder(http.MethodPost, grantURL, rec.wrap(jsonResponder(200, `{"access_token":"`+testJWT+`","expires_in":30}`)))
+			c, rec := recordOne(t, testProject, http.MethodPost, grantURL, `{"access_token":"`+testJWT+`","expires_in":30}`, tt.opts...)
 			_, err := c.Grant(context.Background(), 30*time.Second)
 			require.NoError(t, err)
 			got := rec.only(t).Header.Get("User-Agent")

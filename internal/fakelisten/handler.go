@@ -62,8 +62,8 @@ const (
 )
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	requestID := newUUID()
-	w.Header().Set("dg-request-id", requestID) // for answers the upgrader writes
+	requestID := NewUUID()
+	w.Header().Set("dg-request-id", requestID) // for every answer, the upgrader's and refuse's too
 	cred, ok := credentialOf(r)
 	if !ok {
 		refuse(w, requestID, msgNoCredential)
@@ -100,9 +100,8 @@ type credential struct {
 // when both are present.
 func credentialOf(r *http.Request) (credential, bool) {
 	if v := r.Header.Get("Authorization"); v != "" {
-		scheme, secret, _ := strings.Cut(strings.TrimSpace(v), " ")
+		scheme, secret := ParseAuthorization(v)
 		scheme, ok := parseScheme(scheme)
-		secret = strings.TrimSpace(secret)
 		if !ok || secret == "" {
 			return credential{}, false
 		}
@@ -119,6 +118,15 @@ func credentialOf(r *http.Request) (credential, bool) {
 	return credential{scheme: scheme, secret: protocols[1], subprotocol: protocols[0]}, true
 }
 
+// ParseAuthorization splits an Authorization header value into its
+// lower-cased scheme and its credential, both trimmed of spaces; either may
+// be empty. It does not check the scheme.
+func ParseAuthorization(h string) (scheme, secret string) {
+	scheme, secret, _ = strings.Cut(strings.TrimSpace(h), " ")
+	return strings.ToLower(scheme), strings.TrimSpace(secret)
+}
+
+// parseScheme returns s as SchemeToken or SchemeBearer, in any case.
 func parseScheme(s string) (string, bool) {
 	switch strings.ToLower(s) {
 	case SchemeToken:
@@ -143,20 +151,20 @@ func subprotocols(r *http.Request) []string {
 	return out
 }
 
-// refuse answers 401 in Deepgram's error shape. msg must not hold a secret.
+// refuse answers 401 in Deepgram's error shape; ServeHTTP has set the
+// dg-request-id header. msg must not hold a secret.
 func refuse(w http.ResponseWriter, requestID, msg string) {
-	body, _ := json.Marshal(errorBody{ErrCode: "INVALID_AUTH", ErrMsg: msg, RequestID: requestID})
+	body, _ := json.Marshal(LegacyError{ErrCode: "INVALID_AUTH", ErrMsg: msg, RequestID: requestID})
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
-	h.Set("dg-request-id", requestID)
 	h.Set("dg-error", msg)
 	w.WriteHeader(http.StatusUnauthorized)
 	_, _ = w.Write(body)
 }
 
-// newUUID returns a random version 4 UUID, the shape of Deepgram's request
-// IDs.
-func newUUID() string {
+// NewUUID returns a random version 4 UUID, the shape of Deepgram's request,
+// project and key IDs.
+func NewUUID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	b[6] = b[6]&0x0f | 0x40

@@ -30,9 +30,9 @@ func openInBubble(t *testing.T, opts ...fakelisten.Option) (conn *websocket.Conn
 	return conn, done
 }
 
-// readClose reads until the connection ends and returns the code of the
-// server's close frame, or -1 if it ended without one.
-func readClose(conn *websocket.Conn) int {
+// readClose reads until the connection ends and returns the code and text
+// of the server's close frame, or -1 and the error if it ended without one.
+func readClose(conn *websocket.Conn) (code int, text string) {
 	for {
 		_, _, err := conn.ReadMessage()
 		if err == nil {
@@ -40,9 +40,9 @@ func readClose(conn *websocket.Conn) int {
 		}
 		var ce *websocket.CloseError
 		if errors.As(err, &ce) {
-			return ce.Code
+			return ce.Code, ce.Text
 		}
-		return -1
+		return -1, err.Error()
 	}
 }
 
@@ -51,8 +51,9 @@ func TestIdleTimeoutDefaultsToTenSeconds(t *testing.T) {
 		conn, returned := openInBubble(t)
 		opened := time.Now()
 
-		code := readClose(conn)
+		code, text := readClose(conn)
 		assert.Equal(t, websocket.CloseInternalServerErr, code)
+		assert.Contains(t, text, "did not receive audio data or a text message")
 		assert.Equal(t, fakelisten.DefaultIdleTimeout, time.Since(opened))
 		<-returned
 	})
@@ -62,7 +63,7 @@ func TestKeepAliveAndAudioKeepStreamOpen(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		conn, returned := openInBubble(t, fakelisten.WithIdleTimeout(3*time.Second))
 		closed := make(chan int, 1)
-		go func() { closed <- readClose(conn) }()
+		go func() { code, _ := readClose(conn); closed <- code }()
 
 		// A minute of activity, each gap shorter than the idle timeout.
 		for i := range 30 {

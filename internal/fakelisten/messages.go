@@ -82,10 +82,13 @@ type metadataMessage struct {
 	ModelInfo      map[string]modelInfo `json:"model_info"`
 }
 
-// errorBody is Deepgram's legacy error shape, answered when a stream is
-// refused before the upgrade.
-type errorBody struct {
-	ErrCode   string `json:"err_code"`
-	ErrMsg    string `json:"err_msg"`
+// LegacyError is Deepgram's legacy error body, answered when a stream is
+// refused before the upgrade (and by the Manage API, which keystest fakes).
+type LegacyError struct {
+	// ErrCode is the error code, e.g. "INVALID_AUTH".
+	ErrCode string `json:"err_code"`
+	// ErrMsg is the human-readable message.
+	ErrMsg string `json:"err_msg"`
+	// RequestID is the answer's request ID, as in its dg-request-id header.
 	RequestID string `json:"request_id"`
 }

@@ -84,7 +84,8 @@ func TestSDKLiveClientStreams(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFake(t)
+			auth := &authLog{}
+			f := newFake(t, auth.check)
 			rec := newRecorder()
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
@@ -118,13 +119,13 @@ func TestSDKLiveClientStreams(t *testing.T) {
 
 			client.Stop()
 			f.waitReturned(t)
-			assert.Equal(t, []string{tt.wantAuth}, f.auth.Calls())
+			assert.Equal(t, []string{tt.wantAuth}, auth.Calls())
 		})
 	}
 }
 
 func TestSDKLiveClientRefused(t *testing.T) {
-	f := newFake(t)
+	f := newFake(t, known)
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 
@@ -138,7 +139,7 @@ func TestSDKLiveClientRefused(t *testing.T) {
 
 // Every field the fake sends has a home in the SDK's types.
 func TestMessagesDecodeIntoSDKTypes(t *testing.T) {
-	f := newFake(t)
+	f := newFake(t, known)
 	conn := f.open(t)
 	strict := func(data []byte, v any) {
 		t.Helper()

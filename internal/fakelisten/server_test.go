@@ -28,8 +28,18 @@ const (
 // deadline, never a sleep.
 const waitLimit = 10 * time.Second
 
-// authLog is a fake Authenticate: it lets in "token testKey" and
-// "bearer testJWT" and records every call.
+// known is a fake Authenticate: it lets in "token testKey" and
+// "bearer testJWT".
+func known(scheme, secret string) error {
+	switch scheme + " " + secret {
+	case "token " + testKey, "bearer " + testJWT:
+		return nil
+	}
+	// The text quotes the secret on purpose: the fake must not pass it on.
+	return errors.New("unknown credential " + secret)
+}
+
+// authLog is known that records every call.
 type authLog struct {
 	mu    sync.Mutex
 	calls []string // "scheme secret"
@@ -39,12 +49,7 @@ func (a *authLog) check(scheme, secret string) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.calls = append(a.calls, scheme+" "+secret)
-	switch scheme + " " + secret {
-	case "token " + testKey, "bearer " + testJWT:
-		return nil
-	}
-	// The text quotes the secret on purpose: the fake must not pass it on.
-	return errors.New("unknown credential " + secret)
+	return known(scheme, secret)
 }
 
 func (a *authLog) Calls() []string {
@@ -56,15 +61,16 @@ func (a *authLog) Calls() []string {
 // fake is a test server running the handler over real sockets.
 type fake struct {
 	*httptest.Server
-	auth *authLog
 	// returned receives once each time a ServeHTTP call returns.
 	returned chan struct{}
 }
 
-func newFake(t *testing.T, opts ...fakelisten.Option) *fake {
+// newFake serves a handler that authenticates with auth (known, or an
+// authLog's check to see the calls).
+func newFake(t *testing.T, auth fakelisten.Authenticate, opts ...fakelisten.Option) *fake {
 	t.Helper()
-	f := &fake{auth: &authLog{}, returned: make(chan struct{}, 100)}
-	h := fakelisten.Handler(f.auth.check, opts...)
+	f := &fake{returned: make(chan struct{}, 100)}
+	h := fakelisten.Handler(auth, opts...)
 	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() { f.returned <- struct{}{} }()
 		h.ServeHTTP(w, r)
@@ -168,20 +174,11 @@ func next(t *testing.T, conn *websocket.Conn) message {
 	return m
 }
 
-// closeCode reads from conn until the server's close frame and returns
-// its code and text.
+// closeCode is readClose within waitLimit.
 func closeCode(t *testing.T, conn *websocket.Conn) (int, string) {
 	t.Helper()
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(waitLimit)))
-	for {
-		_, _, err := conn.ReadMessage()
-		if err == nil {
-			continue
-		}
-		var ce *websocket.CloseError
-		require.ErrorAs(t, err, &ce)
-		return ce.Code, ce.Text
-	}
+	return readClose(conn)
 }
 
 func send(t *testing.T, conn *websocket.Conn, msgType string) {

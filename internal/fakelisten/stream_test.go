@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,7 +18,7 @@ import (
 )
 
 func TestAudioIsTranscribedThenCloseStreamEndsIt(t *testing.T) {
-	f := newFake(t)
+	f := newFake(t, known)
 	conn := f.open(t)
 	audio := testaudio.PCM()
 	frames := [][]byte{audio[:32000], audio[32000:48000], audio[48000:]}
@@ -76,7 +75,7 @@ func TestAudioIsTranscribedThenCloseStreamEndsIt(t *testing.T) {
 }
 
 func TestTranscriptOption(t *testing.T) {
-	f := newFake(t, fakelisten.WithTranscript("alpha  beta", "gamma"))
+	f := newFake(t, known, fakelisten.WithTranscript("alpha  beta", "gamma"))
 	conn := f.open(t)
 	var got []string
 	for range 3 {
@@ -87,7 +86,7 @@ func TestTranscriptOption(t *testing.T) {
 }
 
 func TestFinalizeAnswersFromFinalize(t *testing.T) {
-	f := newFake(t)
+	f := newFake(t, known)
 	conn := f.open(t)
 	require.NoError(t, conn.WriteMessage(websocket.BinaryMessage, make([]byte, 3200)))
 	require.Equal(t, "Results", next(t, conn).Type)
@@ -103,7 +102,7 @@ func TestFinalizeAnswersFromFinalize(t *testing.T) {
 }
 
 func TestEmptyBinaryFrameIsIgnored(t *testing.T) {
-	f := newFake(t)
+	f := newFake(t, known)
 	conn := f.open(t)
 	require.NoError(t, conn.WriteMessage(websocket.BinaryMessage, nil))
 	send(t, conn, "CloseStream")
@@ -115,7 +114,7 @@ func TestEmptyBinaryFrameIsIgnored(t *testing.T) {
 func TestUnknownTextMessageClosesWith1008(t *testing.T) {
 	for _, msg := range []string{`{"type":"Flush"}`, `not json`} {
 		t.Run(msg, func(t *testing.T) {
-			f := newFake(t)
+			f := newFake(t, known)
 			conn := f.open(t)
 			require.NoError(t, conn.WriteMessage(websocket.TextMessage, []byte(msg)))
 			code, _ := closeCode(t, conn)
@@ -126,7 +125,7 @@ func TestUnknownTextMessageClosesWith1008(t *testing.T) {
 }
 
 func TestClientCloseEndsHandler(t *testing.T) {
-	f := newFake(t)
+	f := newFake(t, known)
 	conn := f.open(t)
 	require.NoError(t, conn.WriteControl(websocket.CloseMessage,
 		websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(waitLimit)))
@@ -136,34 +135,21 @@ func TestClientCloseEndsHandler(t *testing.T) {
 }
 
 func TestDroppedConnectionEndsHandler(t *testing.T) {
-	f := newFake(t)
+	f := newFake(t, known)
 	conn := f.open(t)
 	require.NoError(t, conn.NetConn().Close())
-	f.waitReturned(t)
-}
-
-// Over real sockets with a short timeout; idle_synctest_test.go checks the
-// default timeout and KeepAlive exactly, in fake time.
-func TestIdleStreamClosesWith1011(t *testing.T) {
-	f := newFake(t, fakelisten.WithIdleTimeout(100*time.Millisecond))
-	conn := f.open(t)
-	code, text := closeCode(t, conn)
-	assert.Equal(t, websocket.CloseInternalServerErr, code)
-	assert.Contains(t, text, "did not receive audio data or a text message")
 	f.waitReturned(t)
 }
 
 // Credentials are checked once, at open: a stream outlives its key.
 func TestStreamOutlivesRevokedKey(t *testing.T) {
 	var revoked atomic.Bool
-	srv := httptest.NewServer(fakelisten.Handler(func(scheme, secret string) error {
-		if revoked.Load() || secret != testKey {
+	f := newFake(t, func(scheme, secret string) error {
+		if revoked.Load() {
 			return errors.New("refused")
 		}
-		return nil
-	}))
-	t.Cleanup(srv.Close)
-	f := &fake{Server: srv}
+		return known(scheme, secret)
+	})
 	conn := f.open(t)
 
 	revoked.Store(true) // as if the key were deleted or expired
@@ -174,9 +160,11 @@ func TestStreamOutlivesRevokedKey(t *testing.T) {
 	_, resp, err := f.dial(t, http.Header{"Authorization": {"Token " + testKey}})
 	require.ErrorIs(t, err, websocket.ErrBadHandshake)
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a new stream is refused")
+	f.waitReturned(t) // the refused one
 
 	send(t, conn, "CloseStream")
 	assert.Equal(t, "Metadata", next(t, conn).Type)
 	code, _ := closeCode(t, conn)
 	assert.Equal(t, websocket.CloseNormalClosure, code)
+	f.waitReturned(t)
 }

@@ -2,7 +2,10 @@
 // Deepgram or to its fakes.
 package testaudio
 
-import _ "embed"
+import (
+	"bytes"
+	_ "embed"
+)
 
 //go:generate go run gen.go
 
@@ -21,5 +24,5 @@ const (
 // (signed 16-bit little-endian), sample_rate=16000, channels=1 — a 440 Hz
 // tone, 64000 bytes. Each call returns a fresh copy.
 func PCM() []byte {
-	return append([]byte(nil), pcm...)
+	return bytes.Clone(pcm)
 }

@@ -243,13 +243,10 @@ func TestLoseAnswer(t *testing.T) {
 
 func TestLoseAnswerOverSocket(t *testing.T) {
 	s := keystest.NewServer(t)
-	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	defer hc.CloseIdleConnections()
-	c, err := keys.New(s.AdminKey(), s.ProjectID(), keys.WithHost(s.URL), keys.WithHTTPClient(hc))
-	require.NoError(t, err)
+	c := socketClient(t, s, s.ProjectID())
 
 	s.LoseAnswer(keystest.OpCreate, 1)
-	_, err = c.Create(t.Context(), usageSpec)
+	_, err := c.Create(t.Context(), usageSpec)
 	require.Error(t, err)
 	var apiErr *keys.APIError
 	assert.False(t, errors.As(err, &apiErr), "the connection was aborted: %v", err)
@@ -261,24 +258,67 @@ func TestLoseAnswerOverSocket(t *testing.T) {
 }
 
 func TestHangOverSocketEndsWithClient(t *testing.T) {
-	s, err := keystest.Start()
-	require.NoError(t, err)
-	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-	defer hc.CloseIdleConnections()
-	c, err := keys.New(s.AdminKey(), "", keys.WithHost(s.URL), keys.WithHTTPClient(hc))
-	require.NoError(t, err)
+	s := keystest.NewServer(t)
+	c := socketClient(t, s, "")
 
 	s.Hang(keystest.OpProjects, 1)
-	// A socket cannot live in a synctest bubble: a real deadline (the
-	// hang lasts until the client gives up, however long that is).
-	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-	defer cancel()
-	_, err = c.Project(ctx)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	ended := keystest.CallEnded(s)
+	// A socket cannot live in a synctest bubble: the client gives up once
+	// the server has the call (the hang lasts until it does).
+	_, err := c.Project(cancelOnWait(t, s))
+	assert.ErrorIs(t, err, context.Canceled)
 
-	s.Close() // waits for the handler, which ends when the client hangs up
-	reqs := s.Requests()
-	require.Len(t, reqs, 1)
-	assert.Equal(t, keystest.OpProjects, reqs[0].Op)
-	assert.Equal(t, 0, reqs[0].Status)
+	rec := nextCall(t, ended) // the handler ends with the client, the server still open
+	assert.Equal(t, keystest.OpProjects, rec.Op)
+	assert.Equal(t, 0, rec.Status, "no answer")
+	assert.Len(t, s.Requests(), 1)
+}
+
+// socketClient returns a client of s's admin key for project ("" to
+// discover it) that reaches s over its loopback socket, through
+// connections of its own that are closed when the test ends.
+func socketClient(t *testing.T, s *keystest.Server, project string) *keys.Client {
+	t.Helper()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	t.Cleanup(tr.CloseIdleConnections)
+	c, err := keys.New(s.AdminKey(), project, keys.WithHost(s.URL), keys.WithHTTPClient(&http.Client{Transport: tr}))
+	require.NoError(t, err)
+	return c
+}
+
+// socketFailLimit bounds the socket tests' waits on the server. It only
+// turns a failure into an error instead of a hang; no test relies on it as
+// a window.
+const socketFailLimit = 30 * time.Second
+
+// cancelOnWait returns a context that is cancelled as soon as a call to s
+// starts waiting on a hang or on latency, that is once the server has the
+// call: a client that gives up then is seen leaving by the server.
+func cancelOnWait(t *testing.T, s *keystest.Server) context.Context {
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	started := keystest.WaitStarted(s)
+	go func() {
+		select {
+		case <-started:
+		case <-ctx.Done():
+		case <-time.After(socketFailLimit):
+			t.Error("no call started waiting on a hang or latency")
+		}
+		cancel()
+	}()
+	return ctx
+}
+
+// nextCall returns the next call received from ended (see
+// keystest.CallEnded).
+func nextCall(t *testing.T, ended <-chan keystest.Request) keystest.Request {
+	t.Helper()
+	select {
+	case r := <-ended:
+		return r
+	case <-time.After(socketFailLimit):
+		t.Fatal("the call did not end with its client")
+		return keystest.Request{}
+	}
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dglease/dglease/internal/fakelisten"
 )
 
 // Wire shapes (see /v1 key management in Deepgram's API reference).
@@ -34,11 +36,6 @@ type (
 	memberKeyJSON struct {
 		Member memberJSON `json:"member"`
 		APIKey keyJSON    `json:"api_key"`
-	}
-	legacyError struct {
-		ErrCode   string `json:"err_code"`
-		ErrMsg    string `json:"err_msg"`
-		RequestID string `json:"request_id"`
 	}
 	currentError struct {
 		Category  string `json:"category"`
@@ -83,7 +80,7 @@ func (c *call) fail(status int, code, msg string) answer {
 	if c.shape == shapeCurrent {
 		return answer{status: status, body: currentError{Category: code, Message: msg, Details: "", RequestID: c.requestID}}
 	}
-	return answer{status: status, body: legacyError{ErrCode: code, ErrMsg: msg, RequestID: c.requestID}}
+	return answer{status: status, body: fakelisten.LegacyError{ErrCode: code, ErrMsg: msg, RequestID: c.requestID}}
 }
 
 // codeFor is the error code the fake uses for status when none is more
@@ -110,8 +107,8 @@ var opScope = map[Op]string{OpList: "keys:read", OpGet: "keys:read", OpCreate: "
 
 // serveAPI serves every route but /v1/listen.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
-	c := &call{requestID: newUUID(), r: r}
-	c.scheme, c.secret = parseAuthorization(r.Header.Get("Authorization"))
+	c := &call{requestID: fakelisten.NewUUID(), r: r}
+	c.scheme, c.secret = fakelisten.ParseAuthorization(r.Header.Get("Authorization"))
 	w.Header().Set("dg-request-id", c.requestID)
 	rec := Request{
 		RequestID: c.requestID,
@@ -124,7 +121,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		rec.Time = s.now()
 		s.requests = append(s.requests, rec)
+		ended := s.callEnded
 		s.mu.Unlock()
+		if ended != nil {
+			ended <- rec
+		}
 	}()
 
 	a, lost := s.route(c)
@@ -214,7 +215,11 @@ func (s *Server) route(c *call) (a answer, lost bool) {
 
 	s.mu.Lock()
 	in := s.takeInjected(c.op)
+	waitStarted := s.waitStarted
 	s.mu.Unlock()
+	if waitStarted != nil && (in.latency > 0 || in.hang) {
+		waitStarted <- c.op
+	}
 	if !s.wait(r.Context(), in.latency) {
 		return answer{}, true
 	}
@@ -280,8 +285,7 @@ func (s *Server) serveLocked(c *call) answer {
 	if c.op != OpProjects && c.op != OpGrant && c.project != s.projectID {
 		return c.fail(http.StatusNotFound, "PROJECT_NOT_FOUND", "project not found")
 	}
-	callerRights := rightsOf(caller.scopes)
-	if need := opScope[c.op]; need != "" && !callerRights[need] {
+	if need := opScope[c.op]; need != "" && !caller.rights[need] {
 		return c.fail(http.StatusForbidden, "INSUFFICIENT_PERMISSIONS", "the API key lacks the "+need+" scope (or a role that includes it)")
 	}
 	switch c.op {
@@ -302,14 +306,14 @@ func (s *Server) serveLocked(c *call) answer {
 		}
 		return answer{status: http.StatusOK, body: memberKeyJSON{Member: s.member, APIKey: wireKey(k, false)}}
 	case OpCreate:
-		return s.create(c, callerRights)
+		return s.create(c, caller.rights)
 	case OpDelete:
 		k := s.byID[c.keyID]
 		if k == nil || k.deleted() {
 			return c.fail(http.StatusNotFound, "NOT_FOUND", "API key not found")
 		}
 		s.deleteLocked(k)
-		k.deletes++
+		k.deletedByAPI = true
 		return answer{status: http.StatusOK, body: struct {
 			Message string `json:"message"`
 		}{"Successfully deleted the API key!"}}
@@ -319,26 +323,19 @@ func (s *Server) serveLocked(c *call) answer {
 	panic("keystest: unrouted op " + c.op.String())
 }
 
-// parseAuthorization splits an Authorization header into its lower-cased
-// scheme and its credential.
-func parseAuthorization(h string) (scheme, secret string) {
-	scheme, secret, _ = strings.Cut(strings.TrimSpace(h), " ")
-	return strings.ToLower(scheme), strings.TrimSpace(secret)
-}
-
 // authenticate finds the key the call authenticates with. s.mu is held.
 func (s *Server) authenticate(c *call) (*keyRecord, answer, bool) {
 	switch c.scheme {
-	case "token":
-	case "bearer":
+	case fakelisten.SchemeToken:
+	case fakelisten.SchemeBearer:
 		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "grant tokens (Bearer) are not accepted here; use an API key (Token)"), false
 	case "":
 		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "missing Authorization header"), false
 	default:
 		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "unsupported Authorization scheme"), false
 	}
-	k := s.bySecret[c.secret]
-	if k == nil || k.expired(s.now()) { // bySecret holds no deleted key
+	k := s.liveKeyLocked(c.secret)
+	if k == nil {
 		return nil, c.fail(http.StatusUnauthorized, "INVALID_AUTH", "Invalid credentials."), false
 	}
 	return k, answer{}, true
@@ -398,7 +395,7 @@ const maxTTLSeconds = 100 * 365 * 24 * 3600
 
 func (s *Server) create(c *call, caller rights) answer {
 	var req struct {
-		Comment        *string  `json:"comment"`
+		Comment        string   `json:"comment"`
 		Scopes         []string `json:"scopes"`
 		Tags           []string `json:"tags"`
 		ExpirationDate *string  `json:"expiration_date"`
@@ -448,11 +445,7 @@ func (s *Server) create(c *call, caller rights) answer {
 		return c.fail(http.StatusForbidden, "INSUFFICIENT_PERMISSIONS",
 			fmt.Sprintf("a key cannot be given rights its creator lacks (%s)", missing))
 	}
-	comment := ""
-	if req.Comment != nil {
-		comment = *req.Comment
-	}
-	k := s.addKey(newSecret(), comment, req.Scopes, req.Tags, expires)
+	k := s.addKey(newSecret(), req.Comment, req.Scopes, req.Tags, expires)
 	return answer{status: http.StatusOK, body: wireKey(k, true)}
 }
 
@@ -482,7 +475,7 @@ func (s *Server) grant(c *call) answer {
 	now := s.now()
 	token := signJWT(s.jwtSecret, grantClaims{
 		Sub:   s.member.MemberID,
-		JTI:   newUUID(),
+		JTI:   fakelisten.NewUUID(),
 		Iat:   now.Unix(),
 		Exp:   now.Unix() + ttl,
 		Scope: "usage:write",

@@ -93,7 +93,7 @@ func (s *Server) Key(id string) (KeyState, bool) {
 
 // stateOf is k's KeyState at now. s.mu is held.
 func stateOf(k *keyRecord, now time.Time) KeyState {
-	st := KeyState{Key: publicKey(k), Status: StatusActive, DeletedAt: k.deletedAt, Deletes: k.deletes}
+	st := KeyState{Key: publicKey(k), Status: StatusActive, DeletedAt: k.deletedAt, Deletes: deleteCount(k)}
 	switch {
 	case k.deleted():
 		st.Status = StatusDeleted
@@ -133,7 +133,15 @@ func (s *Server) DeleteCount(id string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if k := s.byID[id]; k != nil {
-		return k.deletes
+		return deleteCount(k)
+	}
+	return 0
+}
+
+// deleteCount is how many DELETE calls for k succeeded: 0 or 1.
+func deleteCount(k *keyRecord) int {
+	if k.deletedByAPI {
+		return 1
 	}
 	return 0
 }

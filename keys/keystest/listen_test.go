@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dglease/dglease/internal/testaudio"
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 )
@@ -62,6 +63,19 @@ func transcript(t *testing.T, conn *websocket.Conn) string {
 	return msg.Channel.Alternatives[0].Transcript
 }
 
+// requireRefused dials with scheme and secret and requires a 401 whose
+// headers do not hold the secret.
+func requireRefused(t *testing.T, srv *keystest.Server, scheme, secret, why string) {
+	t.Helper()
+	_, resp, err := dial(t, srv, scheme, secret)
+	require.Error(t, err, why)
+	require.NotNil(t, resp, why)
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, why)
+	for name, values := range resp.Header {
+		testenv.NoSecret(t, "header "+name, strings.Join(values, ", "), secret)
+	}
+}
+
 func newUsageKey(t *testing.T, srv *keystest.Server, ttl time.Duration) *keys.Key {
 	t.Helper()
 	k, err := srv.Client().Create(context.Background(), keys.Spec{Comment: "stream", Scopes: []string{"usage:write"}, TTL: ttl})
@@ -81,10 +95,7 @@ func TestListenStreamOutlivesItsKey(t *testing.T) {
 	require.NoError(t, srv.Client().Delete(context.Background(), k.ID))
 	assert.NotEmpty(t, transcript(t, conn), "an open stream outlives its key")
 
-	_, resp, err = dial(t, srv, "token", k.Secret)
-	require.Error(t, err)
-	require.NotNil(t, resp)
-	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "a deleted key opens no new stream")
+	requireRefused(t, srv, "token", k.Secret, "a deleted key opens no new stream")
 }
 
 func TestListenRefusesUnusableCredentials(t *testing.T) {
@@ -101,11 +112,7 @@ func TestListenRefusesUnusableCredentials(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, resp, err := dial(t, srv, tt.scheme, tt.secret)
-			require.Error(t, err)
-			require.NotNil(t, resp)
-			assert.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-			assert.NotContains(t, resp.Header.Get("dg-error"), tt.secret)
+			requireRefused(t, srv, tt.scheme, tt.secret, tt.name)
 		})
 	}
 }
@@ -119,9 +126,7 @@ func TestListenWithGrantToken(t *testing.T) {
 	assert.NotEmpty(t, transcript(t, conn))
 
 	srv.Advance(time.Minute)
-	_, resp, err := dial(t, srv, "bearer", tok.Secret)
-	require.Error(t, err)
-	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "an expired grant token opens no stream")
+	requireRefused(t, srv, "bearer", tok.Secret, "an expired grant token opens no stream")
 }
 
 func TestCloseEndsOpenStreams(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 // Option configures a [Server] built by [NewServer] or [Start]. Options are
 // sealed: only this package defines them. Each documents its default. An
 // Option is an immutable value: safe to share and reuse.
-type Option interface{ apply(*config) }
+type Option interface{ apply(*config) error }
 
 type config struct {
 	projectID   string
@@ -18,12 +18,11 @@ type config struct {
 	adminKey    string
 	adminScopes []string
 	noListener  bool
-	err         error
 }
 
-type optionFunc func(*config)
+type optionFunc func(*config) error
 
-func (f optionFunc) apply(c *config) { f(c) }
+func (f optionFunc) apply(c *config) error { return f(c) }
 
 // defaultAdminScopes are the scopes of the seeded admin key unless
 // [WithAdminScopes] says otherwise: member rights for keys and usage.
@@ -32,37 +31,39 @@ var defaultAdminScopes = []string{"keys:read", "keys:write", "usage:write"}
 // WithProjectID sets the ID of the server's one project. Default: a random
 // UUID-like ID, different for each server.
 func WithProjectID(id string) Option {
-	return optionFunc(func(c *config) {
+	return optionFunc(func(c *config) error {
 		// The same rule as the client's, so that Server.Client never
 		// refuses what the server accepted.
 		if id == "" {
-			c.setErr(errors.New("keystest: WithProjectID: project ID must not be empty"))
-			return
+			return errors.New("keystest: WithProjectID: project ID must not be empty")
 		}
 		if _, err := keys.New("x", id); err != nil {
-			c.setErr(fmt.Errorf("keystest: WithProjectID: %w", err))
-			return
+			return fmt.Errorf("keystest: WithProjectID: %w", err)
 		}
 		c.projectID = id
+		return nil
 	})
 }
 
 // WithProjectName sets the name GET /v1/projects reports. Default:
 // "keystest".
 func WithProjectName(name string) Option {
-	return optionFunc(func(c *config) { c.projectName = name })
+	return optionFunc(func(c *config) error {
+		c.projectName = name
+		return nil
+	})
 }
 
 // WithAdminKey sets the secret of the seeded admin key (see
 // [Server.AdminKey]). Default: 40 random lower-case hex characters, as
 // Deepgram's keys.
 func WithAdminKey(secret string) Option {
-	return optionFunc(func(c *config) {
+	return optionFunc(func(c *config) error {
 		if _, err := keys.New(secret, ""); err != nil { // the client's rule; its error never quotes the key
-			c.setErr(fmt.Errorf("keystest: WithAdminKey: %w", err))
-			return
+			return fmt.Errorf("keystest: WithAdminKey: %w", err)
 		}
 		c.adminKey = secret
+		return nil
 	})
 }
 
@@ -71,18 +72,17 @@ func WithAdminKey(secret string) Option {
 // delete keys and to mint grant tokens, but not to mint role keys such as
 // "member" or "admin"). Pass e.g. "owner" for full rights.
 func WithAdminScopes(scopes ...string) Option {
-	return optionFunc(func(c *config) {
+	return optionFunc(func(c *config) error {
 		if len(scopes) == 0 {
-			c.setErr(errors.New("keystest: WithAdminScopes needs at least one scope"))
-			return
+			return errors.New("keystest: WithAdminScopes needs at least one scope")
 		}
 		for _, sc := range scopes {
 			if !knownScope(sc) {
-				c.setErr(fmt.Errorf("keystest: WithAdminScopes: unknown scope %q", sc))
-				return
+				return fmt.Errorf("keystest: WithAdminScopes: unknown scope %q", sc)
 			}
 		}
 		c.adminScopes = append([]string(nil), scopes...)
+		return nil
 	})
 }
 
@@ -95,11 +95,8 @@ func WithAdminScopes(scopes ...string) Option {
 // and a time.Sleep (or a key expiry) in that bubble never returns. Default:
 // a loopback listener, as net/http/httptest.
 func WithoutListener() Option {
-	return optionFunc(func(c *config) { c.noListener = true })
-}
-
-func (c *config) setErr(err error) {
-	if c.err == nil {
-		c.err = err
-	}
+	return optionFunc(func(c *config) error {
+		c.noListener = true
+		return nil
+	})
 }

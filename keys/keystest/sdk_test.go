@@ -23,8 +23,8 @@ import (
 )
 
 // The official SDK (v3.5.0) talks to the socket server. Its constructors
-// read DEEPGRAM_* variables, hence testenv.ClearDeepgram; client.New/Init are
-// not used (Init calls flag.Parse).
+// read DEEPGRAM_* variables, hence testenv.ClearDeepgramProcess in TestMain;
+// client.New/Init are not used (Init calls flag.Parse).
 func TestOfficialSDK(t *testing.T) {
 	s := keystest.NewServer(t)
 	seeded := s.AddKey(keys.Spec{Comment: "seeded", Scopes: []string{"usage:write"}, Tags: []string{"x"}, TTL: time.Hour})

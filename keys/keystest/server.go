@@ -54,15 +54,19 @@ type Server struct {
 	bySecret map[string]*keyRecord
 	controls map[Op]*opControl
 	requests []Request
+	// Test hooks, set through export_test.go; nil otherwise.
+	waitStarted chan<- Op      // told the op of each call about to wait on a hang or latency
+	callEnded   chan<- Request // told each call once it is recorded in requests
 }
 
 // keyRecord is one key as the fake stores it.
 type keyRecord struct {
 	id, secret, comment string
 	scopes, tags        []string
+	rights              rights // scopes expanded by roles; scopes never change
 	created, expires    time.Time
 	deletedAt           time.Time // zero until deleted or revoked
-	deletes             int       // successful DELETE calls
+	deletedByAPI        bool      // a DELETE call succeeded (a second one answers 404)
 }
 
 // deleted reports whether k was deleted or revoked.
@@ -77,6 +81,16 @@ func (s *Server) deleteLocked(k *keyRecord) {
 
 func (k *keyRecord) expired(now time.Time) bool {
 	return !k.expires.IsZero() && !now.Before(k.expires)
+}
+
+// liveKeyLocked returns the key whose secret is secret if it is neither
+// deleted nor expired, else nil. s.mu is held.
+func (s *Server) liveKeyLocked(secret string) *keyRecord {
+	k := s.bySecret[secret] // bySecret holds no deleted key
+	if k == nil || k.expired(s.now()) {
+		return nil
+	}
+	return k
 }
 
 // NewServer starts a fake Deepgram for t and closes it when t ends
@@ -103,13 +117,12 @@ func Start(opts ...Option) (*Server, error) {
 		if o == nil {
 			return nil, fmt.Errorf("keystest: nil Option")
 		}
-		o.apply(&cfg)
-	}
-	if cfg.err != nil {
-		return nil, cfg.err
+		if err := o.apply(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.projectID == "" {
-		cfg.projectID = newUUID()
+		cfg.projectID = fakelisten.NewUUID()
 	}
 	if cfg.adminKey == "" {
 		cfg.adminKey = newSecret()
@@ -120,7 +133,7 @@ func Start(opts ...Option) (*Server, error) {
 		projectName: cfg.projectName,
 		adminKey:    cfg.adminKey,
 		member: memberJSON{
-			MemberID:  newUUID(),
+			MemberID:  fakelisten.NewUUID(),
 			Email:     "admin@keystest.invalid",
 			FirstName: "Keystest",
 			LastName:  "Admin",
@@ -135,27 +148,17 @@ func Start(opts ...Option) (*Server, error) {
 	admin := s.addKey(cfg.adminKey, "keystest admin key", cfg.adminScopes, nil, time.Time{})
 	s.adminKeyID = admin.id
 
-	mux := http.NewServeMux()
 	listen := fakelisten.Handler(s.checkStreamCredential, fakelisten.WithShutdown(s.done))
-	mux.HandleFunc("/v1/listen", func(w http.ResponseWriter, r *http.Request) {
-		// Streams are hijacked connections, which httptest.Server.Close
-		// does not wait for: Close closes them (WithShutdown) and waits.
-		s.streams.Add(1)
-		defer s.streams.Done()
-		listen.ServeHTTP(w, r)
-	})
-	// Everything the mux does not match is served by serveAPI, which
-	// answers JSON also for unknown routes (the mux itself would answer
-	// plain text).
 	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// Only an exact match: for a path that cleans to a pattern
-		// (e.g. "/v1//listen") the mux would answer a redirect without
-		// a JSON body; serveAPI answers it 404 NOT_FOUND instead.
-		if h, pattern := mux.Handler(r); pattern != "" && pattern == r.URL.Path {
-			h.ServeHTTP(w, r)
+		if r.URL.Path == "/v1/listen" {
+			// Streams are hijacked connections, which httptest.Server.Close
+			// does not wait for: Close closes them (WithShutdown) and waits.
+			s.streams.Add(1)
+			defer s.streams.Done()
+			listen.ServeHTTP(w, r)
 			return
 		}
-		s.serveAPI(w, r)
+		s.serveAPI(w, r) // every other path, unknown ones too (404 in JSON)
 	})
 
 	if !cfg.noListener {
@@ -274,11 +277,12 @@ func (s *Server) Close() {
 // addKey stores a new key. s.mu must be held, or s not yet shared.
 func (s *Server) addKey(secret, comment string, scopes, tags []string, expires time.Time) *keyRecord {
 	k := &keyRecord{
-		id:      newUUID(),
+		id:      fakelisten.NewUUID(),
 		secret:  secret,
 		comment: comment,
 		scopes:  append([]string(nil), scopes...),
 		tags:    append([]string(nil), tags...),
+		rights:  rightsOf(scopes),
 		created: s.now(),
 		expires: expires,
 	}
@@ -297,13 +301,4 @@ func newSecret() string {
 	b := make([]byte, 20)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// newUUID returns a random (version 4) UUID string.
-func newUUID() string {
-	b := make([]byte, 16)
-	rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
