@@ -5,7 +5,7 @@ go 1.25.0
 require (
 	github.com/chromedp/cdproto v0.159.0
 	github.com/chromedp/chromedp v0.23.0
-	github.com/deepgram/deepgram-go-sdk/v3 v3.5.0
+	github.com/deepgram/deepgram-go-sdk/v3 v3.6.0
 	github.com/dvonthenen/websocket v1.5.1-dyv.2
 	github.com/jarcoal/httpmock v1.4.1
 	github.com/stretchr/testify v1.11.1

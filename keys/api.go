@@ -26,14 +26,16 @@ type keyJSON struct {
 	ExpirationDate string   `json:"expiration_date,omitempty"`
 }
 
-func (k keyJSON) toKey(op string) (Key, error) {
+// toKey converts k. Its error, without the "keys: " prefix, names the time
+// field that does not parse and quotes its value.
+func (k keyJSON) toKey() (Key, error) {
 	out := Key{ID: k.APIKeyID, Secret: k.Key, Comment: k.Comment, Scopes: k.Scopes, Tags: k.Tags}
 	var err error
 	if out.Created, err = parseTime(k.Created); err != nil {
-		return Key{}, fmt.Errorf("keys: %s: key %s: created: %w", op, k.APIKeyID, err)
+		return Key{}, fmt.Errorf("created: %w", err)
 	}
 	if out.Expires, err = parseTime(k.ExpirationDate); err != nil {
-		return Key{}, fmt.Errorf("keys: %s: key %s: expiration_date: %w", op, k.APIKeyID, err)
+		return Key{}, fmt.Errorf("expiration_date: %w", err)
 	}
 	return out, nil
 }
@@ -97,10 +99,13 @@ func checkSpec(s Spec, now time.Time) (createRequest, error) {
 // Create creates a key (POST /v1/projects/{project}/keys) and returns it
 // with its Secret, which Deepgram shows only in this answer.
 //
-// The spec is checked before any network call. An error that is not an
-// [*APIError] (a timeout, a lost connection, an answer that does not parse)
-// leaves it unknown whether the key was created: give keys a recognisable
-// comment or tag so they can be found with [Client.List].
+// The spec is checked before any network call. An [*UnusableKeyError] means
+// the key was created but the answer lacks its secret or has a time that
+// does not parse: delete the key by its KeyID. Any other error that is not
+// an [*APIError] (a timeout, a lost connection, an answer that does not
+// parse or names no key) leaves it unknown whether the key was created:
+// give keys a recognisable comment or tag so they can be found with
+// [Client.List].
 func (c *Client) Create(ctx context.Context, s Spec) (*Key, error) {
 	const op = "create key"
 	req, err := checkSpec(s, time.Now())
@@ -115,12 +120,17 @@ func (c *Client) Create(ctx context.Context, s Spec) (*Key, error) {
 	if err := c.call(ctx, op, http.MethodPost, "v1/projects/%s/keys", nil, req, &out, project); err != nil {
 		return nil, err
 	}
-	if out.APIKeyID == "" || out.Key == "" {
-		return nil, fmt.Errorf("keys: %s: deepgram answered success without api_key_id or key; a key may have been created", op)
+	if out.APIKeyID == "" {
+		return nil, fmt.Errorf("keys: %s: deepgram answered success without api_key_id; a key may have been created", op)
 	}
-	k, err := out.toKey(op)
+	if out.Key == "" {
+		return nil, &UnusableKeyError{KeyID: out.APIKeyID, Err: errors.New("its answer has no secret (key)")}
+	}
+	k, err := out.toKey()
 	if err != nil {
-		return nil, err
+		// A time field could echo anything, the secret included.
+		msg := strings.ReplaceAll(err.Error(), out.Key, redacted)
+		return nil, &UnusableKeyError{KeyID: out.APIKeyID, Err: fmt.Errorf("its answer has an unusable %s", msg)}
 	}
 	return &k, nil
 }
@@ -180,9 +190,9 @@ func (c *Client) list(ctx context.Context, statuses ...string) ([]Key, error) {
 				continue
 			}
 			seen[item.APIKey.APIKeyID] = true
-			k, err := item.APIKey.toKey(op)
+			k, err := item.APIKey.toKey()
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("keys: %s: key %s: %w", op, item.APIKey.APIKeyID, err)
 			}
 			k.Secret = ""
 			keys = append(keys, k)

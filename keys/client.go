@@ -19,8 +19,8 @@ import (
 	restv1 "github.com/deepgram/deepgram-go-sdk/v3/pkg/client/rest/v1"
 )
 
-// Version is this library's version, sent in the User-Agent header.
-const Version = "0.1.0"
+// version is this library's version, sent in the User-Agent header.
+const version = "0.1.0"
 
 // Client calls Deepgram's key management and grant-token APIs for one
 // project. It is built on the official Go SDK's REST client (its
@@ -92,7 +92,7 @@ func New(apiKey, projectID string, opts ...Option) (*Client, error) {
 		hcCopy.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	}
 
-	ua := "dglease/" + Version + " " + sdkinterfaces.DgAgent
+	ua := "dglease/" + version + " " + sdkinterfaces.DgAgent
 	if o.userAgent != "" {
 		ua = o.userAgent + " " + ua
 	}
@@ -141,10 +141,7 @@ func (c *Client) String() string {
 	return fmt.Sprintf("keys.Client{Host:%q Project:%q APIKey:%q}", c.host, p, redacted)
 }
 
-// GoString is String: %#v never shows the API key.
-func (c *Client) GoString() string { return c.String() }
-
-// Format prints the redacted description for every verb.
+// Format prints the redacted description for every verb, %#v included.
 func (c *Client) Format(f fmt.State, verb rune) { formatRedacted(f, verb, c.String()) }
 
 // LogValue implements [slog.LogValuer]: the API key is redacted.
@@ -259,7 +256,7 @@ func (c *Client) call(ctx context.Context, op string, method, path string, query
 		// Scrub before parsing (truncation could cut the key in two) and
 		// after (JSON escapes); every field ends up in Error().
 		body := bytes.ReplaceAll(capt.body, []byte(*c.apiKey), []byte(redacted))
-		e := ParseError(capt.status, capt.header, body, time.Now())
+		e := parseError(capt.status, capt.header, body, time.Now())
 		e.Op = op
 		e.Code, e.Message, e.RequestID = c.scrub(e.Code), c.scrub(e.Message), c.scrub(e.RequestID)
 		return e

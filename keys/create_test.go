@@ -3,8 +3,10 @@ package keys_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -195,6 +197,98 @@ func TestCreateAccepts201(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "key-1", got.ID)
 	assert.Equal(t, newSecret, got.Secret)
+}
+
+// A create answer that names its key but cannot be used returns the key's
+// ID in an *UnusableKeyError, so that the caller can delete the key; one
+// that names no key has nothing to delete.
+func TestCreateUnusableAnswer(t *testing.T) {
+	const created = `"created":"2025-01-02T03:04:05Z"`
+	tests := []struct {
+		name      string
+		answer    string
+		wantKeyID string // "" when no *UnusableKeyError is wanted
+		wantText  string
+	}{
+		{
+			name:      "no secret",
+			answer:    `{"api_key_id":"key-1","scopes":["usage:write"],` + created + `}`,
+			wantKeyID: "key-1",
+			wantText:  "no secret",
+		},
+		{
+			name:      "empty secret",
+			answer:    `{"api_key_id":"key-1","key":"","scopes":["usage:write"],` + created + `}`,
+			wantKeyID: "key-1",
+			wantText:  "no secret",
+		},
+		{
+			name:      "created does not parse",
+			answer:    `{"api_key_id":"key-2","key":"` + newSecret + `","scopes":["usage:write"],"created":"yesterday"}`,
+			wantKeyID: "key-2",
+			wantText:  `created: "yesterday" is not an RFC 3339 time`,
+		},
+		{
+			name:      "expiration_date does not parse",
+			answer:    `{"api_key_id":"key-3","key":"` + newSecret + `","scopes":["usage:write"],` + created + `,"expiration_date":"tomorrow"}`,
+			wantKeyID: "key-3",
+			wantText:  `expiration_date: "tomorrow" is not an RFC 3339 time`,
+		},
+		{
+			name:      "created echoes the secret",
+			answer:    `{"api_key_id":"key-4","key":"` + newSecret + `","scopes":["usage:write"],"created":"` + newSecret + `"}`,
+			wantKeyID: "key-4",
+			wantText:  `created: "[REDACTED]"`,
+		},
+		{
+			name:     "no api_key_id",
+			answer:   `{"key":"` + newSecret + `","scopes":["usage:write"],` + created + `}`,
+			wantText: "without api_key_id",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, mock := newClient(t, testProject)
+			mock.RegisterResponder(http.MethodPost, keysURL, jsonResponder(200, tt.answer))
+
+			got, err := c.Create(context.Background(), keys.Spec{Scopes: []string{"usage:write"}, TTL: time.Minute})
+
+			assert.Nil(t, got)
+			require.Error(t, err)
+			assertNoSecret(t, "error", err.Error())
+			assert.True(t, strings.HasPrefix(err.Error(), "keys: create key: "), "message %q", err)
+			assert.Contains(t, err.Error(), tt.wantText)
+			var apiErr *keys.APIError
+			assert.False(t, errors.As(err, &apiErr), "a 2xx is not an APIError")
+
+			var unusable *keys.UnusableKeyError
+			if tt.wantKeyID == "" {
+				assert.False(t, errors.As(err, &unusable), "no key named, nothing to delete")
+				return
+			}
+			require.ErrorAs(t, err, &unusable)
+			assert.Equal(t, tt.wantKeyID, unusable.KeyID)
+			require.Error(t, unusable.Err)
+			assert.Equal(t, unusable.Err, errors.Unwrap(err), "Unwrap returns Err")
+			assertNoSecret(t, "Err", unusable.Err.Error())
+			assert.Contains(t, err.Error(), "deepgram created key "+tt.wantKeyID+" but ")
+			assert.True(t, strings.HasSuffix(err.Error(), "; delete it"), "message %q", err)
+		})
+	}
+}
+
+// The ID an *UnusableKeyError carries is the one to delete.
+func TestUnusableKeyErrorKeyIDDeletes(t *testing.T) {
+	c, mock := newClient(t, testProject)
+	mock.RegisterResponder(http.MethodPost, keysURL, jsonResponder(200, `{"api_key_id":"key-1","scopes":["usage:write"],"created":"2025-01-02T03:04:05Z"}`))
+	rec := &recorder{}
+	mock.RegisterResponder(http.MethodDelete, keysURL+"/key-1", rec.wrap(jsonResponder(200, `{"message":"deleted"}`)))
+
+	_, err := c.Create(context.Background(), keys.Spec{Scopes: []string{"usage:write"}, TTL: time.Minute})
+	var unusable *keys.UnusableKeyError
+	require.ErrorAs(t, err, &unusable)
+	require.NoError(t, c.Delete(context.Background(), unusable.KeyID))
+	assert.Equal(t, "/v1/projects/"+testProject+"/keys/key-1", rec.only(t).URL.Path)
 }
 
 func TestKeyExpired(t *testing.T) {

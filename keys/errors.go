@@ -110,6 +110,30 @@ func (e *APIError) Temporary() bool {
 	return e.StatusCode == http.StatusRequestTimeout || e.StatusCode == http.StatusTooManyRequests || e.StatusCode >= 500
 }
 
+// UnusableKeyError is returned by [Client.Create] when Deepgram answered
+// success and named the key it created (KeyID), but the answer cannot be
+// used: the secret is missing, or a time does not parse. The key exists and
+// works until it expires: delete it with Client.Delete(ctx, e.KeyID).
+//
+//	var unusable *keys.UnusableKeyError
+//	if errors.As(err, &unusable) { c.Delete(ctx, unusable.KeyID) }
+//
+// Neither its message nor Err holds the key's secret.
+type UnusableKeyError struct {
+	// KeyID is the api_key_id Deepgram created.
+	KeyID string
+	// Err is what is wrong with the answer.
+	Err error
+}
+
+// Error names the key to delete and what is wrong with the answer.
+func (e *UnusableKeyError) Error() string {
+	return fmt.Sprintf("keys: create key: deepgram created key %s but %v; delete it", e.KeyID, e.Err)
+}
+
+// Unwrap returns Err.
+func (e *UnusableKeyError) Unwrap() error { return e.Err }
+
 // errorBody holds both JSON error shapes Deepgram uses.
 type errorBody struct {
 	// legacy shape
@@ -123,18 +147,15 @@ type errorBody struct {
 	RequestID string `json:"request_id"`
 }
 
-// ParseError turns a non-2xx answer into an *APIError. body is the answer's
+// parseError turns a non-2xx answer into an *APIError. body is the answer's
 // body (any of Deepgram's three shapes: legacy err_code/err_msg, current
 // category/message/details, or plain text); header supplies Retry-After,
-// read relative to now. ParseError never fails: a body it cannot read becomes
+// read relative to now. parseError never fails: a body it cannot read becomes
 // the message, bounded in length and cleaned to valid UTF-8.
-//
-// It is exported for callers that talk to Deepgram themselves and want the
-// same error values.
-func ParseError(status int, header http.Header, body []byte, now time.Time) *APIError {
+func parseError(status int, header http.Header, body []byte, now time.Time) *APIError {
 	e := &APIError{StatusCode: status}
 	if header != nil {
-		e.RetryAfter = ParseRetryAfter(header.Get("Retry-After"), now)
+		e.RetryAfter = parseRetryAfter(header.Get("Retry-After"), now)
 	}
 	trimmed := strings.TrimSpace(string(body))
 	var eb errorBody
@@ -199,10 +220,10 @@ func clean(s string, n int) string {
 	return s[:cut] + "…"
 }
 
-// ParseRetryAfter reads a Retry-After header value: a whole number of
+// parseRetryAfter reads a Retry-After header value: a whole number of
 // seconds or an HTTP-date, taken relative to now. It returns 0 for an empty,
 // invalid, negative or past value, and caps the result at one day.
-func ParseRetryAfter(v string, now time.Time) time.Duration {
+func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
 		return 0

@@ -1,5 +1,8 @@
 package keys
 
+// Version is the version sent in the User-Agent header.
+const Version = version
+
 // SetMaxAnswerBody lowers the success-answer limit for a test and returns
 // the function that restores it.
 func SetMaxAnswerBody(n int64) (restore func()) {

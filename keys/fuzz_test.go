@@ -1,4 +1,4 @@
-package keys_test
+package keys
 
 import (
 	"net/http"
@@ -7,8 +7,6 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/dglease/dglease/keys"
 )
 
 // maxFieldLen bounds Code and RequestID: 512 bytes plus a "…".
@@ -41,7 +39,7 @@ func FuzzParseError(f *testing.F) {
 	}
 	now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
-		e := keys.ParseError(status, http.Header{"Retry-After": {string(body)}}, body, now)
+		e := parseError(status, http.Header{"Retry-After": {string(body)}}, body, now)
 		if e == nil {
 			t.Fatal("nil *APIError")
 		}
@@ -90,12 +88,12 @@ func FuzzParseRetryAfter(f *testing.F) {
 	f.Add("Wed, 21 Oct 2015 07:28:00 GMT", int64(-1<<62))
 	f.Add("60", int64(1<<62))
 	f.Fuzz(func(t *testing.T, v string, nowOffset int64) {
-		got := keys.ParseRetryAfter(v, now.Add(time.Duration(nowOffset)))
+		got := parseRetryAfter(v, now.Add(time.Duration(nowOffset)))
 		if got < 0 {
-			t.Errorf("ParseRetryAfter(%q) = %v, negative", v, got)
+			t.Errorf("parseRetryAfter(%q) = %v, negative", v, got)
 		}
 		if got > 24*time.Hour {
-			t.Errorf("ParseRetryAfter(%q) = %v, more than a day", v, got)
+			t.Errorf("parseRetryAfter(%q) = %v, more than a day", v, got)
 		}
 	})
 }

@@ -68,9 +68,6 @@ func (k Key) String() string {
 		k.ID, redactIfSet(k.Secret), k.Comment, k.Scopes, k.Tags, fmtTime(k.Created), fmtTime(k.Expires))
 }
 
-// GoString is String: %#v never shows the secret.
-func (k Key) GoString() string { return k.String() }
-
 // Format prints the redacted description for every verb, so that no verb
 // (%v, %+v, %#v, %s, %q, %x, %d, ...) can reach the Secret field.
 func (k Key) Format(f fmt.State, verb rune) { formatRedacted(f, verb, k.String()) }
@@ -133,10 +130,7 @@ func (t Token) String() string {
 	return fmt.Sprintf("keys.Token{Secret:%q Expires:%s}", redactIfSet(t.Secret), fmtTime(t.Expires))
 }
 
-// GoString is String: %#v never shows the secret.
-func (t Token) GoString() string { return t.String() }
-
-// Format prints the redacted description for every verb.
+// Format prints the redacted description for every verb, %#v included.
 func (t Token) Format(f fmt.State, verb rune) { formatRedacted(f, verb, t.String()) }
 
 // MarshalJSON encodes the token with its secret redacted; see

@@ -89,7 +89,7 @@ func TestKeyPrintsRedacted(t *testing.T) {
 	// The redacted form still says which key it is.
 	assertShows(t, "a Key with +v", fmt.Sprintf("%+v", k), "key-1", "[REDACTED]")
 	assertShows(t, "a struct holding a Key with +v", fmt.Sprintf("%+v", struct{ K keys.Key }{k}), "[REDACTED]")
-	assert.True(t, k.String() == fmt.Sprintf("%#v", k), "a Key's GoString is its String")
+	assert.True(t, k.String() == fmt.Sprintf("%#v", k), "%#v of a Key is its String (Format handles %#v)")
 	assert.True(t, fmt.Sprintf("%q", k.String()) == fmt.Sprintf("%q", k), "a Key with q quotes its String")
 }
 
@@ -115,6 +115,7 @@ func TestTokenPrintsRedacted(t *testing.T) {
 		assertRedacted(t, fmt.Sprint(v), name+" Sprint")
 	}
 	assertShows(t, "Token.String()", tok.String(), "[REDACTED]", "2025-01-02T03:05:05Z")
+	assert.True(t, tok.String() == fmt.Sprintf("%#v", tok), "%#v of a Token is its String (Format handles %#v)")
 }
 
 func TestClientPrintsRedacted(t *testing.T) {
@@ -131,6 +132,7 @@ func TestClientPrintsRedacted(t *testing.T) {
 		assertRedacted(t, fmt.Sprint(v), name+" Sprint")
 	}
 	assertShows(t, "a Client with v", fmt.Sprintf("%v", c), testHost, testProject, "[REDACTED]")
+	assert.True(t, c.String() == fmt.Sprintf("%#v", c), "%#v of a *Client is its String (Format handles %#v)")
 }
 
 func TestSlogRedacts(t *testing.T) {

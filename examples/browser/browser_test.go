@@ -55,8 +55,8 @@ func TestBrowserStreamsWithDeletedKey(t *testing.T) {
 	if st, ok := e.fake.Key(id); !ok || st.Status != keystest.StatusDeleted {
 		t.Errorf("key %s is %q (known to the fake: %t), want deleted", id, st.Status, ok)
 	}
-	if got := e.fake.DeleteCount(id); got != 1 {
-		t.Errorf("DeleteCount = %d, want 1", got)
+	if st, _ := e.fake.Key(id); st.Deletes != 1 {
+		t.Errorf("KeyState.Deletes = %d, want 1", st.Deletes)
 	}
 
 	// The deleted key can open no new stream.

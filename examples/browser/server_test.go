@@ -77,7 +77,8 @@ func TestReleaseDeletesKey(t *testing.T) {
 		synctest.Wait() // the deleter and the hooks have done their work
 		assert.Equal(t, time.Duration(0), time.Since(start), "no time passed: the TTL did not do it")
 		assert.Equal(t, keystest.StatusDeleted, h.keyStatus(c.KeyID))
-		assert.Equal(t, 1, h.fake.DeleteCount(c.KeyID))
+		fk, _ := h.fake.Key(c.KeyID)
+		assert.Equal(t, 1, fk.Deletes, "API deletes")
 		assert.Zero(t, h.s.leases.Stats().Live, "the lease has ended")
 
 		st := b.status(c.LeaseID)
@@ -88,7 +89,8 @@ func TestReleaseDeletesKey(t *testing.T) {
 		// Releasing again is harmless.
 		assert.Equal(t, http.StatusOK, b.release(c.LeaseID))
 		synctest.Wait()
-		assert.Equal(t, 1, h.fake.DeleteCount(c.KeyID))
+		fk, _ = h.fake.Key(c.KeyID)
+		assert.Equal(t, 1, fk.Deletes, "API deletes")
 	})
 }
 

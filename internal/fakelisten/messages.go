@@ -1,7 +1,8 @@
 package fakelisten
 
 // Wire shapes of the messages the fake sends, field for field as the
-// Deepgram Go SDK v3.5.0 decodes them (pkg/api/listen/v1/websocket/interfaces).
+// Deepgram Go SDK v3.6.0 decodes them (pkg/api/listen/v1/websocket/interfaces,
+// unchanged since v3.5.0).
 
 // Message types the server sends.
 const (

@@ -43,7 +43,8 @@
 // Faults are injected per call kind ([Op]) with [Server.Fail],
 // [Server.SetLatency], [Server.Hang] and [Server.LoseAnswer]; what
 // happened is read back with [Server.Keys], [Server.LiveKeys],
-// [Server.Requests] and [Server.DeleteCount]. Everything is per Server:
+// [Server.Key] (its [KeyState.Deletes] counts API deletes) and
+// [Server.Requests]. Everything is per Server:
 // there is no package-level state to reset.
 //
 // # Where the fake differs from Deepgram

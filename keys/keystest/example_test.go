@@ -36,7 +36,8 @@ func ExampleNewServer() {
 		fmt.Println("first delete:", apiErr.StatusCode, "retry after", apiErr.RetryAfter)
 	}
 	fmt.Println("second delete:", c.Delete(ctx, k.ID))
-	fmt.Println("deleted once:", s.DeleteCount(k.ID) == 1)
+	st, _ := s.Key(k.ID)
+	fmt.Println("deleted once:", st.Deletes == 1)
 	fmt.Println("live keys:", len(s.LiveKeys())) // the admin key
 	// Output:
 	// secret is 40 hex characters: true

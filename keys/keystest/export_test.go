@@ -1,5 +1,8 @@
 package keystest
 
+// ErrClosed is what RoundTrip returns once the server is closed.
+var ErrClosed = errClosed
+
 // WaitStarted makes s send, on the returned channel, the op of each call
 // that is about to wait on a hang or on latency ([Server.Hang],
 // [Server.SetLatency]), so that a test can give up only once the server

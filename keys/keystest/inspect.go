@@ -37,7 +37,8 @@ type KeyState struct {
 	// zero if it was not.
 	DeletedAt time.Time
 	// Deletes is how many DELETE calls for this key succeeded (0 or 1: a
-	// second one answers 404). A revoke does not count.
+	// second one answers 404), to assert that a key was deleted exactly
+	// once through the API. A revoke does not count.
 	Deletes int
 }
 
@@ -127,17 +128,6 @@ func (s *Server) Requests() []Request {
 	return slices.Clone(s.requests)
 }
 
-// DeleteCount returns how many DELETE calls for key id succeeded: 0 or 1.
-// Use it to assert that a key was deleted exactly once through the API.
-func (s *Server) DeleteCount(id string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if k := s.byID[id]; k != nil {
-		return deleteCount(k)
-	}
-	return 0
-}
-
 // deleteCount is how many DELETE calls for k succeeded: 0 or 1.
 func deleteCount(k *keyRecord) int {
 	if k.deletedByAPI {
@@ -182,7 +172,7 @@ func (s *Server) AddKey(spec keys.Spec) keys.Key {
 // RevokeKey deletes key id behind the client's back, as another admin or
 // Deepgram's console would: it stops authenticating at once (the admin key
 // too: see [Server.AdminKeyID]) and is no longer listed. It does not count
-// in [Server.DeleteCount]. It reports whether the key existed and was not
+// in [KeyState.Deletes]. It reports whether the key existed and was not
 // yet deleted.
 func (s *Server) RevokeKey(id string) bool {
 	s.mu.Lock()

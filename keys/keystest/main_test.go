@@ -5,6 +5,7 @@ import (
 
 	"github.com/dglease/dglease/internal/testenv"
 
+	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
 	"github.com/dglease/dglease/keys/keystest"
@@ -19,4 +20,14 @@ func TestMain(m *testing.M) {
 func memServer(t *testing.T, opts ...keystest.Option) *keystest.Server {
 	t.Helper()
 	return keystest.NewServer(t, append([]keystest.Option{keystest.WithoutListener()}, opts...)...)
+}
+
+// deletes is how many DELETE calls for key id succeeded, as
+// [keystest.KeyState.Deletes] reports; it fails the test if s never held
+// the key.
+func deletes(t *testing.T, s *keystest.Server, id string) int {
+	t.Helper()
+	st, ok := s.Key(id)
+	require.True(t, ok, "the server never held key %s", id)
+	return st.Deletes
 }

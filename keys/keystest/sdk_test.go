@@ -22,7 +22,7 @@ import (
 	"github.com/dglease/dglease/keys/keystest"
 )
 
-// The official SDK (v3.5.0) talks to the socket server. Its constructors
+// The official SDK (v3.6.0) talks to the socket server. Its constructors
 // read DEEPGRAM_* variables, hence testenv.ClearDeepgramProcess in TestMain;
 // client.New/Init are not used (Init calls flag.Parse).
 func TestOfficialSDK(t *testing.T) {
@@ -60,7 +60,7 @@ func TestOfficialSDK(t *testing.T) {
 		var msg managetypes.MessageResult
 		require.NoError(t, mc.APIRequest(t.Context(), "DELETE", version.KeysByIDURI, nil, &msg, s.ProjectID(), created.APIKeyID))
 		assert.Equal(t, "Successfully deleted the API key!", msg.Message)
-		assert.Equal(t, 1, s.DeleteCount(created.APIKeyID))
+		assert.Equal(t, 1, deletes(t, s, created.APIKeyID))
 
 		err = mc.APIRequest(t.Context(), "DELETE", version.KeysByIDURI, nil, &msg, s.ProjectID(), created.APIKeyID)
 		var se *interfaces.StatusError

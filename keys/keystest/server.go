@@ -168,14 +168,11 @@ func Start(opts ...Option) (*Server, error) {
 	return s, nil
 }
 
-// String describes the server without its secrets; %v and %#v of a
-// *Server print the same.
+// String describes the server without its secrets; every fmt verb of a
+// *Server, %#v included, prints the same (see [Server.Format]).
 func (s *Server) String() string {
 	return fmt.Sprintf("keystest.Server{URL:%q Project:%q AdminKey:%q}", s.URL, s.projectID, "[REDACTED]")
 }
-
-// GoString is String.
-func (s *Server) GoString() string { return s.String() }
 
 // Format prints String for every verb, so no verb reaches a secret.
 func (s *Server) Format(f fmt.State, verb rune) {

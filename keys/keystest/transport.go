@@ -10,9 +10,9 @@ import (
 	"syscall"
 )
 
-// ErrClosed (read-only) is returned by [Server.Transport]'s RoundTrip once the server
+// errClosed is returned by [Server.Transport]'s RoundTrip once the server
 // is closed, and for calls that were hanging when it closed.
-var ErrClosed = errors.New("keystest: server closed")
+var errClosed = errors.New("keystest: server closed")
 
 // errAnswerLost is returned by RoundTrip for a call whose answer was lost
 // (see [Server.LoseAnswer]). It matches syscall.ECONNRESET.
@@ -26,8 +26,8 @@ var errAnswerLost = fmt.Errorf("keystest: connection reset, answer lost: %w", sy
 // RoundTrip reads and closes the request body before serving it, honours
 // the request context (a call waiting on latency or a hang ends when the
 // context is done, and RoundTrip returns the context's error), and returns
-// an error matching syscall.ECONNRESET for a lost answer and [ErrClosed]
-// after Close. It is safe for concurrent use.
+// an error matching syscall.ECONNRESET for a lost answer and a
+// "keystest: server closed" error after Close. It is safe for concurrent use.
 func (s *Server) Transport() http.RoundTripper { return memTransport{s} }
 
 type memTransport struct{ s *Server }
@@ -50,7 +50,7 @@ func (t memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
-		return nil, ErrClosed
+		return nil, errClosed
 	}
 	s.inflight.Add(1)
 	s.mu.Unlock()
@@ -71,7 +71,7 @@ func (t memTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		select {
 		case <-s.done:
-			return nil, ErrClosed
+			return nil, errClosed
 		default:
 		}
 		return nil, errAnswerLost
