@@ -8,8 +8,15 @@
 //
 //	leases, err := lease.New(client)            // client from keys.New
 //	l, err := leases.Acquire(ctx, userID)       // scoped key, server-side TTL, rate-limited per user
-//	if err != nil { ... }
-//	defer l.Release()                           // deletion guaranteed, retried, never blocks
+//	if err != nil { ... }                       // a *lease.DeniedError (ErrDenied) says when to retry
+//	defer l.Release()                           // returns at once; deletion is guaranteed and retried
+//	stream(l.Secret())
+//
+// A handler that gives the credential to a browser must not end the lease
+// when it returns: it sends the page the lease's Subprotocol, detaches the
+// lease (Lease.Detach, or leak detection deletes the key of the dropped
+// *Lease early) and releases it by ID (Manager.Release) once the page
+// reports its WebSocket open. See the README and examples/browser.
 //
 // Which package to import:
 //
@@ -19,7 +26,7 @@
 //   - [github.com/dglease/dglease/keys/keystest]: a fake Deepgram (keys,
 //     grant tokens, /v1/listen) for unit tests without a network.
 //   - [github.com/dglease/dglease/lease]: leases with guaranteed deletion,
-//     hooks, per-user rate limits and sweeping.
+//     synchronous hooks, per-user rate limits and sweeping.
 //
 // This package itself has no code; it documents the module.
 package dglease

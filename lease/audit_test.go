@@ -20,7 +20,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"golang.org/x/time/rate"
 	"k8s.io/klog/v2"
 
 	"github.com/dglease/dglease/internal/testenv"
@@ -236,7 +235,7 @@ func auditEnvironment(t *testing.T) {
 				_ = klogFlags.Set("alsologtostderr", "false")
 				klog.SetOutput(&klogged)
 			}
-			m, err := lease.New(client, lease.WithRateLimit(rate.Inf, 1), lease.WithHooks(lease.LogHooks(logger)))
+			m, err := lease.New(client, lease.WithRateLimit(0, 1), lease.WithHooks(lease.LogHooks(logger)))
 			check(err, "New")
 			if err != nil {
 				return
@@ -278,7 +277,7 @@ func auditEnvironment(t *testing.T) {
 			show(m.Undeleted())
 			check(err, "Close")
 
-			g, err := lease.New(client, lease.WithRateLimit(rate.Inf, 1), lease.WithGrantTokens(), lease.WithHooks(lease.LogHooks(logger)))
+			g, err := lease.New(client, lease.WithRateLimit(0, 1), lease.WithGrantTokens(), lease.WithHooks(lease.LogHooks(logger)))
 			check(err, "New (grant)")
 			if err == nil {
 				l, err := g.Acquire(ctx, "env-grant")

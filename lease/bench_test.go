@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -19,7 +20,6 @@ import (
 	sdkmanage "github.com/deepgram/deepgram-go-sdk/v3/pkg/client/manage"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
 
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
@@ -27,7 +27,9 @@ import (
 )
 
 // stub is an instant, stateless KeyService that counts concurrent deletes:
-// it isolates the lease package's own costs.
+// it isolates the lease package's own costs. Create returns what
+// keys.Client.Create returns for a real answer: a fresh 40-character secret
+// and the key's comment, scopes, tags and times, each its own allocation.
 type stub struct {
 	n          atomic.Int64
 	inDelete   atomic.Int64
@@ -38,7 +40,16 @@ type stub struct {
 
 func (s *stub) Create(ctx context.Context, spec keys.Spec) (*keys.Key, error) {
 	id := s.n.Add(1)
-	return &keys.Key{ID: fmt.Sprintf("key-%d", id), Secret: "0123456789abcdef0123456789abcdef01234567", Scopes: spec.Scopes, Expires: time.Now().Add(spec.TTL)}, nil
+	now := time.Now()
+	return &keys.Key{
+		ID:      fmt.Sprintf("%08x-0000-4000-8000-%012x", id, id), // a UUID, as Deepgram's
+		Secret:  fmt.Sprintf("%040x", id),
+		Comment: strings.Clone(spec.Comment),
+		Scopes:  slices.Clone(spec.Scopes),
+		Tags:    slices.Clone(spec.Tags),
+		Created: now,
+		Expires: now.Add(spec.TTL),
+	}, nil
 }
 
 func (s *stub) Delete(ctx context.Context, id string) error {
@@ -87,28 +98,51 @@ func sdkCreateDelete(b *testing.B, c *sdkmanage.Client, project string) {
 	}
 }
 
+// noopHooks sets every hook to a function that does nothing: the figures
+// below are taken with hooks set, as a user with logging or metrics has.
+var noopHooks = lease.Hooks{
+	OnAcquire: func(lease.Event) {},
+	OnRelease: func(lease.Event) {},
+	OnDenied:  func(lease.Event) {},
+	OnError:   func(lease.Event) {},
+	OnLeak:    func(lease.Event) {},
+}
+
+// cpuTime is the CPU time (user plus system) the process has used so far,
+// on every core: unlike wall time it counts the deleter's work on another
+// core.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkLeaseOverhead runs the official SDK's create+delete and
-// Acquire+Release (with its deletion) alternately on the same in-memory
-// fake and reports their ratio: the lease package's overhead.
+// Acquire+Release (with its deletion, hooks set) alternately on the same
+// in-memory fake and reports their ratio, by wall and by CPU time: the
+// lease package's overhead.
 func BenchmarkLeaseOverhead(b *testing.B) {
 	srv := keystest.NewServer(b, keystest.WithoutListener())
 	sdk := sdkmanage.New(srv.AdminKey(), &sdkinterfaces.ClientOptions{Host: "http://keystest.invalid"})
 	require.NotNil(b, sdk)
 	sdk.HTTPClient.Client.Transport = srv.Transport()
 	const batch = 200
-	var sdkTime, leaseTime time.Duration
+	var sdkTime, leaseTime, sdkCPU, leaseCPU time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		start := time.Now()
+		start, cpu := time.Now(), cpuTime()
 		for range batch {
 			sdkCreateDelete(b, sdk, srv.ProjectID())
 		}
 		sdkTime += time.Since(start)
+		sdkCPU += cpuTime() - cpu
 
 		// A Manager per batch: its Close waits until the deleter has
 		// deleted every key, without polling beside it.
-		start = time.Now()
-		m, err := lease.New(srv.Client(), lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(batch, batch))
+		start, cpu = time.Now(), cpuTime()
+		m, err := lease.New(srv.Client(), lease.WithRateLimit(0, 1), lease.WithMaxLeases(batch, batch), lease.WithHooks(noopHooks))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -123,16 +157,58 @@ func BenchmarkLeaseOverhead(b *testing.B) {
 			b.Fatal(err)
 		}
 		leaseTime += time.Since(start)
+		leaseCPU += cpuTime() - cpu
 	}
 	b.ReportMetric(float64(sdkTime.Nanoseconds())/float64(b.N*batch), "sdk-ns/pair")
 	b.ReportMetric(float64(leaseTime.Nanoseconds())/float64(b.N*batch), "lease-ns/pair")
-	b.ReportMetric(float64(leaseTime)/float64(sdkTime), "lease/sdk")
+	b.ReportMetric(float64(leaseTime)/float64(sdkTime), "lease/sdk-wall")
+	b.ReportMetric(float64(leaseCPU)/float64(sdkCPU), "lease/sdk-cpu")
+}
+
+// BenchmarkHookCost runs Acquire+Release (and the deletion, until Close)
+// against the instant stub, alternately without hooks and with a no-op
+// function on every hook, and reports what the synchronous hooks add per
+// lease, by wall and by CPU time.
+func BenchmarkHookCost(b *testing.B) {
+	const batch = 1000
+	run := func(opts ...lease.Option) (wall, cpu time.Duration) {
+		start, c := time.Now(), cpuTime()
+		m, err := lease.New(&stub{}, append([]lease.Option{lease.WithRateLimit(0, 1), lease.WithMaxLeases(batch, batch)}, opts...)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range batch {
+			l, err := m.Acquire(context.Background(), "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.Release()
+		}
+		if err := m.Close(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start), cpuTime() - c
+	}
+	var noneWall, noneCPU, hookWall, hookCPU time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w, c := run()
+		noneWall, noneCPU = noneWall+w, noneCPU+c
+		w, c = run(lease.WithHooks(noopHooks))
+		hookWall, hookCPU = hookWall+w, hookCPU+c
+	}
+	n := float64(b.N * batch)
+	b.ReportMetric(float64(noneWall.Nanoseconds())/n, "none-ns/pair")
+	b.ReportMetric(float64(hookWall.Nanoseconds())/n, "hooks-ns/pair")
+	b.ReportMetric(float64(hookCPU-noneCPU)/n, "added-cpu-ns/pair")
+	b.ReportMetric(float64(hookWall)/float64(noneWall), "hooks/none-wall")
+	b.ReportMetric(float64(hookCPU)/float64(noneCPU), "hooks/none-cpu")
 }
 
 // BenchmarkRelease measures the time a caller spends in Release.
 func BenchmarkRelease(b *testing.B) {
 	s := &stub{}
-	m := newManager(b, s, lease.WithMaxLeases(1<<22, 1<<22))
+	m := newManager(b, s, lease.WithMaxLeases(1<<22, 1<<22), lease.WithHooks(noopHooks))
 	ls := make([]*lease.Lease, b.N)
 	for i := range ls {
 		l, err := m.Acquire(context.Background(), "bench")
@@ -160,7 +236,7 @@ func BenchmarkLiveLeases(b *testing.B) {
 	const n = 100000
 	for i := 0; i < b.N; i++ {
 		s := &stub{}
-		m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(n, n), lease.WithTTL(time.Hour))
+		m, err := lease.New(s, lease.WithRateLimit(0, 1), lease.WithMaxLeases(n, n), lease.WithTTL(time.Hour), lease.WithHooks(noopHooks))
 		require.NoError(b, err)
 		runtime.GC()
 		var before, after runtime.MemStats
@@ -193,7 +269,7 @@ func BenchmarkReleaseStorm(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		s := &stub{}
-		m, err := lease.New(s, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(n, n))
+		m, err := lease.New(s, lease.WithRateLimit(0, 1), lease.WithMaxLeases(n, n))
 		require.NoError(b, err)
 		ls := make([]*lease.Lease, n)
 		for j := range ls {
@@ -236,8 +312,7 @@ func leaseGoroutines() int {
 func TestGoroutinesDoNotGrowWithLeases(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := &stub{}
-		m := newManager(t, s, lease.WithMaxLeases(5000, 5000), lease.WithTTL(time.Minute),
-			lease.WithHooks(lease.Hooks{OnAcquire: func(lease.Event) {}}))
+		m := newManager(t, s, lease.WithMaxLeases(5000, 5000), lease.WithTTL(time.Minute), lease.WithHooks(noopHooks))
 		count := func(n int) int {
 			ls := make([]*lease.Lease, n)
 			for i := range ls {

@@ -63,23 +63,6 @@ func TestCloseDoesNotWaitForARunningSweep(t *testing.T) {
 	})
 }
 
-// A hook that never returns delays Close by at most the hook grace period.
-func TestStuckHookDoesNotHangClose(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		srv := fake(t)
-		block := make(chan struct{})
-		m := newManager(t, srv.Client(), lease.WithHooks(lease.Hooks{OnAcquire: func(lease.Event) { <-block }}))
-		l, err := m.Acquire(context.Background(), "u")
-		require.NoError(t, err)
-		l.Release()
-		start := time.Now()
-		require.NoError(t, m.Close(context.Background()))
-		assert.Equal(t, 5*time.Second, time.Since(start), "Close waits for hooks at most 5s")
-		assert.Empty(t, liveIDs(srv), "the key was deleted all the same")
-		close(block) // lets the dispatcher goroutine end
-	})
-}
-
 // createThenHang creates the key on the fake but never answers until its
 // context ends: a create Deepgram carried out whose answer Close cut off.
 type createThenHang struct {
@@ -156,5 +139,146 @@ func TestAcquireNeverReturnsAnEndedLease(t *testing.T) {
 		require.NoError(t, m.Close(context.Background()))
 		assert.Empty(t, liveIDs(srv), "every key was deleted")
 		assert.Len(t, srv.Keys(), 201, "200 keys were created")
+	})
+}
+
+// A delete answered with a Retry-After longer than the key has left to
+// live is given up at once (the key stops working by itself then): Close
+// without a deadline returns at once instead of waiting an hour.
+func TestCloseNeverWaitsPastKeyExpiry(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv.Client())
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		srv.Fail(keystest.OpDelete, keystest.Fault{Status: 429, RetryAfter: time.Hour})
+		start := time.Now()
+		err = m.Close(context.Background())
+		assert.Zero(t, time.Since(start), "Close waited for the retry")
+		var ce *lease.CloseError
+		require.ErrorAs(t, err, &ce)
+		require.Len(t, ce.Undeleted, 1)
+		assert.Equal(t, l.KeyID(), ce.Undeleted[0].KeyID)
+		assert.Equal(t, l.ServerExpires(), ce.Undeleted[0].Expires)
+		assert.ErrorContains(t, ce.Undeleted[0].Err, "would come after the key expires")
+		assert.Equal(t, 1, countOps(srv, keystest.OpDelete))
+	})
+}
+
+// stuckService ignores its context: its Create and Delete return only
+// when the test lets them go.
+type stuckService struct {
+	lease.KeyService
+	stuck   chan struct{} // closed to let every call go
+	entered chan string   // each stuck call's op
+}
+
+func (s stuckService) Create(ctx context.Context, spec keys.Spec) (*keys.Key, error) {
+	s.entered <- "create"
+	<-s.stuck
+	return s.KeyService.Create(context.Background(), spec)
+}
+
+func (s stuckService) Delete(ctx context.Context, id string) error {
+	s.entered <- "delete"
+	<-s.stuck
+	return s.KeyService.Delete(context.Background(), id)
+}
+
+// Close returns when its context ends, whatever the KeyService does, and
+// names what it leaves: the key being deleted and the create in flight. A
+// create that answers later has its key reported, not lost.
+func TestCloseReturnsWhenItsContextEndsWhateverTheService(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		api := stuckService{srv.Client(), make(chan struct{}), make(chan string, 2)}
+		var final []string
+		m := newManager(t, api, lease.WithHooks(lease.Hooks{OnError: func(e lease.Event) {
+			if e.Final {
+				final = append(final, e.KeyID)
+			}
+		}}))
+		// A lease whose key is being deleted when Close is called.
+		go func() {
+			l, err := m.Acquire(context.Background(), "alice")
+			if assert.NoError(t, err) {
+				l.Release()
+			}
+		}()
+		assert.Equal(t, "create", <-api.entered)
+		api.stuck <- struct{}{} // let this one create go
+		assert.Equal(t, "delete", <-api.entered)
+		// And an Acquire whose create is in flight.
+		acquired := make(chan error, 1)
+		go func() { _, err := m.Acquire(context.Background(), "bob"); acquired <- err }()
+		assert.Equal(t, "create", <-api.entered)
+
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		err := m.Close(ctx)
+		assert.Equal(t, 100*time.Millisecond, time.Since(start), "Close returned when its context ended")
+		var ce *lease.CloseError
+		require.ErrorAs(t, err, &ce)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		require.Len(t, ce.Undeleted, 1, "the key being deleted")
+		require.Len(t, ce.Unconfirmed, 1, "the create in flight")
+		assert.Equal(t, "bob", ce.Unconfirmed[0].User)
+
+		close(api.stuck) // the service answers at last
+		assert.ErrorIs(t, <-acquired, lease.ErrClosed)
+		synctest.Wait()
+		// alice's delete succeeded late: no longer undeleted. bob's key,
+		// created after Close gave up, is listed and reported, not lost.
+		und := m.Undeleted()
+		require.Len(t, und, 1)
+		assert.Equal(t, "bob", und[0].User)
+		assert.Equal(t, keystest.StatusActive, state(t, srv, und[0].KeyID).Status)
+		assert.Len(t, final, 2, "alice's key when Close gave up, bob's when it arrived")
+		assert.Len(t, liveIDs(srv), 1, "only bob's key, which expires by itself")
+	})
+}
+
+// Flush waits for the keys of leases ended before it, outside any synctest
+// bubble, so a test can assert on the fake right after it.
+func TestFlushWaitsForDeletions(t *testing.T) {
+	srv := keystest.NewServer(t)
+	m := newManager(t, srv.Client(), lease.WithMaxLeases(10, 10))
+	srv.SetLatency(keystest.OpDelete, 20*time.Millisecond)
+	var ids []string
+	for range 3 {
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		ids = append(ids, l.KeyID())
+		l.Release()
+	}
+	live, err := m.Acquire(context.Background(), "alice")
+	require.NoError(t, err)
+	require.NoError(t, m.Flush(context.Background()))
+	for _, id := range ids {
+		assert.Equal(t, keystest.StatusDeleted, state(t, srv, id).Status)
+	}
+	assert.Equal(t, keystest.StatusActive, state(t, srv, live.KeyID()).Status, "Flush ends no live lease")
+	assert.Zero(t, m.Stats().DeletePending)
+}
+
+// Flush returns when its context ends, saying how many deletions are left.
+func TestFlushHonoursItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv.Client())
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		srv.SetLatency(keystest.OpDelete, 5*time.Second)
+		l.Release()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		err = m.Flush(ctx)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.ErrorContains(t, err, "1 keys still pending deletion")
+		require.NoError(t, m.Flush(context.Background()))
+		assert.Equal(t, 5*time.Second, time.Since(start))
+		assert.Equal(t, keystest.StatusDeleted, state(t, srv, l.KeyID()).Status)
 	})
 }

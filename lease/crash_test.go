@@ -20,7 +20,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
 
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
@@ -65,7 +64,7 @@ func TestCrashRecoveryChild(t *testing.T) {
 	}
 	c, err := keys.New(os.Getenv(crashKeyEnv), os.Getenv(crashProjectEnv), keys.WithHost(os.Getenv(crashURLEnv)))
 	require.NoError(t, err)
-	m, err := lease.New(c, lease.WithRateLimit(rate.Inf, 1), lease.WithMaxLeases(10000, 10000), lease.WithTTL(crashTTL))
+	m, err := lease.New(c, lease.WithRateLimit(0, 1), lease.WithMaxLeases(10000, 10000), lease.WithTTL(crashTTL))
 	require.NoError(t, err)
 	// Safety net: a child its parent failed to kill stops by itself.
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -82,7 +81,7 @@ func TestCrashRecoveryChild(t *testing.T) {
 			for ctx.Err() == nil {
 				l, err := m.Acquire(context.Background(), user)
 				switch {
-				case errors.Is(err, lease.ErrRateLimited):
+				case errors.Is(err, lease.ErrDenied):
 					<-ctx.Done() // caps reached: hold what we have
 					return
 				case err != nil:
@@ -95,7 +94,7 @@ func TestCrashRecoveryChild(t *testing.T) {
 				}
 				mu.Lock()
 				held = append(held, l)
-				fmt.Fprintf(os.Stdout, "%s%s\n", crashLinePrefix, l.LeaseID())
+				fmt.Fprintf(os.Stdout, "%s%s\n", crashLinePrefix, l.ID())
 				mu.Unlock()
 			}
 		}()

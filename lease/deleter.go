@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,7 +15,8 @@ import (
 
 // Backoff of the deleter's retries: full jitter in [d/2, d] where d doubles
 // from backoffBase up to backoffMax; a Retry-After answer waits at least
-// that long.
+// that long. No wait runs past the key's server-side expiry: a retry that
+// would come later is given up at once, since the key stops working then.
 const (
 	backoffBase = 250 * time.Millisecond
 	backoffMax  = 30 * time.Second
@@ -32,18 +32,16 @@ type job struct {
 	user          string
 	serverExpires time.Time // after this, the key no longer authenticates
 	attempt       int
+	gen           uint64      // the Flush generation it was added in
 	retry         *time.Timer // set while waiting to be retried; guarded by deleter.mu
 }
 
 // event is the OnError event for a failed delete of j.
 func (j *job) event(err error, final bool) Event {
-	return Event{Kind: EventError, Time: time.Now(), Op: "delete", User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Err: err, Attempt: j.attempt, Final: final}
+	return Event{Time: time.Now(), Op: "delete", User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Err: err, Attempt: j.attempt, Final: final}
 }
 
 // Undeleted is a key the Manager could not delete.
-//
-// A plain value: safe to copy and to read from several goroutines; nothing
-// in it changes after it is returned.
 type Undeleted struct {
 	KeyID   string
 	LeaseID string
@@ -62,7 +60,7 @@ type deleter struct {
 	api        KeyService
 	limit      int
 	timeout    time.Duration
-	events     *dispatcher
+	hooks      *hookSet
 	baseCtx    context.Context
 	baseCancel context.CancelFunc
 
@@ -76,17 +74,28 @@ type deleter struct {
 	deleted   uint64
 	attempts  uint64
 	peak      int
-	idle      chan struct{} // closed when no job is left; nil when idle
 	stopped   bool
 	wg        sync.WaitGroup // running workers
+	// Flush: every job carries the generation it was added in; pending
+	// counts unfinished jobs by generation, and each flush waits until
+	// none of its generation or older is left.
+	gen     uint64
+	pending map[uint64]int
+	flushes []flushWait
 }
 
-func newDeleter(api KeyService, limit int, timeout time.Duration, events *dispatcher) *deleter {
+type flushWait struct {
+	gen  uint64
+	done chan struct{}
+}
+
+func newDeleter(api KeyService, limit int, timeout time.Duration, hooks *hookSet) *deleter {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &deleter{
-		api: api, limit: limit, timeout: timeout, events: events,
+		api: api, limit: limit, timeout: timeout, hooks: hooks,
 		baseCtx: ctx, baseCancel: cancel,
 		inflight: map[string]*job{},
+		pending:  map[uint64]int{},
 	}
 }
 
@@ -94,19 +103,19 @@ func newDeleter(api KeyService, limit int, timeout time.Duration, events *dispat
 // twice: every key gets at most one successful delete from this deleter.
 func (d *deleter) add(j *job) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	if d.stopped {
 		err := errors.New("lease: manager closed before the key could be deleted")
 		d.recordLocked(j, err)
-		d.events.emit(j.event(err, true))
+		d.mu.Unlock()
+		d.hooks.run(d.hooks.errs, j.event(err, true))
 		return
 	}
+	defer d.mu.Unlock()
 	if _, dup := d.inflight[j.keyID]; dup {
 		return
 	}
-	if len(d.inflight) == 0 {
-		d.idle = make(chan struct{})
-	}
+	j.gen = d.gen
+	d.pending[j.gen]++
 	d.inflight[j.keyID] = j
 	d.peak = max(d.peak, len(d.inflight))
 	d.pushLocked(j)
@@ -123,12 +132,32 @@ func (d *deleter) pushLocked(j *job) {
 	}
 }
 
+// work runs queued jobs until none is left. If a hook it runs ends the
+// goroutine (runtime.Goexit), the deferred call replaces it: the job in
+// hand was settled before the hook ran, and the queue is not left without
+// a worker.
 func (d *deleter) work() {
+	normal := false
+	defer func() {
+		if normal {
+			return
+		}
+		d.mu.Lock()
+		d.workers--
+		if len(d.queue) > 0 && !d.stopped {
+			d.workers++
+			d.wg.Add(1)
+			go d.work()
+		}
+		d.mu.Unlock()
+		d.wg.Done()
+	}()
 	for {
 		d.mu.Lock()
 		if len(d.queue) == 0 || d.stopped {
 			d.workers--
 			d.mu.Unlock()
+			normal = true
 			d.wg.Done()
 			return
 		}
@@ -155,27 +184,22 @@ func (d *deleter) attempt(j *job) {
 		d.fail(j, err)
 		return
 	}
-	now := time.Now()
-	if !now.Before(j.serverExpires) {
-		d.fail(j, fmt.Errorf("lease: gave up deleting: the key has expired on Deepgram's side, so Sweep can remove its record: %w", err))
-		return
-	}
 	wait := backoff(j.attempt)
 	var apiErr *keys.APIError
 	if errors.As(err, &apiErr) && apiErr.RetryAfter > wait {
 		wait = apiErr.RetryAfter
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.stopped {
-		// Close gave up while this attempt ran (stop cancelled its
-		// context): final, like the failures stop records itself.
-		err = fmt.Errorf("lease: Close gave up deleting: %w", err)
-		d.events.emit(j.event(err, true))
-		d.failLocked(j, err)
+	if next := time.Now().Add(wait); !next.Before(j.serverExpires) {
+		d.fail(j, fmt.Errorf("lease: gave up deleting: the next attempt (in %s) would come after the key expires on Deepgram's side at %s; it stops working then, and Sweep removes its record: %w",
+			wait.Round(time.Millisecond), j.serverExpires.UTC().Format(time.RFC3339), err))
 		return
 	}
-	d.events.emit(j.event(err, false))
+	d.mu.Lock()
+	if d.stopped || d.inflight[j.keyID] != j {
+		// Close gave up on the key while this attempt ran, and reported it.
+		d.mu.Unlock()
+		return
+	}
 	var t *time.Timer
 	t = time.AfterFunc(wait, func() {
 		d.mu.Lock()
@@ -187,6 +211,8 @@ func (d *deleter) attempt(j *job) {
 		d.pushLocked(j)
 	})
 	j.retry = t
+	d.mu.Unlock()
+	d.hooks.run(d.hooks.errs, j.event(err, false))
 }
 
 // retryable reports whether a delete failure may succeed later: rate
@@ -214,23 +240,26 @@ func (d *deleter) done(j *job) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.deleted++
+	if d.inflight[j.keyID] != j {
+		// Close gave up on the key while this attempt ran, which then
+		// succeeded: it is no longer undeleted.
+		d.forgetLocked(map[string]bool{j.keyID: true})
+		return
+	}
 	d.finishLocked(j)
 }
 
 // fail gives up on j for good.
 func (d *deleter) fail(j *job, err error) {
-	d.events.emit(j.event(err, true))
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.failLocked(j, err)
-}
-
-func (d *deleter) failLocked(j *job, err error) {
 	if d.inflight[j.keyID] != j {
-		return
+		d.mu.Unlock()
+		return // Close gave up on it first, and reported it
 	}
 	d.recordLocked(j, err)
 	d.finishLocked(j)
+	d.mu.Unlock()
+	d.hooks.run(d.hooks.errs, j.event(err, true))
 }
 
 func (d *deleter) recordLocked(j *job, err error) {
@@ -242,75 +271,117 @@ func (d *deleter) recordLocked(j *job, err error) {
 	}
 }
 
+// finishLocked removes j, whose deletion is over, and wakes the flushes
+// that were waiting for it.
 func (d *deleter) finishLocked(j *job) {
-	if d.inflight[j.keyID] != j {
-		return
-	}
 	delete(d.inflight, j.keyID)
-	if len(d.inflight) == 0 && d.idle != nil {
-		close(d.idle)
-		d.idle = nil
+	if d.pending[j.gen]--; d.pending[j.gen] == 0 {
+		delete(d.pending, j.gen)
 	}
+	kept := d.flushes[:0]
+	for _, f := range d.flushes {
+		if d.flushedLocked(f.gen) {
+			close(f.done)
+		} else {
+			kept = append(kept, f)
+		}
+	}
+	clear(d.flushes[len(kept):])
+	d.flushes = kept
 }
 
-// pending reports whether the key is queued, being deleted or waiting.
-func (d *deleter) pending(keyID string) bool {
+// flushedLocked reports whether no job of generation gen or older is left.
+func (d *deleter) flushedLocked(gen uint64) bool {
+	for g := range d.pending {
+		if g <= gen {
+			return false
+		}
+	}
+	return true
+}
+
+// flush returns a channel closed once every job added so far is done, and
+// how many jobs it waits for.
+func (d *deleter) flush() (<-chan struct{}, int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	gen := d.gen
+	d.gen++
+	done := make(chan struct{})
+	if d.flushedLocked(gen) {
+		close(done)
+		return done, 0
+	}
+	d.flushes = append(d.flushes, flushWait{gen: gen, done: done})
+	return done, len(d.inflight)
+}
+
+// isPending reports whether the key is queued, being deleted or waiting.
+func (d *deleter) isPending(keyID string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	_, ok := d.inflight[keyID]
 	return ok
 }
 
-// drain waits until every job is done or ctx ends. When ctx ends first it
-// stops the deleter: retries are cancelled, running calls are cancelled,
-// and every key not deleted is recorded as a failure.
-func (d *deleter) drain(ctx context.Context) {
+// count reports how many keys are pending deletion.
+func (d *deleter) count() int {
 	d.mu.Lock()
-	idle := d.idle
-	d.mu.Unlock()
-	if idle != nil {
-		select {
-		case <-idle:
-		case <-ctx.Done():
-		}
-	}
-	d.stop(ctx.Err())
+	defer d.mu.Unlock()
+	return len(d.inflight)
 }
 
-// stop ends the deleter for good and waits for its workers to return.
+// drain waits until every job is done or ctx ends, then stops the
+// deleter. Once ctx has ended it waits for nothing: what is left is
+// recorded as given up.
+func (d *deleter) drain(ctx context.Context) {
+	done, _ := d.flush()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	d.stop(ctx.Err())
+	// Workers end quickly once the queue is empty and their calls are
+	// cancelled; wait for them as long as ctx allows, so that after Close
+	// the KeyService is no longer called.
+	idle := make(chan struct{})
+	go func() { d.wg.Wait(); close(idle) }()
+	select {
+	case <-idle:
+	case <-ctx.Done():
+	}
+}
+
+// stop ends the deleter for good: retries and running calls are
+// cancelled, and every key not deleted is recorded as given up, with a
+// final OnError each.
 func (d *deleter) stop(cause error) {
 	if cause == nil {
 		cause = errors.New("lease: manager closed")
 	}
+	err := fmt.Errorf("lease: Close gave up deleting: %w", cause)
 	d.mu.Lock()
 	d.stopped = true
-	left := make([]*job, 0, len(d.inflight))
+	var gaveUp []*job
 	for _, j := range d.inflight {
 		if j.retry != nil {
 			j.retry.Stop()
 			j.retry = nil
 		}
-		left = append(left, j)
+		gaveUp = append(gaveUp, j)
+	}
+	sort.Slice(gaveUp, func(a, b int) bool { return gaveUp[a].keyID < gaveUp[b].keyID })
+	for _, j := range gaveUp {
+		d.recordLocked(j, err)
+		d.finishLocked(j)
 	}
 	d.queue = nil
 	d.mu.Unlock()
 	d.baseCancel()
-	// Running attempts end quickly now that their context is cancelled.
-	d.wg.Wait()
-	err := fmt.Errorf("lease: Close gave up deleting: %w", cause)
-	d.mu.Lock()
-	var gaveUp []*job
-	for _, j := range left {
-		if d.inflight[j.keyID] == j {
-			gaveUp = append(gaveUp, j)
-			d.failLocked(j, err)
-		}
-	}
-	d.mu.Unlock()
 	// As for every key the deleter gives up on, a final OnError: hooks
 	// (e.g. LogHooks) see these keys too, not only Close's caller.
 	for _, j := range gaveUp {
-		d.events.emit(j.event(err, true))
+		d.hooks.run(d.hooks.errs, j.event(err, true))
 	}
 }
 
@@ -337,6 +408,10 @@ func (d *deleter) outstanding() int {
 func (d *deleter) forget(ids map[string]bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.forgetLocked(ids)
+}
+
+func (d *deleter) forgetLocked(ids map[string]bool) {
 	kept := d.failures[:0]
 	for _, u := range d.failures {
 		if !ids[u.KeyID] {
@@ -354,59 +429,3 @@ func (d *deleter) undeleted() []Undeleted {
 	sort.Slice(out, func(a, b int) bool { return out[a].KeyID < out[b].KeyID })
 	return out
 }
-
-// CloseError is returned by Close when keys could not be deleted. Each is
-// named; each still expires on Deepgram's side at its Expires time, after
-// which Sweep removes its record.
-//
-// A plain value: safe to copy and to read from several goroutines; nothing
-// in it changes after it is returned.
-type CloseError struct {
-	// Undeleted names the keys not deleted (at most 10,000).
-	Undeleted []Undeleted
-	// Unconfirmed names the Acquire calls whose create got no answer: a
-	// key may exist for each (see [Unconfirmed]).
-	Unconfirmed []Unconfirmed
-	// Total counts the keys the deleter gave up on and no Sweep has removed
-	// since, also past the first 10,000 (which Undeleted lists). Keys past
-	// the first 10,000 are not remembered, so a Sweep that deletes them
-	// does not lower Total.
-	Total int
-	// Err is the context's error when Close's context ended first.
-	Err error
-}
-
-// Error names every undeleted key (the first 20, then a count).
-func (e *CloseError) Error() string {
-	var b strings.Builder
-	n := max(e.Total, len(e.Undeleted))
-	switch {
-	case n > 0 && len(e.Unconfirmed) > 0:
-		fmt.Fprintf(&b, "lease: %d keys could not be deleted and %d creates got no answer (a key may exist for each; it expires by itself and Sweep removes it)", n, len(e.Unconfirmed))
-	case n > 0:
-		fmt.Fprintf(&b, "lease: %d keys could not be deleted", n)
-	default:
-		fmt.Fprintf(&b, "lease: %d creates got no answer (a key may exist for each; it expires by itself and Sweep removes it)", len(e.Unconfirmed))
-	}
-	if e.Err != nil {
-		fmt.Fprintf(&b, " (%v)", e.Err)
-	}
-	for i, u := range e.Undeleted {
-		if i == 20 {
-			fmt.Fprintf(&b, "; and %d more", len(e.Undeleted)-i)
-			break
-		}
-		fmt.Fprintf(&b, "; %s (user %q, expires %s): %v", u.KeyID, u.User, u.Expires.UTC().Format(time.RFC3339), u.Err)
-	}
-	for i, u := range e.Unconfirmed {
-		if i == 20 {
-			fmt.Fprintf(&b, "; and %d more creates", len(e.Unconfirmed)-i)
-			break
-		}
-		fmt.Fprintf(&b, "; create for lease %s (user %q): %v", u.LeaseID, u.User, u.Err)
-	}
-	return b.String()
-}
-
-// Unwrap returns the context error, if any.
-func (e *CloseError) Unwrap() error { return e.Err }

@@ -9,23 +9,26 @@
 //	leases.Sweep(ctx)                         // at start-up: clean up after a crash
 //
 //	l, err := leases.Acquire(ctx, userID)     // rate-limited per user
-//	if err != nil { ... }                     // *DeniedError (ErrRateLimited) says when to retry
+//	if err != nil { ... }                     // a *DeniedError (ErrDenied) says when to retry
 //	defer l.Release()                         // returns at once; deletion is retried in the background
 //	streamWith(l.Secret())
+//
+// To test code that uses a Manager, build it on keys/keystest's fake
+// Deepgram; examples/testing in this module shows a handler with its tests,
+// each showing one technique (synctest bubbles, faults, Flush).
 //
 // # How deletion is guaranteed
 //
 // A lease ends, and its key is handed to the Manager's background deleter,
 // on whichever comes first:
 //
-//  1. Release (idempotent, returns at once, never touches the network);
+//  1. Release (idempotent, never touches the network);
 //  2. the context given to Acquire ending (context.AfterFunc);
 //  3. the lease's TTL passing (one timer per lease, no goroutine);
-//  4. the *Lease becoming unreachable without Release (runtime.AddCleanup):
-//     a caller bug, reported through Hooks.OnLeak. The lease ends at the
-//     Manager's next call or at its TTL, whichever comes first (the
-//     runtime's cleanup goroutine only queues it, so that this path is safe
-//     inside testing/synctest bubbles too);
+//  4. every copy of the Lease becoming unreachable without Release
+//     (runtime.AddCleanup): a caller bug, reported through Hooks.OnLeak.
+//     The Manager ends such a lease within about a second of the
+//     collector finding it, with no call needed from anyone;
 //  5. Manager.Close, which also waits for the deleter and names every key
 //     it could not delete;
 //  6. Sweep, which deletes expired keys carrying this library's marker left
@@ -36,23 +39,30 @@
 // counts as deleted. 401 and 403 are not retried: they are reported through
 // Hooks.OnError and Close. Every key is also created with a server-side
 // expiry (the TTL plus a margin), so a key stops working even if every
-// deletion fails; the deleter stops retrying at that point and Sweep
-// removes the record later.
+// deletion fails; no retry waits past that expiry (the deleter gives up
+// instead, and Sweep removes the record later), so Close never waits on a
+// key that is about to stop working anyway.
 //
 // If the context given to Acquire ends while the key is being created, the
-// create finishes in the background and the key is deleted on arrival.
+// create finishes in the background and the key is deleted on arrival. A
+// key whose create answer names it but cannot be used is deleted at once.
+// Deletion is asynchronous: Manager.Flush waits for it, e.g. in a test
+// before asserting on the fake.
 //
 // # Handing a credential to a browser
 //
 // The HTTP request's context ends when the handler returns, which would
 // end the lease before the browser can use it. Pass
-// context.WithoutCancel(r.Context()) to Acquire, return l.Secret() with
-// Cache-Control: no-store, and Release the lease when the browser reports
-// its WebSocket open (Deepgram checks a credential when the socket opens, so
-// the stream outlives the key) or let the TTL end it. Either keep the *Lease
-// until then (a dropped *Lease counts as leaked and is ended early), or call
-// l.Detach() and later Manager.Release(leaseID) after checking
-// Manager.Owner(leaseID).
+// context.WithoutCancel(r.Context()) to Acquire, return l.Subprotocol()
+// (the WebSocket subprotocol list a browser opens Deepgram with) and l.ID()
+// with Cache-Control: no-store, and Release the lease when the browser
+// reports its WebSocket open (Deepgram checks a credential when the socket
+// opens, so the stream outlives the key), or let the TTL end it. A handler
+// that does not keep the *Lease must call l.Detach(): a dropped lease
+// counts as leaked and its key is deleted within a second. Later, release
+// it with Manager.Release(leaseID) after checking Manager.Owner(leaseID).
+// See the Lease.Detach example. Answer a *DeniedError with 429 and its
+// RetryAfter, whichever limit refused, Deepgram's included.
 //
 // # API keys or grant tokens?
 //
@@ -63,9 +73,9 @@
 //
 // With WithGrantTokens a lease is a grant token (a JWT from /v1/auth/grant):
 // one call, Deepgram's recommended path for browsers, fixed usage:write
-// scope. It cannot be revoked: Release ends the lease locally and the token
-// works until its TTL passes, so keep the TTL short. Rate limits, caps,
-// hooks and usage counters apply the same way.
+// scope. It cannot be revoked (Lease.Revocable reports false): Release ends
+// the lease locally and the token works until its TTL passes, so keep the
+// TTL short. Rate limits, caps, hooks and usage counters apply the same way.
 //
 // # Several replicas
 //
@@ -76,8 +86,10 @@
 //
 // # Hooks and usage
 //
-// WithHooks(LogHooks(logger)) logs every event; Manager.Usage and
-// Manager.Stats return counters. Hooks run on their own goroutine: a slow
-// or panicking hook never stalls a caller or the deleter. Events never
-// carry a secret, and a Lease prints redacted.
+// WithHooks(LogHooks(logger), metrics, mine) logs every event and calls
+// your own hooks too; Manager.Usage and Manager.Stats return counters.
+// Hooks run synchronously where their event happens, before the call that
+// caused it returns, so none is ever dropped or reordered; they must be
+// quick. A hook that panics is recovered and counted. Events never carry a
+// secret, and a Lease prints redacted.
 package lease

@@ -2,12 +2,13 @@ package lease_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log"
+	"net/http"
+	"net/http/httptest"
 	"time"
-
-	"golang.org/x/time/rate"
 
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
@@ -68,7 +69,7 @@ func ExampleWithGrantTokens() {
 	defer l.Release()
 	// Send it as "Authorization: Bearer <secret>", or as the "bearer"
 	// WebSocket subprotocol from a browser.
-	fmt.Println("grant token:", l.GrantToken())
+	fmt.Println("grant token:", !l.Revocable())
 	fmt.Println("keys created:", len(srv.LiveKeys())-1)
 	// Output:
 	// grant token: true
@@ -84,7 +85,7 @@ func ExampleWithRateLimit() {
 	}
 	defer srv.Close()
 
-	leases, err := lease.New(srv.Client(), lease.WithRateLimit(rate.Every(time.Minute), 1))
+	leases, err := lease.New(srv.Client(), lease.WithRateLimit(time.Minute, 1))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -98,7 +99,7 @@ func ExampleWithRateLimit() {
 	_, err = leases.Acquire(context.Background(), "user-42")
 	var denied *lease.DeniedError
 	if errors.As(err, &denied) {
-		fmt.Println(errors.Is(err, lease.ErrRateLimited), "retry after about", denied.RetryAfter.Round(time.Minute))
+		fmt.Println(errors.Is(err, lease.ErrDenied), "retry after about", denied.RetryAfter.Round(time.Minute))
 	}
 	// Output:
 	// true retry after about 1m0s
@@ -119,9 +120,11 @@ func ExampleManager_Sweep() {
 		log.Fatal(err)
 	}
 	defer crashed.Close(context.Background())
-	if _, err := crashed.Acquire(context.Background(), "user-42"); err != nil {
+	l, err := crashed.Acquire(context.Background(), "user-42")
+	if err != nil {
 		log.Fatal(err)
 	}
+	l.Detach()                    // neither released nor dropped: the process dies holding it
 	srv.Advance(61 * time.Minute) // the fake's clock: the key has expired
 
 	leases, err := lease.New(srv.Client())
@@ -136,4 +139,71 @@ func ExampleManager_Sweep() {
 	fmt.Println("swept:", n)
 	// Output:
 	// swept: 1
+}
+
+// The browser hand-off. The handler that issues a credential returns
+// before the browser uses it and does not keep the *Lease: it calls Detach
+// (a dropped lease would otherwise be found by leak detection and its key
+// deleted early), and hands the page the lease ID with the WebSocket
+// subprotocol. When the page reports its socket open, a second request,
+// possibly on another goroutine, releases the lease by ID after checking
+// its owner. A test then waits for the deletion with Flush.
+func ExampleLease_Detach() {
+	srv, err := keystest.Start(keystest.WithoutListener())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer srv.Close()
+	leases, err := lease.New(srv.Client())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer leases.Close(context.Background())
+	user := func(r *http.Request) string { return "user-42" } // your session lookup
+
+	issue := func(w http.ResponseWriter, r *http.Request) {
+		// Not r.Context(): it ends when this handler returns, and the lease with it.
+		l, err := leases.Acquire(context.WithoutCancel(r.Context()), user(r))
+		if err != nil {
+			http.Error(w, "no credential", http.StatusServiceUnavailable) // see DeniedError for 429
+			return
+		}
+		l.Detach()
+		w.Header().Set("Cache-Control", "no-store")
+		_ = json.NewEncoder(w).Encode(map[string]any{"lease": l.ID(), "protocols": l.Subprotocol()})
+	}
+	opened := func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if owner, ok := leases.Owner(id); !ok || owner != user(r) {
+			http.NotFound(w, r)
+			return
+		}
+		leases.Release(id) // Deepgram checked the key when the socket opened
+		w.WriteHeader(http.StatusNoContent)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /credentials", issue)
+	mux.HandleFunc("POST /credentials/{id}/opened", opened)
+
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("POST", "/credentials", nil))
+	var handoff struct {
+		Lease     string
+		Protocols []string
+	}
+	if err := json.NewDecoder(rec.Body).Decode(&handoff); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("scheme:", handoff.Protocols[0], "live keys:", len(srv.LiveKeys())-1)
+
+	// ... the page opens wss://api.deepgram.com/v1/listen with handoff.Protocols ...
+	rec = httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest("POST", "/credentials/"+handoff.Lease+"/opened", nil))
+	if err := leases.Flush(context.Background()); err != nil { // wait for the deletion
+		log.Fatal(err)
+	}
+	fmt.Println("opened:", rec.Code, "live keys:", len(srv.LiveKeys())-1)
+	// Output:
+	// scheme: token live keys: 1
+	// opened: 204 live keys: 0
 }

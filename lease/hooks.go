@@ -3,80 +3,61 @@ package lease
 import (
 	"context"
 	"log/slog"
-	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// Hooks are called on lease events. Any field may be nil.
+// Hooks are functions the Manager calls on lease events, e.g. to log,
+// count or bill them. Any field may be nil. Pass them to [WithHooks], which
+// also combines several Hooks values.
 //
-// Contract: hooks run one at a time, in event order, on a goroutine of the
-// Manager's, never with the Manager's locks held and never on the caller's
-// or the deleter's path: a slow hook delays only later hooks, and a hook
-// that panics is recovered (the panic is dropped) without affecting leases
-// or deletion. If hooks fall more than 10,000 events behind, further events
-// are dropped and counted in [Stats].HookEventsDropped. Close waits for
-// queued events to be delivered while its context allows, for at most 5 s:
-// a stuck hook cannot hang Close (its goroutine is left to finish). An Event never
-// carries a secret.
+// Each hook runs synchronously, on the goroutine where its event happens
+// and before the call that caused the event returns: OnAcquire and OnDenied
+// inside Acquire; OnRelease and OnLeak inside Lease.Release,
+// Manager.Release or Close, or on the timer or context goroutine that ended
+// the lease; OnError inside Acquire (create failures), on a deleter
+// goroutine (delete failures) or on the periodic sweep's goroutine. No
+// event is queued, dropped or reordered: for one lease, OnAcquire returns
+// before its OnRelease is called. A hook is never called with a lock of the
+// Manager's held, so it may call the Manager, except Close and Flush, which
+// may wait for the very goroutine the hook runs on. A hook delays the path
+// it runs on (Release itself, for OnRelease): it must be quick and must not
+// block. Hooks of different
+// events may run at the same time on different goroutines, so a hook must
+// be safe for concurrent use.
+//
+// A hook that panics is recovered; the panic is counted in
+// [Stats].HookPanics and stops neither later hooks, nor deletion, nor the
+// caller. A hook that calls runtime.Goexit (t.Fatal in a test) ends only the
+// goroutine it runs on, as it would anywhere: the Manager's state was
+// already updated, and later events and deletions still happen.
+//
+// An Event never carries a secret.
 type Hooks struct {
 	// OnAcquire: a lease was issued.
 	OnAcquire func(Event)
-	// OnRelease: a lease ended (Event.Reason says how), including by leak.
+	// OnRelease: a lease ended, however it ended (Event.Reason says how).
 	OnRelease func(Event)
-	// OnDenied: Acquire was refused by a rate limit or cap.
+	// OnDenied: Acquire was refused by a limit, the Manager's or
+	// Deepgram's (Event.Err is a *DeniedError).
 	OnDenied func(Event)
-	// OnError: a create, delete or sweep failed; for deletes Event.Final
-	// tells whether the deleter gave up on the key.
+	// OnError: a create, delete or sweep failed (Event.Op says which); for
+	// deletes, Event.Final tells whether the deleter gave up on the key.
 	OnError func(Event)
-	// OnLeak: a live *Lease became unreachable without Release (or
-	// Detach): a caller bug. Its key is deleted all the same, and OnRelease
-	// fires too. Detection rides on the garbage collector: a dropped lease
-	// whose TTL (or context) ends it before a collection notices is
-	// reported as ended by that path, not as a leak.
+	// OnLeak: a live *Lease became unreachable without Release or Detach,
+	// a caller bug. OnRelease fires first, with ReasonLeaked, and the key
+	// is deleted all the same. Detection rides on the garbage collector: a
+	// dropped lease that its TTL (or context) ends before a collection
+	// notices is reported as ended by that path, not as a leak.
 	OnLeak func(Event)
 }
 
-// EventKind says which hook an Event is for.
-//
-// A plain value: safe to copy and to read from several goroutines; nothing
-// in it changes after it is returned.
-type EventKind int
-
-// Event kinds.
-const (
-	EventAcquire EventKind = iota + 1
-	EventRelease
-	EventDenied
-	EventError
-	EventLeak
-)
-
-// String returns the kind's name, e.g. "acquire".
-func (k EventKind) String() string {
-	switch k {
-	case EventAcquire:
-		return "acquire"
-	case EventRelease:
-		return "release"
-	case EventDenied:
-		return "denied"
-	case EventError:
-		return "error"
-	case EventLeak:
-		return "leak"
-	}
-	return "unknown"
-}
-
 // Reason says how a lease ended.
-//
-// A plain value: safe to copy and to read from several goroutines; nothing
-// in it changes after it is returned.
 type Reason int
 
 // Reasons a lease ends.
 const (
-	// ReasonReleased: Release was called.
+	// ReasonReleased: Release was called (on the Lease or the Manager).
 	ReasonReleased Reason = iota + 1
 	// ReasonContext: the context given to Acquire ended.
 	ReasonContext
@@ -105,21 +86,20 @@ func (r Reason) String() string {
 	return "live"
 }
 
-// Event describes what happened to a lease. It never holds a secret.
-//
-// A plain value: safe to copy and to read from several goroutines; nothing
-// in it changes after it is returned.
+// Event describes what happened to a lease; which hook receives it says
+// what kind of event it is. It never holds a secret.
 type Event struct {
-	Kind EventKind
 	// Time is when it happened.
 	Time time.Time
 	// User the lease is (or would have been) for.
 	User string
-	// LeaseID is the lease's ID (Lease.ID is the key ID).
+	// LeaseID is the lease's ID ([Lease.ID]).
 	LeaseID string
-	// KeyID is the Deepgram key ID, or the local ID of a grant token.
+	// KeyID is the Deepgram api_key_id ([Lease.KeyID]); empty for a grant
+	// token and for a create that made no key.
 	KeyID string
-	// Expires is when the lease's credential expires.
+	// Expires is when the lease ends by itself (acquire and release
+	// events).
 	Expires time.Time
 	// Reason is how a lease ended (release and leak events).
 	Reason Reason
@@ -127,10 +107,10 @@ type Event struct {
 	Err error
 	// Op is what failed (error events): "create", "delete" or "sweep".
 	Op string
-	// Attempt is the delete attempt that failed, from 1 (error events);
+	// Attempt is the delete attempt that failed, from 1 (delete errors);
 	// 0 when Close gave up on a key not yet attempted.
 	Attempt int
-	// Final is true when the deleter gave up on the key (error events).
+	// Final is true when the deleter gave up on the key (delete errors).
 	Final bool
 	// RetryAfter is how long a denied caller should wait (denied events).
 	RetryAfter time.Duration
@@ -138,7 +118,7 @@ type Event struct {
 
 // LogValue renders the event for log/slog.
 func (e Event) LogValue() slog.Value {
-	attrs := []slog.Attr{slog.String("event", e.Kind.String())}
+	var attrs []slog.Attr
 	if e.User != "" {
 		attrs = append(attrs, slog.String("user", e.User))
 	}
@@ -166,136 +146,62 @@ func (e Event) LogValue() slog.Value {
 	return slog.GroupValue(attrs...)
 }
 
-// LogHooks returns hooks that log every event to logger: acquire and
-// release at Info, denied and leak at Warn, error at Error. Combine with
-// your own hooks with [Hooks.Then].
+// LogHooks returns hooks that log every event to logger (slog.Default when
+// nil), as a "lease" group whose "event" says which hook it came from:
+// acquire and release at Info, denied and leak at Warn, error at Error. Combine them with your own: WithHooks(LogHooks(logger), mine).
 func LogHooks(logger *slog.Logger) Hooks {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	log := func(level slog.Level, msg string) func(Event) {
+	log := func(level slog.Level, event, msg string) func(Event) {
 		return func(e Event) {
-			logger.LogAttrs(context.Background(), level, msg, slog.Any("lease", e))
+			attrs := append([]slog.Attr{slog.String("event", event)}, e.LogValue().Group()...)
+			logger.LogAttrs(context.Background(), level, msg, slog.Attr{Key: "lease", Value: slog.GroupValue(attrs...)})
 		}
 	}
 	return Hooks{
-		OnAcquire: log(slog.LevelInfo, "lease acquired"),
-		OnRelease: log(slog.LevelInfo, "lease ended"),
-		OnDenied:  log(slog.LevelWarn, "lease denied"),
-		OnError:   log(slog.LevelError, "lease error"),
-		OnLeak:    log(slog.LevelWarn, "lease leaked: Release was never called"),
+		OnAcquire: log(slog.LevelInfo, "acquire", "lease acquired"),
+		OnRelease: log(slog.LevelInfo, "release", "lease ended"),
+		OnDenied:  log(slog.LevelWarn, "denied", "lease denied"),
+		OnError:   log(slog.LevelError, "error", "lease error"),
+		OnLeak:    log(slog.LevelWarn, "leak", "lease leaked: Release was never called"),
 	}
 }
 
-// Then returns hooks that call h's hook and then next's for every event.
-func (h Hooks) Then(next Hooks) Hooks {
-	both := func(a, b func(Event)) func(Event) {
-		switch {
-		case a == nil:
-			return b
-		case b == nil:
-			return a
+// hookSet holds every hook given to WithHooks, by event, in the order
+// given. Each is called on its own, so that one that panics or exits its
+// goroutine does not keep the earlier ones from having run.
+type hookSet struct {
+	acquire, release, denied, errs, leak []func(Event)
+	panics                               atomic.Uint64
+}
+
+func (h *hookSet) add(hs Hooks) {
+	add := func(fns []func(Event), f func(Event)) []func(Event) {
+		if f == nil {
+			return fns
 		}
-		return func(e Event) { a(e); b(e) }
+		return append(fns, f)
 	}
-	return Hooks{
-		OnAcquire: both(h.OnAcquire, next.OnAcquire),
-		OnRelease: both(h.OnRelease, next.OnRelease),
-		OnDenied:  both(h.OnDenied, next.OnDenied),
-		OnError:   both(h.OnError, next.OnError),
-		OnLeak:    both(h.OnLeak, next.OnLeak),
+	h.acquire = add(h.acquire, hs.OnAcquire)
+	h.release = add(h.release, hs.OnRelease)
+	h.denied = add(h.denied, hs.OnDenied)
+	h.errs = add(h.errs, hs.OnError)
+	h.leak = add(h.leak, hs.OnLeak)
+}
+
+// run calls each of fns with e on the calling goroutine.
+func (h *hookSet) run(fns []func(Event), e Event) {
+	for _, f := range fns {
+		h.call(f, e)
 	}
 }
 
-func (h Hooks) hook(k EventKind) func(Event) {
-	switch k {
-	case EventAcquire:
-		return h.OnAcquire
-	case EventRelease:
-		return h.OnRelease
-	case EventDenied:
-		return h.OnDenied
-	case EventError:
-		return h.OnError
-	case EventLeak:
-		return h.OnLeak
-	}
-	return nil
-}
-
-// maxHookBacklog bounds queued hook events.
-const maxHookBacklog = 10000
-
-// dispatcher delivers events to hooks on one goroutine that exists only
-// while events are queued.
-type dispatcher struct {
-	hooks Hooks
-
-	mu      sync.Mutex
-	queue   []Event
-	dropped uint64
-	idle    chan struct{} // non-nil while the goroutine runs; closed when it ends
-}
-
-func (d *dispatcher) emit(e Event) {
-	if d.hooks.hook(e.Kind) == nil {
-		return
-	}
-	d.mu.Lock()
-	if len(d.queue) >= maxHookBacklog {
-		d.dropped++
-		d.mu.Unlock()
-		return
-	}
-	d.queue = append(d.queue, e)
-	if d.idle == nil {
-		d.idle = make(chan struct{})
-		go d.run()
-	}
-	d.mu.Unlock()
-}
-
-func (d *dispatcher) run() {
-	for {
-		d.mu.Lock()
-		if len(d.queue) == 0 {
-			d.queue = nil
-			close(d.idle)
-			d.idle = nil
-			d.mu.Unlock()
-			return
+func (h *hookSet) call(f func(Event), e Event) {
+	defer func() {
+		if recover() != nil {
+			h.panics.Add(1)
 		}
-		e := d.queue[0]
-		d.queue[0] = Event{}
-		d.queue = d.queue[1:]
-		d.mu.Unlock()
-		d.call(e)
-	}
-}
-
-func (d *dispatcher) call(e Event) {
-	defer func() { _ = recover() }()
-	d.hooks.hook(e.Kind)(e)
-}
-
-// wait blocks until the queue is empty or ctx ends.
-func (d *dispatcher) wait(ctx context.Context) error {
-	d.mu.Lock()
-	idle := d.idle
-	d.mu.Unlock()
-	if idle == nil {
-		return nil
-	}
-	select {
-	case <-idle:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (d *dispatcher) droppedCount() uint64 {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.dropped
+	}()
+	f(e)
 }

@@ -9,27 +9,35 @@ import (
 	"time"
 )
 
-// Lease is one short-lived credential for one user. Hand its Secret to the
-// user (or open a stream with it), then Release it:
+// Lease is one short-lived credential for one user. Hand its Secret (or its
+// Subprotocol) to the user, or open a stream with it, then Release it:
 //
 //	l, err := m.Acquire(ctx, user)
 //	if err != nil { ... }
 //	defer l.Release()
 //
-// However the lease ends (Release, the Acquire context ending, the TTL, the
-// *Lease becoming unreachable, Manager.Close) its key is deleted by the
-// Manager's background deleter. All methods are safe for concurrent use.
-// A Lease prints redacted: its secret appears only through Secret.
+// However the lease ends (Release, the Acquire context ending, the TTL,
+// every copy of the Lease becoming unreachable, Manager.Close) its key is
+// deleted by the Manager's background deleter. A Lease may be copied: the
+// copies are the same lease, and it counts as dropped only once every copy
+// is. All methods are safe for concurrent use. A Lease prints redacted: its
+// secret appears only through Secret and Subprotocol.
 type Lease struct {
+	h *handle
+}
+
+// handle is what every copy of a Lease shares, and what leak detection
+// watches: it becomes unreachable only when no copy is left.
+type handle struct {
 	r *record
 }
 
-// record is a lease's state. It must never point back to its *Lease, or
+// record is a lease's state. It must never point back to its handle, or
 // the cleanup that detects leaks could never run.
 type record struct {
 	m       *Manager
 	leaseID string
-	keyID   string
+	keyID   string // "" for a grant token, or until the key exists
 	user    string
 	// secret is behind a pointer so that printing a record (even through a
 	// copied Lease value) shows an address, never the secret.
@@ -47,86 +55,159 @@ type record struct {
 	timer   *time.Timer
 	stopCtx func() bool
 	cleanup runtime.Cleanup // zero (Stop is a no-op) until armed and after Detach
-	leaked  bool            // the *Lease became unreachable; ending is pending
+	leaked  bool            // the handle became unreachable; ending is pending
+	// announced is set once OnAcquire has returned; until then the end
+	// event waits in pendingEnd, so OnRelease never overtakes OnAcquire.
+	announced  bool
+	pendingEnd *Event
+}
+
+func (l *Lease) rec() *record {
+	if l == nil || l.h == nil {
+		return nil
+	}
+	return l.h.r
 }
 
 // Secret is the credential to hand over: an API key, or a grant JWT with
-// WithGrantTokens. It is the only place the secret appears. It stays
-// readable after the lease ends, but the credential is then deleted (or, for
-// a grant token, expiring).
-func (l *Lease) Secret() string { return *l.r.secret }
+// WithGrantTokens. It stays readable after the lease ends, but the
+// credential is then deleted (or, for a grant token, expiring).
+func (l *Lease) Secret() string {
+	if r := l.rec(); r != nil {
+		return *r.secret
+	}
+	return ""
+}
 
-// ID is the Deepgram api_key_id of the leased key, or a local ID
-// ("grant-...") for a grant token.
-func (l *Lease) ID() string { return l.r.keyID }
+// Subprotocol is the WebSocket subprotocol list a browser opens Deepgram's
+// /v1/listen with, since a browser WebSocket cannot set headers:
+// ["token", key] for an API key, ["bearer", jwt] for a grant token. It
+// holds the secret. Each call returns a new slice.
+func (l *Lease) Subprotocol() []string {
+	r := l.rec()
+	if r == nil {
+		return nil
+	}
+	return []string{r.m.cred.scheme(), *r.secret}
+}
 
-// LeaseID is the lease's own ID, also written into the key's marker.
-func (l *Lease) LeaseID() string { return l.r.leaseID }
+// ID is the lease's own ID: 16 lowercase hex characters, written into the
+// key's marker, and what [Manager.Release] and [Manager.Owner] take.
+func (l *Lease) ID() string {
+	if r := l.rec(); r != nil {
+		return r.leaseID
+	}
+	return ""
+}
+
+// KeyID is the Deepgram api_key_id of the leased key, or "" for a grant
+// token, which has none.
+func (l *Lease) KeyID() string {
+	if r := l.rec(); r != nil {
+		return r.keyID
+	}
+	return ""
+}
 
 // User is the user the lease was acquired for.
-func (l *Lease) User() string { return l.r.user }
+func (l *Lease) User() string {
+	if r := l.rec(); r != nil {
+		return r.user
+	}
+	return ""
+}
 
-// Expires is when the lease ends by itself (its TTL). The key itself lives
-// on Deepgram's side until ServerExpires.
-func (l *Lease) Expires() time.Time { return l.r.expires }
+// Expires is when the lease ends by itself: its TTL, counted from when the
+// credential arrived, and never later than the credential's own expiry.
+func (l *Lease) Expires() time.Time {
+	if r := l.rec(); r != nil {
+		return r.expires
+	}
+	return time.Time{}
+}
 
 // ServerExpires is when the credential stops working on Deepgram's side
-// even if it was never deleted.
-func (l *Lease) ServerExpires() time.Time { return l.r.serverExpires }
+// even if it is never deleted.
+func (l *Lease) ServerExpires() time.Time {
+	if r := l.rec(); r != nil {
+		return r.serverExpires
+	}
+	return time.Time{}
+}
 
-// GrantToken reports whether the lease is a grant token (not revocable)
-// rather than an API key.
-func (l *Lease) GrantToken() bool { return l.r.m.cfg.grant }
+// Revocable reports whether the credential is deleted when the lease ends
+// (an API key), or only expires (a grant token: see WithGrantTokens).
+func (l *Lease) Revocable() bool {
+	if r := l.rec(); r != nil {
+		return r.m.cred.revocable()
+	}
+	return false
+}
 
 // Done is closed once the lease has ended, however it ended.
-func (l *Lease) Done() <-chan struct{} { return l.r.done }
+func (l *Lease) Done() <-chan struct{} {
+	if r := l.rec(); r != nil {
+		return r.done
+	}
+	return nil
+}
 
 // Reason says how the lease ended, or 0 while it is live.
 func (l *Lease) Reason() Reason {
-	l.r.mu.Lock()
-	defer l.r.mu.Unlock()
-	return l.r.reason
+	r := l.rec()
+	if r == nil {
+		return 0
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.reason
 }
 
 // Release ends the lease and hands its key to the background deleter. It
-// returns at once, never waits on the network, and may be called any number
-// of times from any goroutine; calls after the first do nothing. A grant
-// token cannot be revoked: Release ends the lease locally and the token
-// works until it expires.
+// returns once OnRelease hooks have run, never waits on the network, and
+// may be called any number of times from any goroutine; calls after the
+// first do nothing. A grant token cannot be revoked: Release ends the lease
+// locally and the token works until it expires.
 func (l *Lease) Release() {
-	l.r.end(ReasonReleased)
-	runtime.KeepAlive(l)
+	if r := l.rec(); r != nil {
+		r.end(ReasonReleased)
+		runtime.KeepAlive(l.h) // no leak report while Release runs
+	}
 }
 
 // Detach turns off leak detection for l: the lease then ends only by
-// Release (on l or through [Manager.Release] with its LeaseID), its
-// context, its TTL or Close, even if l itself is dropped. Use it when the
-// *Lease is not kept, e.g. after handing the secret to a browser that will
-// report back with the lease ID. Safe for concurrent use; idempotent.
+// Release (on l or through [Manager.Release] with its ID), its context, its
+// TTL or Close, even if l itself is dropped. Use it when the *Lease is not
+// kept, e.g. after handing the secret to a browser that will report back
+// with the lease ID. Idempotent.
 func (l *Lease) Detach() {
-	r := l.r
+	r := l.rec()
+	if r == nil {
+		return
+	}
 	r.mu.Lock()
 	if r.reason == 0 {
 		r.cleanup.Stop()
 		r.cleanup = runtime.Cleanup{}
 	}
 	r.mu.Unlock()
-	runtime.KeepAlive(l)
+	runtime.KeepAlive(l.h) // the cleanup cannot run before it is stopped
 }
 
 // String describes the lease with its secret redacted.
 func (l Lease) String() string {
+	r := l.rec()
+	if r == nil {
+		return "lease.Lease{}"
+	}
 	kind := "key"
-	if l.r.m.cfg.grant {
+	if !r.m.cred.revocable() {
 		kind = "grant token"
 	}
-	return fmt.Sprintf("lease.Lease{%s ID:%q User:%q Expires:%s Secret:%q}", kind, l.r.keyID, l.r.user, l.r.expires.UTC().Format(time.RFC3339), "[REDACTED]")
+	return fmt.Sprintf("lease.Lease{%s ID:%q KeyID:%q User:%q Expires:%s Secret:%q}", kind, r.leaseID, r.keyID, r.user, r.expires.UTC().Format(time.RFC3339), "[REDACTED]")
 }
 
-// GoString is String: %#v never shows the secret.
-func (l Lease) GoString() string { return l.String() }
-
-// Format prints the redacted description for every verb.
+// Format prints the redacted description for every verb, %#v included.
 func (l Lease) Format(f fmt.State, verb rune) {
 	if verb == 'q' {
 		fmt.Fprintf(f, "%q", l.String())
@@ -137,18 +218,22 @@ func (l Lease) Format(f fmt.State, verb rune) {
 
 // LogValue implements [slog.LogValuer]: the secret is redacted.
 func (l Lease) LogValue() slog.Value {
+	r := l.rec()
+	if r == nil {
+		return slog.GroupValue()
+	}
 	return slog.GroupValue(
-		slog.String("id", l.r.keyID),
-		slog.String("lease", l.r.leaseID),
-		slog.String("user", l.r.user),
-		slog.Time("expires", l.r.expires),
+		slog.String("lease", r.leaseID),
+		slog.String("key_id", r.keyID),
+		slog.String("user", r.user),
+		slog.Time("expires", r.expires),
 		slog.String("secret", "[REDACTED]"),
 	)
 }
 
 // arm starts the lease's three automatic endings: its TTL timer, its
-// context, and the leak cleanup on l.
-func (r *record) arm(ctx context.Context, l *Lease) {
+// context, and the leak cleanup on h.
+func (r *record) arm(ctx context.Context, h *handle) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.reason != 0 {
@@ -158,24 +243,7 @@ func (r *record) arm(ctx context.Context, l *Lease) {
 	if ctx.Done() != nil {
 		r.stopCtx = context.AfterFunc(ctx, func() { r.end(ReasonContext) })
 	}
-	r.cleanup = runtime.AddCleanup(l, (*record).leak, r)
-}
-
-// leak runs on the runtime's cleanup goroutine once the *Lease is
-// unreachable. That goroutine belongs to no testing/synctest bubble, so it
-// only marks the record and queues it: the lease is ended by the Manager's
-// next call (Acquire, Close, Sweep, Stats, Usage) or by its TTL timer,
-// whichever comes first, on a goroutine that may touch its timers and
-// channels.
-func (r *record) leak() {
-	r.mu.Lock()
-	if r.reason != 0 || r.leaked {
-		r.mu.Unlock()
-		return
-	}
-	r.leaked = true
-	r.mu.Unlock()
-	r.m.queueLeak(r)
+	r.cleanup = runtime.AddCleanup(h, (*record).leak, r)
 }
 
 // expire is the TTL timer's function.
@@ -190,7 +258,8 @@ func (r *record) expire() {
 	r.end(ReasonExpired)
 }
 
-// end ends the lease once; later calls do nothing.
+// end ends the lease once; later calls do nothing. It updates the
+// Manager's state and hands the key to the deleter before any hook runs.
 func (r *record) end(reason Reason) {
 	r.mu.Lock()
 	if r.reason != 0 {
@@ -213,6 +282,32 @@ func (r *record) end(reason Reason) {
 	}
 	close(r.done)
 	r.mu.Unlock()
-	r.m.ended(r, reason)
+	e := r.m.ended(r, reason)
 	r.m.ending.Done()
+
+	r.mu.Lock()
+	if !r.announced {
+		r.pendingEnd = &e // announce delivers it once OnAcquire returns
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
+	r.m.emitEnd(e)
+}
+
+// announce runs the OnAcquire hooks with e, then delivers the lease's end
+// event if the lease ended meanwhile: also when a hook exits the goroutine
+// (runtime.Goexit), since deferred calls still run.
+func (r *record) announce(e Event) {
+	defer func() {
+		r.mu.Lock()
+		r.announced = true
+		pending := r.pendingEnd
+		r.pendingEnd = nil
+		r.mu.Unlock()
+		if pending != nil {
+			r.m.emitEnd(*pending)
+		}
+	}()
+	r.m.hooks.run(r.m.hooks.acquire, e)
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
 
 	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
@@ -30,7 +29,7 @@ func fake(t testing.TB, opts ...keystest.Option) *keystest.Server {
 // limits unless opts set them, closed when the test ends.
 func newManager(t testing.TB, api lease.KeyService, opts ...lease.Option) *lease.Manager {
 	t.Helper()
-	m, err := lease.New(api, append([]lease.Option{lease.WithRateLimit(rate.Inf, 1)}, opts...)...)
+	m, err := lease.New(api, append([]lease.Option{lease.WithRateLimit(0, 1)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close(context.Background()) })
 	return m
@@ -87,14 +86,18 @@ func TestAcquireIssuesScopedMarkedKeyWithServerExpiry(t *testing.T) {
 
 		assert.Equal(t, "user 42 ü", l.User())
 		assert.Len(t, l.Secret(), 40)
+		assert.True(t, l.Revocable())
+		assert.Len(t, l.ID(), 16, "the lease ID")
+		assert.NotEqual(t, l.ID(), l.KeyID())
+		assert.Equal(t, []string{"token", l.Secret()}, l.Subprotocol())
 		assert.Equal(t, start.Add(10*time.Second), l.Expires())
-		assert.Equal(t, []string{l.ID()}, liveIDs(srv))
-		k := state(t, srv, l.ID()).Key
+		assert.Equal(t, []string{l.KeyID()}, liveIDs(srv))
+		k := state(t, srv, l.KeyID()).Key
 		assert.Equal(t, []string{"usage:write"}, k.Scopes)
 		assert.Equal(t, start.Add(15*time.Second), k.Expires, "server-side expiry = TTL + margin")
 		mk, err := lease.ParseMarker(k.Comment, k.Tags)
 		require.NoError(t, err)
-		assert.Equal(t, lease.Marker{Lease: l.LeaseID(), Manager: m.ID(), User: "user 42 ü"}, mk)
+		assert.Equal(t, lease.Marker{Lease: l.ID(), Manager: lease.ManagerID(m), User: "user 42 ü"}, mk)
 		assert.Contains(t, k.Tags, "svc:demo")
 		select {
 		case <-l.Done():
@@ -144,8 +147,8 @@ func TestEveryPathDeletesTheKey(t *testing.T) {
 				<-l.Done()
 				assert.Equal(t, tt.reason, l.Reason())
 				assert.Empty(t, liveIDs(srv))
-				assert.Equal(t, 1, state(t, srv, l.ID()).Deletes, "exactly one successful delete")
-				assert.Equal(t, keystest.StatusDeleted, state(t, srv, l.ID()).Status)
+				assert.Equal(t, 1, state(t, srv, l.KeyID()).Deletes, "exactly one successful delete")
+				assert.Equal(t, keystest.StatusDeleted, state(t, srv, l.KeyID()).Status)
 			})
 		})
 	}
@@ -168,34 +171,67 @@ func TestReleaseNeverWaitsOnTheNetwork(t *testing.T) {
 		synctest.Wait()
 		// Every attempt timed out after 10s and was retried, until the key
 		// passed its server-side expiry and the deleter gave up on it.
-		assert.Equal(t, keystest.StatusExpired, state(t, srv, l.ID()).Status)
-		assert.Zero(t, state(t, srv, l.ID()).Deletes)
+		assert.Equal(t, keystest.StatusExpired, state(t, srv, l.KeyID()).Status)
+		assert.Zero(t, state(t, srv, l.KeyID()).Deletes)
 		und := m.Undeleted()
 		require.Len(t, und, 1)
-		assert.Equal(t, l.ID(), und[0].KeyID)
-		assert.ErrorContains(t, und[0].Err, "expired on Deepgram's side")
+		assert.Equal(t, l.KeyID(), und[0].KeyID)
+		assert.ErrorContains(t, und[0].Err, "would come after the key expires on Deepgram's side")
 	})
 }
 
+// A dropped lease is ended, its key deleted and OnLeak fired within a
+// second of the collector finding it, with no further call on the Manager
+// and long before its TTL.
 func TestLeakedLeaseIsDeletedAndReported(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		leaked := make(chan lease.Event, 1)
-		m := newManager(t, srv.Client(), lease.WithHooks(lease.Hooks{OnLeak: func(e lease.Event) { leaked <- e }}))
+		m := newManager(t, srv.Client(), lease.WithTTL(time.Minute), lease.WithHooks(lease.Hooks{OnLeak: func(e lease.Event) { leaked <- e }}))
 		id := func() string {
 			l, err := m.Acquire(context.Background(), "careless")
 			require.NoError(t, err)
-			return l.ID()
+			return l.KeyID()
 		}()
 		start := time.Now()
 		require.True(t, awaitLeaks(m, 1), "the dropped lease was not found by the garbage collector")
 		synctest.Wait()
+		require.Equal(t, 1, lease.QueuedLeaks(m), "found, and not ended by a pure read (Stats)")
+		assert.Equal(t, keystest.StatusActive, state(t, srv, id).Status)
+		time.Sleep(time.Second) // nothing calls the Manager
+		synctest.Wait()
 		ev := <-leaked
-		assert.Equal(t, start, time.Now(), "found before its TTL")
+		assert.LessOrEqual(t, time.Since(start), time.Second, "ended within a second, not at its 1-minute TTL")
 		assert.Equal(t, id, ev.KeyID)
 		assert.Equal(t, lease.ReasonLeaked, ev.Reason)
 		assert.Equal(t, keystest.StatusDeleted, state(t, srv, id).Status)
 		assert.Equal(t, uint64(1), m.Usage("careless").Leaked)
+	})
+}
+
+// A Lease copied by value shares its leak detection: dropping the
+// original while a copy is held is not a leak, and the copy releases.
+func TestCopiedLeaseIsNotALeak(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		leaks := 0
+		m := newManager(t, srv.Client(), lease.WithTTL(time.Minute), lease.WithHooks(lease.Hooks{OnLeak: func(lease.Event) { leaks++ }}))
+		type session struct{ l lease.Lease }
+		s := func() *session {
+			p, err := m.Acquire(context.Background(), "alice")
+			require.NoError(t, err)
+			return &session{l: *p} // p is dropped here
+		}()
+		assert.False(t, awaitLeaks(m, 1), "the held copy was reported unreachable")
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		assert.Zero(t, leaks)
+		assert.Equal(t, lease.Reason(0), s.l.Reason(), "the copy is still live")
+		assert.Equal(t, keystest.StatusActive, state(t, srv, s.l.KeyID()).Status)
+		s.l.Release()
+		require.NoError(t, m.Flush(context.Background()))
+		assert.Equal(t, keystest.StatusDeleted, state(t, srv, s.l.KeyID()).Status)
+		assert.Equal(t, lease.ReasonReleased, s.l.Reason())
 	})
 }
 
@@ -258,7 +294,7 @@ func TestDeleterRetriesTransientFailures(t *testing.T) {
 				synctest.Wait()
 				assert.Empty(t, liveIDs(srv))
 				assert.Equal(t, 4, countOps(srv, keystest.OpDelete))
-				assert.Equal(t, 1, state(t, srv, l.ID()).Deletes)
+				assert.Equal(t, 1, state(t, srv, l.KeyID()).Deletes)
 				st := m.Stats()
 				assert.Equal(t, uint64(1), st.Deleted)
 				assert.Equal(t, uint64(4), st.DeleteAttempts)
@@ -345,10 +381,10 @@ func TestUnauthorizedDeleteIsNotRetriedAndIsReported(t *testing.T) {
 		var ce *lease.CloseError
 		require.ErrorAs(t, err, &ce)
 		require.Len(t, ce.Undeleted, 1)
-		assert.Equal(t, l.ID(), ce.Undeleted[0].KeyID)
-		assert.Contains(t, err.Error(), l.ID())
+		assert.Equal(t, l.KeyID(), ce.Undeleted[0].KeyID)
+		assert.Contains(t, err.Error(), l.KeyID())
 		testenv.NoSecret(t, "Close's error", err.Error(), l.Secret())
-		assert.Equal(t, []string{l.ID()}, liveIDs(srv), "the key survives, named by Close, until it expires")
+		assert.Equal(t, []string{l.KeyID()}, liveIDs(srv), "the key survives, named by Close, until it expires")
 		time.Sleep(15 * time.Second)
 		assert.Empty(t, liveIDs(srv), "the server-side expiry ends it")
 	})
@@ -357,28 +393,35 @@ func TestUnauthorizedDeleteIsNotRetriedAndIsReported(t *testing.T) {
 func TestDeleterGivesUpAtServerExpiry(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
-		m := newManager(t, srv.Client(), lease.WithTTL(10*time.Second))
+		var gaveUp time.Time
+		m := newManager(t, srv.Client(), lease.WithTTL(10*time.Second), lease.WithHooks(lease.Hooks{OnError: func(e lease.Event) {
+			if e.Final {
+				gaveUp = time.Now()
+			}
+		}}))
 		l, err := m.Acquire(context.Background(), "alice")
 		require.NoError(t, err)
 		srv.Fail(keystest.OpDelete, keystest.Fault{Status: 503, Times: -1})
 		l.Release()
 		time.Sleep(time.Minute)
 		synctest.Wait()
+		require.False(t, gaveUp.IsZero(), "the deleter gave up")
+		assert.True(t, gaveUp.Before(l.ServerExpires()), "it gave up before the key's expiry, not after waiting past it")
 		attempts := countOps(srv, keystest.OpDelete)
 		time.Sleep(time.Hour)
 		synctest.Wait()
 		assert.Equal(t, attempts, countOps(srv, keystest.OpDelete), "no retries after the key expired")
 		u := m.Undeleted()
 		require.Len(t, u, 1)
-		assert.Equal(t, l.ID(), u[0].KeyID)
-		assert.Contains(t, u[0].Err.Error(), "expired on Deepgram's side")
+		assert.Equal(t, l.KeyID(), u[0].KeyID)
+		assert.Contains(t, u[0].Err.Error(), "would come after the key expires on Deepgram's side")
 		assert.Empty(t, liveIDs(srv))
 
 		srv.ClearFaults(keystest.OpDelete)
 		n, err := m.Sweep(context.Background())
 		require.NoError(t, err)
 		assert.Equal(t, 1, n, "Sweep removes the expired record")
-		assert.Equal(t, keystest.StatusDeleted, state(t, srv, l.ID()).Status)
+		assert.Equal(t, keystest.StatusDeleted, state(t, srv, l.KeyID()).Status)
 	})
 }
 
@@ -390,7 +433,7 @@ func TestCloseReportsKeysLeftWhenItsContextEnds(t *testing.T) {
 		for i := range 3 {
 			l, err := m.Acquire(context.Background(), fmt.Sprint("u", i))
 			require.NoError(t, err)
-			ids = append(ids, l.ID())
+			ids = append(ids, l.KeyID())
 		}
 		srv.Fail(keystest.OpDelete, keystest.Fault{Status: 503, Times: -1})
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -413,7 +456,7 @@ func TestRateLimitDeniesBeforeAnyCall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := fake(t)
 		denied := make(chan lease.Event, 10)
-		m := newManager(t, srv.Client(), lease.WithRateLimit(rate.Every(time.Second), 2),
+		m := newManager(t, srv.Client(), lease.WithRateLimit(time.Second, 2),
 			lease.WithHooks(lease.Hooks{OnDenied: func(e lease.Event) { denied <- e }}))
 		for range 2 {
 			l, err := m.Acquire(context.Background(), "alice")
@@ -422,10 +465,10 @@ func TestRateLimitDeniesBeforeAnyCall(t *testing.T) {
 		}
 		creates := countOps(srv, keystest.OpCreate)
 		_, err := m.Acquire(context.Background(), "alice")
-		require.ErrorIs(t, err, lease.ErrRateLimited)
+		require.ErrorIs(t, err, lease.ErrDenied)
 		var de *lease.DeniedError
 		require.ErrorAs(t, err, &de)
-		assert.Equal(t, "rate", de.Limit)
+		assert.Equal(t, lease.LimitRate, de.Limit)
 		assert.Equal(t, time.Second, de.RetryAfter)
 		assert.Equal(t, creates, countOps(srv, keystest.OpCreate), "a denied Acquire creates nothing")
 		synctest.Wait()
@@ -455,12 +498,12 @@ func TestCapsDeny(t *testing.T) {
 		_, err = m.Acquire(context.Background(), "alice")
 		var de *lease.DeniedError
 		require.ErrorAs(t, err, &de)
-		assert.Equal(t, "per-user cap", de.Limit)
+		assert.Equal(t, lease.LimitUserCap, de.Limit)
 		_, err = m.Acquire(context.Background(), "bob")
 		require.NoError(t, err)
 		_, err = m.Acquire(context.Background(), "carol")
 		require.ErrorAs(t, err, &de)
-		assert.Equal(t, "total cap", de.Limit)
+		assert.Equal(t, lease.LimitTotalCap, de.Limit)
 		a1.Release()
 		_, err = m.Acquire(context.Background(), "carol")
 		require.NoError(t, err, "a released lease frees its slot")
@@ -502,7 +545,12 @@ func TestBadInput(t *testing.T) {
 			_, err := lease.New(srv.Client(), lease.WithGrantTokens(), lease.WithTags("svc"))
 			return err
 		}, "cannot be combined"},
-		{"bad burst", func() error { _, err := lease.New(srv.Client(), lease.WithRateLimit(1, 0)); return err }, "burst"},
+		{"bad burst", func() error { _, err := lease.New(srv.Client(), lease.WithRateLimit(time.Second, 0)); return err }, "burst"},
+		{"negative rate interval", func() error { _, err := lease.New(srv.Client(), lease.WithRateLimit(-time.Second, 1)); return err }, "must not be negative"},
+		{"nil Flush context", func() error {
+			var ctx context.Context
+			return m.Flush(ctx)
+		}, "non-nil context"},
 		{"bad caps", func() error { _, err := lease.New(srv.Client(), lease.WithMaxLeases(1, 2)); return err }, "exceeds"},
 		{"nil option", func() error { _, err := lease.New(srv.Client(), nil); return err }, "nil Option"},
 		{"marker tag", func() error { _, err := lease.New(srv.Client(), lease.WithTags("dglease:x")); return err }, "must not start"},
@@ -525,8 +573,9 @@ func TestGrantTokens(t *testing.T) {
 		start := time.Now()
 		l, err := m.Acquire(context.Background(), "alice")
 		require.NoError(t, err)
-		assert.True(t, l.GrantToken())
-		assert.True(t, strings.HasPrefix(l.ID(), "grant-"))
+		assert.False(t, l.Revocable())
+		assert.Empty(t, l.KeyID(), "a grant token has no key ID")
+		assert.Equal(t, []string{"bearer", l.Secret()}, l.Subprotocol())
 		assert.Equal(t, 2, strings.Count(l.Secret(), "."), "a JWT")
 		assert.Equal(t, start.Add(30*time.Second), l.Expires())
 		l.Release()
@@ -535,32 +584,6 @@ func TestGrantTokens(t *testing.T) {
 		assert.Zero(t, countOps(srv, keystest.OpDelete), "a grant token cannot be deleted")
 		assert.Zero(t, countOps(srv, keystest.OpCreate))
 		assert.Equal(t, uint64(1), m.Usage("alice").Released)
-	})
-}
-
-func TestHooksCannotStallOrBreakDeletion(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		srv := fake(t)
-		block := make(chan struct{})
-		m := newManager(t, srv.Client(), lease.WithHooks(lease.Hooks{
-			OnAcquire: func(lease.Event) { <-block },
-			OnRelease: func(lease.Event) { panic("hook bug") },
-		}))
-		var ls []*lease.Lease
-		for i := range 5 {
-			l, err := m.Acquire(context.Background(), fmt.Sprint("u", i))
-			require.NoError(t, err)
-			ls = append(ls, l)
-		}
-		start := time.Now()
-		for _, l := range ls {
-			l.Release()
-		}
-		assert.Equal(t, start, time.Now())
-		synctest.Wait()
-		assert.Empty(t, liveIDs(srv), "deleted while the acquire hook is blocked")
-		close(block)
-		require.NoError(t, m.Close(context.Background()))
 	})
 }
 
@@ -596,7 +619,7 @@ func TestSweepDeletesOnlyExpiredMarkedKeys(t *testing.T) {
 		assert.Equal(t, keystest.StatusDeleted, state(t, srv, lost.ID).Status)
 		assert.Equal(t, keystest.StatusExpired, state(t, srv, foreign.ID).Status, "never touched")
 		assert.Equal(t, keystest.StatusExpired, state(t, srv, forged.ID).Status, "never touched")
-		assert.Equal(t, keystest.StatusActive, state(t, srv, live2.ID()).Status)
+		assert.Equal(t, keystest.StatusActive, state(t, srv, live2.KeyID()).Status)
 	})
 }
 
@@ -708,7 +731,7 @@ func TestDetachedLeaseIsReleasedByID(t *testing.T) {
 			require.NoError(t, err)
 			l.Detach()
 			l.Detach() // idempotent
-			return l.LeaseID(), l.ID()
+			return l.ID(), l.KeyID()
 		}()
 		assert.False(t, awaitLeaks(m, 1), "a detached lease is not found as leaked")
 		user, ok := m.Owner(id)

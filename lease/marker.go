@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 )
 
 // The marker every leased key carries, in its comment and its tags, so that
@@ -22,9 +21,6 @@ const (
 
 // Marker is the attribution a leased key carries, as recovered by
 // [ParseMarker].
-//
-// A plain value: safe to copy and to read from several goroutines; nothing
-// in it changes after it is returned.
 type Marker struct {
 	// Lease is the lease ID.
 	Lease string
@@ -161,17 +157,4 @@ func decodeUser(s string) (string, error) {
 		return "", err
 	}
 	return u, nil
-}
-
-// checkUser validates a user ID given to Acquire.
-func checkUser(u string) error {
-	switch {
-	case u == "":
-		return errors.New("lease: user must not be empty")
-	case len(u) > MaxUserLen:
-		return fmt.Errorf("lease: user is %d bytes long; at most %d", len(u), MaxUserLen)
-	case !utf8.ValidString(u):
-		return errors.New("lease: user must be valid UTF-8")
-	}
-	return nil
 }

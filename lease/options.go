@@ -30,17 +30,17 @@ const (
 // otherwise: it may transcribe and speak, nothing else.
 const DefaultScope = "usage:write"
 
-// DefaultRate and DefaultBurst are the per-user rate limit: one Acquire a
-// second on average, five at once.
-var (
-	DefaultRate  = rate.Every(time.Second)
-	DefaultBurst = 5
+// DefaultRateEvery and DefaultBurst are the per-user rate limit (see
+// [WithRateLimit]): one Acquire a second on average, five at once.
+const (
+	DefaultRateEvery = time.Second
+	DefaultBurst     = 5
 )
 
 // Option configures a [Manager] built by [New]. Options are sealed: only
 // this package defines them.
 //
-// Options are immutable values, safe to share and reuse across goroutines.
+// Options are immutable values, safe to share and reuse.
 type Option interface{ apply(*config) error }
 
 type optionFunc func(*config) error
@@ -52,11 +52,11 @@ type config struct {
 	margin            time.Duration
 	serverTTL         time.Duration // ttl+margin in whole seconds; set by validate
 	scopes            []string
-	rateLimit         rate.Limit
+	rate              rate.Limit
 	burst             int
 	maxLeases         int
 	maxPerUser        int
-	hooks             Hooks
+	hooks             []Hooks
 	grant             bool
 	deleteConcurrency int
 	createTimeout     time.Duration
@@ -71,7 +71,7 @@ func defaultConfig() config {
 		ttl:               DefaultTTL,
 		margin:            DefaultExpiryMargin,
 		scopes:            []string{DefaultScope},
-		rateLimit:         DefaultRate,
+		rate:              rate.Every(DefaultRateEvery),
 		burst:             DefaultBurst,
 		maxLeases:         DefaultMaxLeases,
 		maxPerUser:        DefaultMaxLeasesPerUser,
@@ -152,27 +152,28 @@ func checkScope(s string) error {
 	return nil
 }
 
-// WithRateLimit limits each user to r Acquire calls a second on average,
-// with bursts of burst (golang.org/x/time/rate). Default [DefaultRate] and
-// [DefaultBurst]. rate.Inf turns the limit off. Limits are per Manager, so
-// per process: see the package doc on replicas.
-func WithRateLimit(r rate.Limit, burst int) Option {
+// WithRateLimit limits each user to one Acquire per every on average, with
+// bursts of up to burst at once (a token bucket). Default
+// [DefaultRateEvery] (1s) and [DefaultBurst] (5). every == 0 turns the
+// limit off. Limits are per Manager, so per process: see the package doc on
+// replicas.
+func WithRateLimit(every time.Duration, burst int) Option {
 	return optionFunc(func(c *config) error {
-		if r <= 0 {
-			return fmt.Errorf("lease: rate %v must be positive (rate.Inf for no limit)", r)
+		if every < 0 {
+			return fmt.Errorf("lease: rate limit interval %s must not be negative (0 turns the limit off)", every)
 		}
 		if burst < 1 {
 			return fmt.Errorf("lease: burst %d must be at least 1", burst)
 		}
-		c.rateLimit, c.burst = r, burst
+		c.rate, c.burst = rate.Every(every), burst
 		return nil
 	})
 }
 
 // WithMaxLeases caps the live leases (including Acquire calls in flight) of
 // the whole Manager and of each user. Default [DefaultMaxLeases] and
-// [DefaultMaxLeasesPerUser]. Acquire beyond a cap is denied with
-// [ErrRateLimited].
+// [DefaultMaxLeasesPerUser]. Acquire beyond a cap is denied with a
+// [*DeniedError] (LimitTotalCap or LimitUserCap).
 func WithMaxLeases(total, perUser int) Option {
 	return optionFunc(func(c *config) error {
 		if total < 1 || perUser < 1 {
@@ -186,11 +187,14 @@ func WithMaxLeases(total, perUser int) Option {
 	})
 }
 
-// WithHooks sets functions called on lease events. See [Hooks] for their
-// contract. Default: none.
-func WithHooks(h Hooks) Option {
+// WithHooks adds functions called on lease events, e.g.
+// WithHooks(LogHooks(logger), metrics, mine): for each event, the hooks
+// given run in the order given, and hooks given by several WithHooks
+// options run in the order of the options. See [Hooks] for their contract.
+// Default: none.
+func WithHooks(hooks ...Hooks) Option {
 	return optionFunc(func(c *config) error {
-		c.hooks = h
+		c.hooks = append(c.hooks[:len(c.hooks):len(c.hooks)], hooks...)
 		return nil
 	})
 }
@@ -256,7 +260,7 @@ func WithTags(tags ...string) Option {
 				return fmt.Errorf("lease: tag %q must be non-empty and must not start with %q", t, markerTag)
 			}
 		}
-		c.tags = append(c.tags, tags...)
+		c.tags = append(c.tags[:len(c.tags):len(c.tags)], tags...)
 		return nil
 	})
 }

@@ -15,9 +15,8 @@ import (
 // SweepOptions tune [Sweep]. The zero value deletes every expired key that
 // carries this library's marker, DefaultDeleteConcurrency (8) at a time.
 //
-// A plain value. Skip is called on Sweep's calling goroutine before any
-// delete; Progress is called from Sweep's delete goroutines, one call at a
-// time.
+// Skip is called on Sweep's calling goroutine before any delete; Progress
+// is called from Sweep's delete goroutines, one call at a time.
 type SweepOptions struct {
 	// DryRun lists what would be deleted without deleting it.
 	DryRun bool
@@ -42,9 +41,6 @@ type expiredLister interface {
 }
 
 // SweepResult is what [Sweep] found and did.
-//
-// A plain value: safe to copy and to read from several goroutines; nothing
-// in it changes after it is returned.
 type SweepResult struct {
 	// Listed counts the keys listed: the expired ones when the
 	// KeyService can list those alone (as *keys.Client does), else all.
@@ -153,14 +149,13 @@ func Sweep(ctx context.Context, c KeyService, opts SweepOptions) (SweepResult, e
 // Manager's project, except keys its own deleter is handling, and returns
 // how many it deleted. See the package-level [Sweep].
 func (m *Manager) Sweep(ctx context.Context) (deleted int, err error) {
-	m.reapLeaks()
 	m.mu.Lock()
 	closed := m.closed
 	m.mu.Unlock()
 	if closed {
 		return 0, ErrClosed
 	}
-	res, err := Sweep(ctx, m.api, SweepOptions{Concurrency: m.cfg.deleteConcurrency, DeleteTimeout: m.cfg.deleteTimeout, Skip: m.del.pending})
+	res, err := Sweep(ctx, m.api, SweepOptions{Concurrency: m.cfg.deleteConcurrency, DeleteTimeout: m.cfg.deleteTimeout, Skip: m.del.isPending})
 	if res.Deleted > 0 {
 		gone := make(map[string]bool, len(res.Expired))
 		for _, k := range res.Expired {
@@ -207,7 +202,7 @@ func (s *sweeper) run() {
 	_, err := s.m.Sweep(ctx)
 	cancel()
 	if err != nil && !errors.Is(err, ErrClosed) && s.ctx.Err() == nil {
-		s.m.events.emit(Event{Kind: EventError, Time: time.Now(), Op: "sweep", Err: err})
+		s.m.hooks.run(s.m.hooks.errs, Event{Time: time.Now(), Op: "sweep", Err: err})
 	}
 	s.mu.Lock()
 	if !s.stopped {
@@ -216,12 +211,13 @@ func (s *sweeper) run() {
 	s.mu.Unlock()
 }
 
-// stop stops the timer and waits for a running sweep.
-func (s *sweeper) stop() {
+// stop stops the timer, cancels a running sweep and waits for it as long
+// as ctx allows.
+func (s *sweeper) stop(ctx context.Context) {
 	s.mu.Lock()
 	s.stopped = true
 	s.timer.Stop()
 	s.mu.Unlock()
 	s.cancel()
-	s.running.Wait()
+	waitCtx(ctx, &s.running)
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/dvonthenen/websocket"
-	"golang.org/x/time/rate"
 
 	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
@@ -86,11 +85,14 @@ func TestBrowserStreamsWithGrantToken(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="released"]`)),
 	)
-	released := e.text(`li[data-step="released"]`)
+	issued, released := e.text(`li[data-step="issued"]`), e.text(`li[data-step="released"]`)
 	e.do(
 		chromedp.Click(chromedp.ID("stop")),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
 	)
+	if !strings.Contains(issued, "Grant token issued (lease ") {
+		t.Errorf("issued step = %q, want it to name the lease alone: a grant token has no key ID", issued)
+	}
 	if !strings.Contains(released, "cannot be deleted") {
 		t.Errorf("released step = %q, want it to say the token cannot be deleted", released)
 	}
@@ -105,7 +107,7 @@ func TestBrowserStreamsWithGrantToken(t *testing.T) {
 // TestBrowserShowsDenial: over the rate limit, the page shows the 429
 // answer and opens no stream.
 func TestBrowserShowsDenial(t *testing.T) {
-	e := startBrowserDemo(t, func(c *config) { c.Rate, c.Burst = rate.Every(time.Hour), 1 })
+	e := startBrowserDemo(t, func(c *config) { c.RateEvery, c.Burst = time.Hour, 1 })
 	e.do(
 		chromedp.Click(chromedp.ID("start")),
 		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
@@ -72,7 +70,7 @@ func testConfig(fake *keystest.Server, keys lease.KeyService, logw io.Writer) co
 		ListenURL: testListenURL,
 		Backend:   "the fake",
 		TTL:       10 * time.Second,
-		Rate:      rate.Inf,
+		RateEvery: 0, // no rate limit
 		Burst:     1,
 		Logger:    slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		KeyStatus: fakeKeyStatus(fake),
@@ -160,8 +158,20 @@ func (b *browser) credential() credential {
 	}
 	var c credential
 	decode(b.h.t, res, &c)
-	b.h.sawSecret(c.Secret)
+	if c.secret() == "" {
+		b.h.t.Fatalf("POST /api/credential: subprotocol has %d elements, want 2", len(c.Subprotocol))
+	}
+	b.h.sawSecret(c.secret())
 	return c
+}
+
+// secret is the credential's secret, the second element of its
+// subprotocol list, or "" if the list is malformed.
+func (c credential) secret() string {
+	if len(c.Subprotocol) != 2 {
+		return ""
+	}
+	return c.Subprotocol[1]
 }
 
 // release releases a lease and returns the status code.

@@ -49,13 +49,13 @@ func newLedger() *ledger {
 func (lg *ledger) add(l *lease.Lease) {
 	lg.mu.Lock()
 	defer lg.mu.Unlock()
-	h := lg.entry(l.LeaseID())
-	h.visitor, h.keyID, h.serverExpires = l.User(), l.ID(), l.ServerExpires()
+	h := lg.entry(l.ID())
+	h.visitor, h.keyID, h.serverExpires = l.User(), l.KeyID(), l.ServerExpires()
 	lg.prune()
 }
 
-// entry returns the handout for id, creating it: a hook may report on a
-// lease before add has recorded it.
+// entry returns the handout for id, creating it: a lease may end, and its
+// OnRelease hook run, between Acquire and add (a Close, say).
 func (lg *ledger) entry(id string) *handout {
 	h := lg.byID[id]
 	if h == nil {

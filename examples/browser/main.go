@@ -23,8 +23,9 @@
 //
 // The browser never sees the project's API key: it gets a usage:write key
 // (or grant token) that lives seconds, through POST /api/credential, and
-// passes it to Deepgram in the WebSocket's Sec-WebSocket-Protocol list, as
-// browsers cannot set headers on a WebSocket. Each visitor is identified by
+// passes it to Deepgram in the WebSocket's Sec-WebSocket-Protocol list
+// (lease.Lease.Subprotocol: ["token", key] or ["bearer", jwt]), as browsers
+// cannot set headers on a WebSocket. Each visitor is identified by
 // a demo session cookie; see visitor.go for where a real application plugs
 // in its own authentication.
 package main
@@ -42,8 +43,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 )
@@ -54,9 +53,9 @@ const deepgramListenURL = "wss://api.deepgram.com/v1/listen"
 // Per-visitor rate limit: two credentials at once, then one every ten
 // seconds. Start, Stop, Start, Stop, Start within ten seconds and the
 // third is refused: the page shows the 429 answer and when to retry.
-var (
-	visitorRate  = rate.Every(10 * time.Second)
-	visitorBurst = 2
+const (
+	visitorRateEvery = 10 * time.Second
+	visitorBurst     = 2
 )
 
 // shutdownTimeout bounds the graceful shutdown: in-flight requests, then
@@ -87,7 +86,7 @@ func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl 
 		return err
 	}
 	defer closeBackend()
-	cfg.Grant, cfg.TTL, cfg.Rate, cfg.Burst, cfg.Logger = grant, ttl, visitorRate, visitorBurst, logger
+	cfg.Grant, cfg.TTL, cfg.RateEvery, cfg.Burst, cfg.Logger = grant, ttl, visitorRateEvery, visitorBurst, logger
 
 	s, err := newServer(cfg)
 	if err != nil {

@@ -51,6 +51,7 @@ func TestRunWithEmbeddedFake(t *testing.T) {
 	require.NoError(t, json.NewDecoder(res.Body).Decode(&c))
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.NotEmpty(t, c.secret(), "subprotocol %d elements", len(c.Subprotocol))
 	assert.True(t, strings.HasPrefix(c.ListenURL, "ws://127.0.0.1:"), "listen_url %q is the fake's", c.ListenURL)
 	assert.True(t, strings.HasSuffix(c.ListenURL, "/v1/listen"), "listen_url %q", c.ListenURL)
 
@@ -65,7 +66,7 @@ func TestRunWithEmbeddedFake(t *testing.T) {
 	assert.Equal(t, "manager closed", attr(ended, "lease.reason"), "shutdown ended the lease")
 	for _, r := range logs.all() {
 		assert.Less(t, r.Level, slog.LevelWarn, "unexpected %s log: %s", r.Level, r.Message)
-		testenv.NoSecret(t, fmt.Sprintf("log line %q", r.Message), r.Message+" "+attrs(r), c.Secret)
+		testenv.NoSecret(t, fmt.Sprintf("log line %q", r.Message), r.Message+" "+attrs(r), c.secret())
 	}
 }
 

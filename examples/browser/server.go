@@ -13,8 +13,6 @@ import (
 	"net/url"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/dglease/dglease/lease"
 )
 
@@ -42,10 +40,12 @@ type config struct {
 	// TTL is how long a credential lives if the page never reports its
 	// socket open. Zero means lease.DefaultTTL.
 	TTL time.Duration
-	// Rate and Burst limit each visitor's credentials. A zero Rate keeps
-	// the library's default limit (and ignores Burst).
-	Rate  rate.Limit
-	Burst int
+	// RateEvery and Burst limit each visitor's credentials: one per
+	// RateEvery on average, Burst at once (lease.WithRateLimit); a zero
+	// RateEvery turns the limit off. A zero Burst keeps the library's
+	// default limit (and ignores RateEvery).
+	RateEvery time.Duration
+	Burst     int
 	// Logger receives lease events, failures included. Nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -103,10 +103,10 @@ func newServer(cfg config) (*server, error) {
 		lease.WithTTL(cfg.TTL),
 		// Log every event, and keep the ledger up to date however a lease
 		// ends (release, TTL, shutdown): no goroutine per lease.
-		lease.WithHooks(lease.LogHooks(cfg.Logger).Then(s.ledger.hooks())),
+		lease.WithHooks(lease.LogHooks(cfg.Logger), s.ledger.hooks()),
 	}
-	if cfg.Rate != 0 { // else the library's default limit
-		opts = append(opts, lease.WithRateLimit(cfg.Rate, cfg.Burst))
+	if cfg.Burst != 0 { // else the library's default limit
+		opts = append(opts, lease.WithRateLimit(cfg.RateEvery, cfg.Burst))
 	}
 	if cfg.Grant {
 		opts = append(opts, lease.WithGrantTokens())
@@ -167,7 +167,8 @@ func (s *server) handleAbout(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.about)
 }
 
-// kind is the WebSocket subprotocol that carries the credential.
+// kind names the credentials this server issues, for the page: the first
+// element of their WebSocket subprotocol list (see lease.Lease.Subprotocol).
 func (s *server) kind() string {
 	if s.cfg.Grant {
 		return "bearer"
@@ -178,12 +179,14 @@ func (s *server) kind() string {
 // credential is the answer to POST /api/credential: the only answer that
 // carries a secret.
 type credential struct {
-	Secret    string    `json:"secret"`
-	Kind      string    `json:"kind"` // "token" (API key) or "bearer" (grant token)
-	Expires   time.Time `json:"expires"`
-	LeaseID   string    `json:"lease_id"`
-	KeyID     string    `json:"key_id"`
-	ListenURL string    `json:"listen_url"`
+	// Subprotocol is the WebSocket subprotocol list that carries the
+	// secret to Deepgram: ["token", key] or ["bearer", jwt].
+	Subprotocol []string  `json:"subprotocol"`
+	Expires     time.Time `json:"expires"`
+	LeaseID     string    `json:"lease_id"`
+	// KeyID is the Deepgram key's ID; grant tokens have none.
+	KeyID     string `json:"key_id,omitempty"`
+	ListenURL string `json:"listen_url"`
 }
 
 // apiError is every error answer of the API.
@@ -203,10 +206,9 @@ func (s *server) handleCredential(w http.ResponseWriter, r *http.Request) {
 	var denied *lease.DeniedError
 	switch {
 	case errors.As(err, &denied):
+		// Every refusal, by the Manager's limits or by Deepgram's own rate
+		// limit (a 429 on the create), with a positive RetryAfter.
 		secs := int(math.Ceil(denied.RetryAfter.Seconds()))
-		if secs < 1 {
-			secs = 1
-		}
 		w.Header().Set("Retry-After", fmt.Sprint(secs))
 		writeJSON(w, http.StatusTooManyRequests, apiError{
 			Error:      fmt.Sprintf("Too many credentials requested (%s): try again in %d s.", denied.Limit, secs),
@@ -223,16 +225,17 @@ func (s *server) handleCredential(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The page reports back by lease ID (POST /api/release), or the TTL
-	// ends the lease: this handler keeps no *Lease.
+	// ends the lease. This handler keeps no *Lease, so it must detach it:
+	// leak detection would otherwise find the dropped *Lease and delete
+	// its key within about a second, before the page could use it.
 	l.Detach()
 	s.ledger.add(l)
 	writeJSON(w, http.StatusOK, credential{
-		Secret:    l.Secret(),
-		Kind:      s.kind(),
-		Expires:   l.Expires(),
-		LeaseID:   l.LeaseID(),
-		KeyID:     l.ID(),
-		ListenURL: s.cfg.ListenURL,
+		Subprotocol: l.Subprotocol(),
+		Expires:     l.Expires(),
+		LeaseID:     l.ID(),
+		KeyID:       l.KeyID(),
+		ListenURL:   s.cfg.ListenURL,
 	})
 }
 
@@ -310,7 +313,7 @@ func (s *server) statusOf(id string, h handout) status {
 	case h.reason != 0:
 		st.Lease = h.reason.String()
 	default:
-		st.Lease = "ended" // the OnRelease hook has not run yet
+		st.Lease = "ended" // its OnRelease hook is still running
 	}
 	switch {
 	case s.cfg.Grant:

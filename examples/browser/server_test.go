@@ -11,7 +11,6 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"golang.org/x/time/rate"
 
 	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
@@ -40,10 +39,12 @@ func TestCredentialIssued(t *testing.T) {
 		for k := range got {
 			fields = append(fields, k)
 		}
-		assert.ElementsMatch(t, []string{"secret", "kind", "expires", "lease_id", "key_id", "listen_url"}, fields)
-		assert.Equal(t, "token", got["kind"])
+		assert.ElementsMatch(t, []string{"subprotocol", "expires", "lease_id", "key_id", "listen_url"}, fields)
 		assert.Equal(t, testListenURL, got["listen_url"])
-		secret, _ := got["secret"].(string)
+		sp, _ := got["subprotocol"].([]any)
+		require.Len(t, sp, 2, "subprotocol")
+		assert.Equal(t, "token", sp[0])
+		secret, _ := sp[1].(string)
 		h.sawSecret(secret)
 		assert.Regexp(t, "^[0-9a-f]{40}$", secret)
 		expires, err := time.Parse(time.RFC3339Nano, got["expires"].(string))
@@ -116,7 +117,7 @@ func TestTTLDeletesUnreleasedKey(t *testing.T) {
 
 func TestRateLimitAnswers429(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, func(c *config) { c.Rate, c.Burst = rate.Every(90*time.Second), 1 })
+		h := newHarness(t, func(c *config) { c.RateEvery, c.Burst = 90*time.Second, 1 })
 		b := h.visitor()
 		b.credential()
 
@@ -211,6 +212,28 @@ func TestPageAndAssets(t *testing.T) {
 	})
 }
 
+// TestDeepgramRateLimitAnswers429: Deepgram's own 429 on the create is a
+// denial like the Manager's limits, answered 429 with its Retry-After, not
+// a 502.
+func TestDeepgramRateLimitAnswers429(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		b := h.visitor()
+		h.fake.Fail(keystest.OpCreate, keystest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 7 * time.Second})
+
+		res := b.do("POST", "/api/credential", nil, nil)
+		require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
+		assert.Equal(t, "7", res.Header.Get("Retry-After"))
+		var got apiError
+		decode(t, res, &got)
+		assert.Equal(t, 7, got.RetryAfter)
+		assert.Equal(t, "Too many credentials requested (Deepgram's rate limit): try again in 7 s.", got.Error)
+		assert.Len(t, h.fake.LiveKeys(), 1, "only the admin key: nothing was issued")
+
+		b.credential() // the fault answered one call
+	})
+}
+
 func TestCreateFailureAnswers502(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
@@ -241,8 +264,10 @@ func TestGrantTokens(t *testing.T) {
 		h := newHarness(t, func(c *config) { c.Grant = true })
 		b := h.visitor()
 		c := b.credential()
-		assert.Equal(t, "bearer", c.Kind)
-		assert.Equal(t, 3, strings.Count(c.Secret, ".")+1, "a JWT")
+		require.Len(t, c.Subprotocol, 2)
+		assert.Equal(t, "bearer", c.Subprotocol[0])
+		assert.Equal(t, 3, strings.Count(c.secret(), ".")+1, "a JWT")
+		assert.Empty(t, c.KeyID, "a grant token has no key ID")
 
 		res := b.do("POST", "/api/release", releaseRequest{LeaseID: c.LeaseID}, nil)
 		require.Equal(t, http.StatusOK, res.StatusCode)
@@ -311,7 +336,7 @@ func TestRetryAfterRoundsUp(t *testing.T) {
 	}
 	for _, tt := range tests {
 		synctest.Test(t, func(t *testing.T) {
-			h := newHarness(t, func(c *config) { c.Rate, c.Burst = rate.Every(2*time.Second), 1 })
+			h := newHarness(t, func(c *config) { c.RateEvery, c.Burst = 2*time.Second, 1 })
 			b := h.visitor()
 			b.credential()
 			time.Sleep(2*time.Second - tt.wait)

@@ -79,7 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		return err
 	}
 	fmt.Fprintf(stdout, "Leased key %s for %s: scope %s, lease ends %s (in %s).\n",
-		l.ID(), l.User(), lease.DefaultScope, l.Expires().Format(time.RFC3339), time.Until(l.Expires()).Round(time.Second))
+		l.KeyID(), l.User(), lease.DefaultScope, l.Expires().Format(time.RFC3339), time.Until(l.Expires()).Round(time.Second))
 	fmt.Fprintf(stdout, "Deepgram itself expires the key at %s, even if no delete ever gets through.\n",
 		l.ServerExpires().Format(time.RFC3339))
 	if fake != nil {
@@ -95,14 +95,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, env func(
 		return err
 	}
 	if fake == nil {
-		fmt.Fprintf(stdout, "Manager closed without error: key %s is deleted.\n", l.ID())
+		fmt.Fprintf(stdout, "Manager closed without error: key %s is deleted.\n", l.KeyID())
 		return nil
 	}
-	st, ok := fake.Key(l.ID())
+	st, ok := fake.Key(l.KeyID())
 	if !ok || st.Status != keystest.StatusDeleted {
-		return fmt.Errorf("key %s is %q on the fake, not deleted", l.ID(), st.Status)
+		return fmt.Errorf("key %s is %q on the fake, not deleted", l.KeyID(), st.Status)
 	}
 	fmt.Fprintf(stdout, "Manager closed: key %s is %s on the fake; %d live key left (the admin key).\n",
-		l.ID(), st.Status, len(fake.LiveKeys()))
+		l.KeyID(), st.Status, len(fake.LiveKeys()))
 	return nil
 }

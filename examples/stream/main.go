@@ -178,9 +178,9 @@ func stream(ctx context.Context, leases *lease.Manager, host string, audio []byt
 	if err != nil {
 		return res, err
 	}
-	res.keyID = l.ID()
+	res.keyID = l.KeyID()
 	defer l.Release() // however this ends, the key is deleted
-	out.printf("Leased key %s for %s (lease ends in %s).\n", l.ID(), l.User(), time.Until(l.Expires()).Round(time.Second))
+	out.printf("Leased key %s for %s (lease ends in %s).\n", l.KeyID(), l.User(), time.Until(l.Expires()).Round(time.Second))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

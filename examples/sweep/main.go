@@ -29,8 +29,6 @@ import (
 	"os/signal"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
@@ -102,7 +100,7 @@ func seed(ctx context.Context, srv *keystest.Server, out io.Writer) (endLive fun
 	// Keys no process can delete: the fake creates them (with dglease's
 	// marker) but loses the answers, so Acquire fails and the Manager
 	// never learns their IDs, as after a crash. Only Sweep can find them.
-	lost, err := lease.New(srv.Client(), lease.WithRateLimit(rate.Inf, 1))
+	lost, err := lease.New(srv.Client())
 	if err != nil {
 		return nil, err
 	}

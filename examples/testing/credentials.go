@@ -1,9 +1,10 @@
 // Package credentials is a small HTTP handler that hands a browser a
 // short-lived Deepgram key, and, in credentials_test.go, the tests to copy
 // with it: they run against the fake Deepgram of keys/keystest and show one
-// technique each (asserting the key's scopes and TTL, injecting a Deepgram
-// outage, rate limits, testing/synctest to see the TTL delete the key
-// without waiting, and checking that no secret reaches the logs).
+// technique each (asserting the key's scopes and TTL, injecting Deepgram
+// failures, rate limits, testing/synctest to see the TTL delete the key
+// without waiting, Manager.Flush to wait for a deletion outside synctest,
+// and checking that no secret reaches the logs).
 //
 //	go test ./examples/testing
 //
@@ -46,15 +47,18 @@ type Credential struct {
 //
 //   - POST: a new credential for the user userOf finds in the request
 //     (200, JSON [Credential], Cache-Control: no-store); 401 when userOf
-//     finds none; 429 with Retry-After when the user is over the Manager's
-//     rate limit or caps; 502 when Deepgram fails; 503 once m is closed.
+//     finds none; 429 with Retry-After when Acquire is denied (the user is
+//     over the Manager's rate limit or caps, or Deepgram itself answered
+//     429); 502 when Deepgram fails otherwise; 503 once m is closed.
 //   - DELETE ?lease_id=ID: releases that lease of the same user (204), so
 //     its key is deleted now rather than at the end of its TTL; 404 for a
 //     lease that is not the user's or has already ended.
 //
 // Failures are logged by m's hooks (lease.LogHooks), never with a secret.
-// The handler keeps no lease: it detaches each one (so dropping the *Lease
-// is not reported as a leak) and releases it later by ID through m.
+// The handler keeps no *Lease, so it detaches each one: without Detach, leak
+// detection would find the dropped *Lease and delete its key within about a
+// second, before the browser could use it. It releases the lease later by
+// ID through m, after checking with m.Owner that it is the user's.
 func CredentialHandler(m *lease.Manager, userOf func(*http.Request) (string, bool)) http.Handler {
 	return &handler{m: m, userOf: userOf}
 }
@@ -88,9 +92,9 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request, user string) {
 	l, err := h.m.Acquire(context.WithoutCancel(r.Context()), user)
 	var denied *lease.DeniedError
 	switch {
-	case errors.As(err, &denied):
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(max(denied.RetryAfter, time.Second).Seconds()))))
-		writeError(w, http.StatusTooManyRequests, "too many credentials requested; retry later")
+	case errors.As(err, &denied): // every ErrDenied: RetryAfter is always positive
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(denied.RetryAfter.Seconds()))))
+		writeError(w, http.StatusTooManyRequests, "too many requests; retry later")
 		return
 	case errors.Is(err, lease.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "shutting down")
@@ -103,7 +107,7 @@ func (h *handler) issue(w http.ResponseWriter, r *http.Request, user string) {
 	// the Manager keeps the lease.
 	l.Detach()
 	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(Credential{Secret: l.Secret(), Expires: l.Expires(), LeaseID: l.LeaseID()})
+	_ = json.NewEncoder(w).Encode(Credential{Secret: l.Secret(), Expires: l.Expires(), LeaseID: l.ID()})
 }
 
 func (h *handler) release(w http.ResponseWriter, r *http.Request, user string) {

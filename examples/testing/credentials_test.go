@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -23,7 +24,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
-	"golang.org/x/time/rate"
 
 	credentials "github.com/dglease/dglease/examples/testing"
 	"github.com/dglease/dglease/keys"
@@ -160,21 +160,37 @@ func errorText(t *testing.T, rec *httptest.ResponseRecorder) string {
 	return body.Error
 }
 
-// Technique: fault injection. srv.Fail makes the next create answer 503,
-// as an overloaded Deepgram would; the handler answers 502 and creates
-// nothing, and the next request works again.
-func TestDeepgramOutageIs502(t *testing.T) {
-	srv := keystest.NewServer(t, keystest.WithoutListener())
-	h := credentials.CredentialHandler(newManager(t, srv), signedIn)
-	srv.Fail(keystest.OpCreate, keystest.Fault{Status: 503})
+// Technique: fault injection. srv.Fail makes the next create answer as a
+// failing Deepgram would. An outage (503) is a 502 for the browser; Deepgram's
+// own rate limit (429) is a denial like the Manager's, so the browser gets
+// 429 with Deepgram's Retry-After. Either way nothing is created, and the
+// next request works again.
+func TestDeepgramFailures(t *testing.T) {
+	tests := []struct {
+		name           string
+		fault          keystest.Fault
+		wantStatus     int
+		wantRetryAfter string
+	}{
+		{"outage", keystest.Fault{Status: 503}, http.StatusBadGateway, ""},
+		{"rate limited", keystest.Fault{Status: 429, RetryAfter: 3 * time.Second}, http.StatusTooManyRequests, "3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := keystest.NewServer(t, keystest.WithoutListener())
+			h := credentials.CredentialHandler(newManager(t, srv), signedIn)
+			srv.Fail(keystest.OpCreate, tt.fault)
 
-	rec := do(h, http.MethodPost, "/credential", "alice")
+			rec := do(h, http.MethodPost, "/credential", "alice")
 
-	assert.Equal(t, http.StatusBadGateway, rec.Code)
-	assert.NotContains(t, rec.Body.String(), "503", "Deepgram's answer stays in the server's logs")
-	assert.Len(t, srv.LiveKeys(), 1, "only the fake's admin key")
+			assert.Equal(t, tt.wantStatus, rec.Code)
+			assert.Equal(t, tt.wantRetryAfter, rec.Header().Get("Retry-After"))
+			assert.NotContains(t, rec.Body.String(), strconv.Itoa(tt.fault.Status), "Deepgram's answer stays in the server's logs")
+			assert.Len(t, srv.LiveKeys(), 1, "only the fake's admin key")
 
-	decode(t, do(h, http.MethodPost, "/credential", "alice")) // the fault answered one call
+			decode(t, do(h, http.MethodPost, "/credential", "alice")) // the fault answered one call
+		})
+	}
 }
 
 // Technique: the Manager's rate limit is per user; a denied request gets
@@ -183,7 +199,7 @@ func TestDeepgramOutageIs502(t *testing.T) {
 func TestOverRateLimitIs429WithRetryAfter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := keystest.NewServer(t, keystest.WithoutListener())
-		h := credentials.CredentialHandler(newManager(t, srv, lease.WithRateLimit(rate.Every(time.Minute), 1)), signedIn)
+		h := credentials.CredentialHandler(newManager(t, srv, lease.WithRateLimit(time.Minute, 1)), signedIn)
 
 		decode(t, do(h, http.MethodPost, "/credential", "alice"))
 		creates := len(srv.Requests())
@@ -239,21 +255,39 @@ func TestDeleteReleasesTheKeyAtOnce(t *testing.T) {
 	})
 }
 
+// Technique: outside a synctest bubble the key is deleted on the Manager's
+// deleter goroutines, after Release has returned. m.Flush waits until every
+// lease ended so far has its key deleted (or given up on): call it before
+// asserting on the fake, rather than sleeping or polling.
+func TestFlushWaitsForTheDeletion(t *testing.T) {
+	srv := keystest.NewServer(t, keystest.WithoutListener())
+	m := newManager(t, srv)
+	h := credentials.CredentialHandler(m, signedIn)
+	cred := decode(t, do(h, http.MethodPost, "/credential", "alice"))
+	require.Equal(t, http.StatusNoContent, do(h, http.MethodDelete, "/credential?lease_id="+cred.LeaseID, "alice").Code)
+
+	require.NoError(t, m.Flush(t.Context()))
+
+	k := keyOf(t, srv, cred.LeaseID)
+	assert.Equal(t, keystest.StatusDeleted, k.Status)
+	assert.Equal(t, 1, k.Deletes)
+	assert.Len(t, srv.LiveKeys(), 1, "only the fake's admin key")
+}
+
 // Technique: log to a buffer and search it. The Manager's hooks log every
 // event (lease.LogHooks); neither the handed-out secret nor the admin key
-// may appear, while the key IDs do.
+// may appear, while the key IDs do. Hooks run before the call that caused
+// the event returns, so the log is complete as soon as the requests are.
 func TestNoSecretInLogs(t *testing.T) {
 	srv := keystest.NewServer(t, keystest.WithoutListener())
 	var logs bytes.Buffer
-	m, err := lease.New(srv.Client(), lease.WithHooks(lease.LogHooks(slog.New(slog.NewJSONHandler(&logs, nil)))))
-	require.NoError(t, err)
+	m := newManager(t, srv, lease.WithHooks(lease.LogHooks(slog.New(slog.NewJSONHandler(&logs, nil)))))
 	h := credentials.CredentialHandler(m, signedIn)
 
 	cred := decode(t, do(h, http.MethodPost, "/credential", "alice"))
 	require.Equal(t, http.StatusNoContent, do(h, http.MethodDelete, "/credential?lease_id="+cred.LeaseID, "alice").Code)
 	srv.Fail(keystest.OpCreate, keystest.Fault{Status: 503})
 	require.Equal(t, http.StatusBadGateway, do(h, http.MethodPost, "/credential", "alice").Code)
-	require.NoError(t, m.Close(t.Context())) // delivers every queued log event
 
 	out := logs.String()
 	assert.Contains(t, out, `"msg":"lease acquired"`)

@@ -1,8 +1,8 @@
 // The demo page: stream the microphone to Deepgram with a credential leased
 // by the backend, and show each step of the credential's life.
 //
-//   1. POST /api/credential             -> {secret, kind, expires, lease_id, listen_url}
-//   2. new WebSocket(listen_url, [kind, secret])   (browsers cannot set headers)
+//   1. POST /api/credential             -> {subprotocol, expires, lease_id, key_id, listen_url}
+//   2. new WebSocket(listen_url, subprotocol)   (browsers cannot set headers)
 //   3. socket open -> POST /api/release {lease_id}  (the backend deletes the key)
 //   4. GET /api/credential/{lease_id}/status, a few times, to see it deleted
 //   5. MediaRecorder chunks every 250 ms -> socket; Results -> transcript
@@ -160,15 +160,17 @@
     }
 
     const cred = data;
+    const kind = cred.subprotocol[0]; // "token" (API key) or "bearer" (grant token)
     const expires = new Date(cred.expires);
     const seconds = Math.max(0, Math.round((expires - Date.now()) / 1000));
-    step('issued', `${capitalized(kindName(cred.kind))} issued`,
-      `(${cred.key_id}, lease ${cred.lease_id}): usage only, ends by itself at ` +
+    const names = cred.key_id ? `${cred.key_id}, lease ${cred.lease_id}` : `lease ${cred.lease_id}`;
+    step('issued', `${capitalized(kindName(kind))} issued`,
+      `(${names}): usage only, ends by itself at ` +
       `${clock(expires)} (in ${seconds} s) unless released sooner.`);
 
     session = {
       ended: false,
-      cred: { kind: cred.kind, leaseId: cred.lease_id, listenUrl: cred.listen_url },
+      cred: { kind, leaseId: cred.lease_id, listenUrl: cred.listen_url },
       media,
       socket: null,
       recorder: null,
@@ -177,17 +179,17 @@
       deletedAt: null,   // when the status said the key is gone
       afterDelete: 0,    // results received since then
     };
-    openSocket(session, cred.secret);
+    openSocket(session, cred.subprotocol);
   }
 
-  function openSocket(s, secret) {
+  function openSocket(s, subprotocol) {
     const params = new URLSearchParams({ model: 'nova-3', smart_format: 'true' });
     const url = `${s.cred.listenUrl}?${params}`;
     setState('Opening the stream…');
     try {
-      // The credential travels as the subprotocol list: ["token", key] or
-      // ["bearer", jwt]. The page keeps no other copy of it.
-      s.socket = new WebSocket(url, [s.cred.kind, secret]);
+      // The credential travels as the subprotocol list the backend sent:
+      // ["token", key] or ["bearer", jwt]. The page keeps no other copy.
+      s.socket = new WebSocket(url, subprotocol);
     } catch (err) {
       release(s);
       end(s, `Could not open the socket: ${err.message}`);

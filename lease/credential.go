@@ -1,0 +1,104 @@
+package lease
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dglease/dglease/keys"
+)
+
+// KeyService is what a Manager needs from Deepgram. *keys.Client implements
+// it; so does a client of keys/keystest's fake. Implementations must be safe
+// for concurrent use, must honour their context, and must not retry creates
+// by themselves.
+type KeyService interface {
+	Create(ctx context.Context, s keys.Spec) (*keys.Key, error)
+	Delete(ctx context.Context, id string) error
+	List(ctx context.Context) ([]keys.Key, error)
+	Grant(ctx context.Context, ttl time.Duration) (*keys.Token, error)
+}
+
+// credential is the one place where API keys and grant tokens differ.
+type credential interface {
+	// issue creates the credential for r and sets r.secret and
+	// r.serverExpires (the latest the credential can work until). It sets
+	// r.keyID as soon as a key exists, even when it then fails, so that
+	// the key is deleted. It returns the earliest the credential can
+	// stop working.
+	issue(ctx context.Context, r *record) (usableUntil time.Time, err error)
+	// revocable reports whether the credential can be deleted.
+	revocable() bool
+	// scheme is the WebSocket subprotocol scheme a browser sends the
+	// credential with: "token" or "bearer".
+	scheme() string
+}
+
+// apiKeys issues API keys, marked and tagged, that expire by themselves
+// serverTTL after their creation.
+type apiKeys struct {
+	api       KeyService
+	managerID string
+	scopes    []string
+	tags      []string
+	serverTTL time.Duration
+}
+
+func (c *apiKeys) revocable() bool { return true }
+func (c *apiKeys) scheme() string  { return "token" }
+
+func (c *apiKeys) issue(ctx context.Context, r *record) (time.Time, error) {
+	mk := Marker{Lease: r.leaseID, Manager: c.managerID, User: r.user}
+	start := time.Now()
+	k, err := c.api.Create(ctx, keys.Spec{
+		Comment: mk.comment(),
+		Scopes:  c.scopes,
+		Tags:    append(mk.tags(), c.tags...),
+		TTL:     c.serverTTL,
+	})
+	// Deepgram made the key between start and now: it stops working
+	// serverTTL after a moment in between.
+	usableUntil, latest := start.Add(c.serverTTL), time.Now().Add(c.serverTTL)
+	var unusable *keys.UnusableKeyError
+	if errors.As(err, &unusable) && unusable.KeyID != "" {
+		r.keyID, r.serverExpires = unusable.KeyID, latest
+		return time.Time{}, err
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	if k == nil || k.ID == "" {
+		return time.Time{}, errors.New("lease: create returned no key")
+	}
+	r.keyID, r.serverExpires = k.ID, latest
+	if k.Expires.After(latest) {
+		r.serverExpires = k.Expires
+	}
+	if k.Secret == "" {
+		return time.Time{}, fmt.Errorf("lease: create returned key %s without its secret", k.ID)
+	}
+	r.secret = &k.Secret
+	return usableUntil, nil
+}
+
+// grantTokens issues grant tokens: one call, nothing to delete.
+type grantTokens struct {
+	api KeyService
+	ttl time.Duration
+}
+
+func (c *grantTokens) revocable() bool { return false }
+func (c *grantTokens) scheme() string  { return "bearer" }
+
+func (c *grantTokens) issue(ctx context.Context, r *record) (time.Time, error) {
+	tok, err := c.api.Grant(ctx, c.ttl)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if tok == nil || tok.Secret == "" {
+		return time.Time{}, errors.New("lease: grant returned no token")
+	}
+	r.secret, r.serverExpires = &tok.Secret, tok.Expires
+	return tok.Expires, nil
+}

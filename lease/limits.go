@@ -1,0 +1,157 @@
+package lease
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/dglease/dglease/keys"
+)
+
+// ErrDenied is matched (errors.Is) by every refusal of Acquire: the
+// error is then a *DeniedError that says which limit refused and when to
+// retry.
+var ErrDenied = errors.New("lease: denied")
+
+// Limit names what refused an Acquire.
+type Limit int
+
+// The limits that can refuse an Acquire.
+const (
+	// LimitRate is the per-user rate limit (WithRateLimit).
+	LimitRate Limit = iota + 1
+	// LimitUserCap is the cap on one user's live leases (WithMaxLeases).
+	LimitUserCap
+	// LimitTotalCap is the cap on the Manager's live leases
+	// (WithMaxLeases).
+	LimitTotalCap
+	// LimitDeepgram is Deepgram's own rate limit: it answered the create
+	// (or grant) with 429 Too Many Requests.
+	LimitDeepgram
+)
+
+// String names the limit, e.g. "per-user rate limit".
+func (l Limit) String() string {
+	switch l {
+	case LimitRate:
+		return "per-user rate limit"
+	case LimitUserCap:
+		return "per-user lease cap"
+	case LimitTotalCap:
+		return "total lease cap"
+	case LimitDeepgram:
+		return "Deepgram's rate limit"
+	}
+	return fmt.Sprintf("Limit(%d)", int(l))
+}
+
+// deepgramRetryDefault is DeniedError.RetryAfter for a 429 from Deepgram
+// that came without a Retry-After header.
+const deepgramRetryDefault = time.Second
+
+// DeniedError is how Acquire reports a refusal, by one of the Manager's
+// limits or by Deepgram; it matches [ErrDenied] under errors.Is. A refusal
+// by the Manager's limits is decided before any network call and creates
+// nothing. A refusal by Deepgram wraps its *keys.APIError (errors.As
+// reaches it).
+type DeniedError struct {
+	// User is the user that was refused.
+	User string
+	// Limit is what refused.
+	Limit Limit
+	// RetryAfter is how long to wait before trying again, always positive:
+	// for the rate limit, until the user's next token; for the caps, the
+	// lease TTL, an upper bound on when a blocking lease ends by itself
+	// (one may end sooner); for Deepgram, its Retry-After header, or 1s
+	// when it sent none.
+	RetryAfter time.Duration
+	// Err is Deepgram's answer for LimitDeepgram, else nil.
+	Err error
+}
+
+// Error says which limit refused which user and when to retry.
+func (e *DeniedError) Error() string {
+	msg := fmt.Sprintf("lease: denied: user %q is over the %s; retry after %s", e.User, e.Limit, e.RetryAfter.Round(time.Millisecond))
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
+}
+
+// Is matches ErrDenied.
+func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
+
+// Unwrap returns Deepgram's answer, if Deepgram refused.
+func (e *DeniedError) Unwrap() error { return e.Err }
+
+// deniedByDeepgram returns a *DeniedError when err is Deepgram's 429.
+func deniedByDeepgram(user string, err error) *DeniedError {
+	var apiErr *keys.APIError
+	if !errors.As(err, &apiErr) || !errors.Is(apiErr, keys.ErrRateLimited) {
+		return nil
+	}
+	wait := apiErr.RetryAfter
+	if wait <= 0 {
+		wait = deepgramRetryDefault
+	}
+	return &DeniedError{User: user, Limit: LimitDeepgram, RetryAfter: wait, Err: apiErr}
+}
+
+// userState is one user's rate limiter, live count and counters. Guarded
+// by Manager.mu.
+type userState struct {
+	limiter *rate.Limiter
+	live    int // live leases plus Acquire calls admitted and not finished
+	usage   Usage
+	last    time.Time
+}
+
+// checkLimitsLocked applies the caps and the rate limit to an Acquire for
+// user, whose state is us, at now. On admission it takes a rate token.
+func (m *Manager) checkLimitsLocked(user string, us *userState, now time.Time) *DeniedError {
+	switch {
+	case len(m.live)+m.pending >= m.cfg.maxLeases:
+		return &DeniedError{User: user, Limit: LimitTotalCap, RetryAfter: m.cfg.ttl}
+	case us.live >= m.cfg.maxPerUser:
+		return &DeniedError{User: user, Limit: LimitUserCap, RetryAfter: m.cfg.ttl}
+	}
+	res := us.limiter.ReserveN(now, 1)
+	if delay := res.DelayFrom(now); delay > 0 { // always OK: rate > 0, burst >= 1
+		res.CancelAt(now)
+		return &DeniedError{User: user, Limit: LimitRate, RetryAfter: delay}
+	}
+	return nil
+}
+
+// userRetention is how long an idle user's state (counters, limiter) is
+// kept.
+const userRetention = time.Hour
+
+// userLocked returns user's state, creating it (and evicting idle users
+// once the map has doubled) when it is new.
+func (m *Manager) userLocked(user string, now time.Time) *userState {
+	us := m.users[user]
+	if us == nil {
+		m.evictUsersLocked(now)
+		us = &userState{limiter: rate.NewLimiter(m.cfg.rate, m.cfg.burst)}
+		m.users[user] = us
+	}
+	us.last = now
+	return us
+}
+
+// evictUsersLocked forgets users with no live lease, a full rate-limit
+// bucket and no activity for userRetention, once the map has doubled.
+func (m *Manager) evictUsersLocked(now time.Time) {
+	if len(m.users) < m.userScan {
+		return
+	}
+	for u, us := range m.users {
+		if us.live == 0 && now.Sub(us.last) > userRetention && us.limiter.TokensAt(now) >= float64(m.cfg.burst) {
+			delete(m.users, u)
+		}
+	}
+	m.userScan = max(1024, 2*len(m.users))
+}
