@@ -19,9 +19,10 @@ import (
 //
 // The lease's TTL counts from when the credential arrives, and never runs
 // past the credential's own expiry on Deepgram's side; a credential that
-// arrives already expired (a create slower than the TTL plus the expiry
-// margin) is deleted and Acquire fails: Acquire never returns a lease that
-// has ended.
+// arrives with less than a second (or the TTL, if shorter) of its life
+// left (a create nearly as slow as the TTL plus the expiry margin) is
+// deleted and Acquire fails. Acquire never returns a lease that has ended,
+// not even one that ended while OnAcquire hooks ran.
 //
 // The lease also ends when ctx ends. A backend that hands the secret to a
 // browser must therefore not pass the HTTP request's context, which ends
@@ -54,20 +55,25 @@ func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
 	// The create runs on its own goroutine so that Acquire can return
 	// when ctx ends; its result then goes to orphan instead.
 	// Unbuffered: a send succeeds only into the receive below, so exactly
-	// one side owns the result.
-	result := make(chan issued)
+	// one side owns the result. A caller that leaves first reserves a
+	// place in the deleter's current Flush generation and passes it on
+	// left, so that a Flush called after Acquire returns waits for the
+	// key the create may still bring.
+	result, left := make(chan issued), make(chan uint64, 1)
 	go func() {
 		res := m.issue(r)
 		select {
 		case result <- res:
-		case <-ctx.Done():
-			m.orphan(r, res.err)
+		case gen := <-left:
+			r.flushGen = &gen
+			m.orphan(r, res)
 		}
 	}()
 	select {
 	case res := <-result:
 		return m.finishAcquire(ctx, r, res)
 	case <-ctx.Done():
+		left <- m.del.reserve()
 		return nil, fmt.Errorf("lease: acquire for user %q: %w", user, ctx.Err())
 	}
 }
@@ -113,12 +119,18 @@ func (m *Manager) admit(user string) (*record, error) {
 	return r, nil
 }
 
-// errArrivedExpired: the create answered after the credential's expiry.
-var errArrivedExpired = errors.New("credential arrived already expired")
+// errArrivedLate: the create answered too close to (or after) the
+// credential's expiry on Deepgram's side.
+var errArrivedLate = errors.New("the credential arrived too late to be used")
+
+// minLeaseLife is the least life (or the TTL, if shorter) a credential
+// must have left when it arrives, or Acquire refuses it.
+const minLeaseLife = time.Second
 
 // issued is the outcome of a create.
 type issued struct {
-	usableUntil time.Time // the earliest the credential may stop working
+	usableUntil time.Time     // the earliest the credential may stop working
+	latency     time.Duration // how long the create took
 	err         error
 }
 
@@ -127,8 +139,9 @@ type issued struct {
 func (m *Manager) issue(r *record) issued {
 	ctx, cancel := context.WithTimeout(m.baseCtx, m.cfg.createTimeout)
 	defer cancel()
+	start := time.Now()
 	until, err := m.cred.issue(ctx, r)
-	return issued{usableUntil: until, err: err}
+	return issued{usableUntil: until, latency: time.Since(start), err: err}
 }
 
 // finishAcquire turns a create's outcome into a live lease, or into an
@@ -142,23 +155,25 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 		if res.usableUntil.Before(r.expires) {
 			r.expires = res.usableUntil
 		}
-		if !r.expires.After(now) {
-			err = fmt.Errorf("%w: the create took longer than the credential lives on Deepgram's side; raise WithExpiryMargin, or lower the create timeout (WithTimeouts)", errArrivedExpired)
+		if left, least := r.expires.Sub(now), min(m.cfg.ttl, minLeaseLife); left < least {
+			err = fmt.Errorf("%w: %s of its life left, less than %s: the create took nearly as long as the credential lives on Deepgram's side; raise WithExpiryMargin, or lower the create timeout (WithTimeouts)",
+				errArrivedLate, max(left, 0).Round(time.Millisecond), least)
 		}
 	}
 	if err != nil {
-		return nil, m.failAcquire(r, err, now)
+		return nil, m.failAcquire(r, err, now, res.latency)
 	}
 	m.mu.Lock()
 	if m.closed {
 		m.unreserveLocked(r)
 		m.mu.Unlock()
+		defer m.creating.Done() // deleteKey may run hooks (the deleter is stopped)
 		m.deleteKey(r)
-		m.creating.Done()
 		return nil, ErrClosed
 	}
 	m.pending--
 	delete(m.creates, r)
+	r.acquired = now
 	m.live[r.leaseID] = r
 	m.stats.Acquired++
 	r.us.usage.Acquired++
@@ -168,20 +183,27 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 	l := &Lease{h: &handle{r: r}}
 	r.arm(ctx, l.h)
 	m.creating.Done()
-	r.announce(Event{Time: now, User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires})
+	r.announce(Event{Time: now, User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Latency: res.latency})
+	// Never return an ended lease: ctx may have ended as the result
+	// arrived, and the lease may have ended while OnAcquire ran (Close, a
+	// Release from the hook, its TTL).
 	if ctx.Err() != nil {
-		// ctx ended as the result arrived: end the lease (its context
-		// AfterFunc may be doing so too) and report ctx's error, never an
-		// ended lease.
-		r.end(ReasonContext)
+		r.end(ReasonContext) // its context AfterFunc may be doing so too
 		return nil, fmt.Errorf("lease: acquire for user %q: %w", r.user, ctx.Err())
 	}
-	return l, nil
+	switch reason := l.Reason(); reason {
+	case 0:
+		return l, nil
+	case ReasonClosed:
+		return nil, ErrClosed
+	default:
+		return nil, fmt.Errorf("lease: acquire for user %q: the lease ended (%s) before Acquire could return it", r.user, reason)
+	}
 }
 
 // failAcquire settles a failed create and returns Acquire's error: a
 // *DeniedError when Deepgram refused with 429, else the create's error.
-func (m *Manager) failAcquire(r *record, err error, now time.Time) error {
+func (m *Manager) failAcquire(r *record, err error, now time.Time, latency time.Duration) error {
 	denied := deniedByDeepgram(r.user, err)
 	m.mu.Lock()
 	m.noteUnconfirmedLocked(r, err)
@@ -193,31 +215,33 @@ func (m *Manager) failAcquire(r *record, err error, now time.Time) error {
 		m.stats.Errors++
 	}
 	m.mu.Unlock()
-	m.deleteKey(r) // a key that came without a usable answer
-	m.creating.Done()
+	func() {
+		defer m.creating.Done() // deleteKey may run hooks (the deleter is stopped)
+		m.deleteKey(r)          // a key that came without a usable answer
+	}()
 	if denied != nil {
-		m.hooks.run(m.hooks.denied, Event{Time: now, User: r.user, LeaseID: r.leaseID, Err: denied, RetryAfter: denied.RetryAfter})
+		m.hooks.run(m.hooks.denied, Event{Time: now, User: r.user, LeaseID: r.leaseID, Err: denied, RetryAfter: denied.RetryAfter, Latency: latency})
 		return denied
 	}
 	err = fmt.Errorf("lease: acquire for user %q: %w", r.user, err)
-	m.hooks.run(m.hooks.errs, Event{Time: now, Op: "create", User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Err: err})
+	m.hooks.run(m.hooks.errs, Event{Time: now, Op: "create", User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Err: err, Final: true, Latency: latency})
 	return err
 }
 
 // orphan disposes of a create outcome whose caller has left.
-func (m *Manager) orphan(r *record, err error) {
-	m.mu.Lock()
-	if err != nil {
-		m.noteUnconfirmedLocked(r, err)
+// It is counted and reported as a failed Acquire would be; a key it made
+// is deleted at once, in the Flush generation the caller reserved.
+func (m *Manager) orphan(r *record, res issued) {
+	defer m.del.unreserve(*r.flushGen) // once the key, if any, is queued
+	if res.err != nil {
+		_ = m.failAcquire(r, fmt.Errorf("caller gone: %w", res.err), time.Now(), res.latency)
+		return
 	}
+	m.mu.Lock()
 	m.unreserveLocked(r)
 	m.mu.Unlock()
+	defer m.creating.Done()
 	m.deleteKey(r)
-	m.creating.Done()
-	if err != nil {
-		m.hooks.run(m.hooks.errs, Event{Time: time.Now(), Op: "create", User: r.user, LeaseID: r.leaseID, KeyID: r.keyID,
-			Err: fmt.Errorf("lease: acquire for user %q (caller gone): %w", r.user, err)})
-	}
 }
 
 func (m *Manager) unreserveLocked(r *record) {

@@ -49,8 +49,9 @@ func (m *Manager) Flush(ctx context.Context) error {
 // handed to the stopped deleter, which lists it in Undeleted and reports it
 // through OnError. The deleter never waits past a key's expiry on
 // Deepgram's side, so without a deadline Close waits at most for the
-// longest-lived key's expiry (the TTL plus the expiry margin) and the
-// create timeout.
+// longest-lived key's expiry (the TTL plus the expiry margin), plus one
+// delete timeout for an attempt started just before it, the create
+// timeout, and the time its hooks take.
 //
 // Close may be called more than once and concurrently: every call waits
 // for the first to finish and returns its result, or its own context's
@@ -68,8 +69,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	if first {
-		m.closeErr = m.close(ctx)
-		close(m.closeDone)
+		m.finishClose(ctx)
 		return m.closeErr
 	}
 	// A later call waits for the first, as long as its own ctx allows; once
@@ -87,6 +87,24 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 }
 
+// finishClose runs close and publishes its result. close runs hooks (the
+// OnRelease of the leases it ends, the final OnError of keys it gives up
+// on); if one ends the goroutine (runtime.Goexit), the deferred call runs
+// close again on a new goroutine, which finishes what is left (close is
+// safe to run again), so that later Close calls, the deleter and Acquire's
+// refusal are never left half-done.
+func (m *Manager) finishClose(ctx context.Context) {
+	finished := false
+	defer func() {
+		if !finished {
+			go m.finishClose(ctx)
+		}
+	}()
+	m.closeErr = m.close(ctx)
+	finished = true
+	close(m.closeDone)
+}
+
 func (m *Manager) close(ctx context.Context) error {
 	m.reapLeaks()
 	if m.sweep != nil {
@@ -98,9 +116,7 @@ func (m *Manager) close(ctx context.Context) error {
 		live = append(live, r)
 	}
 	m.mu.Unlock()
-	for _, r := range live {
-		r.end(ReasonClosed)
-	}
+	each(live, func(r *record) { r.end(ReasonClosed) })
 	// Leases that were already ending hand their keys to the deleter, and
 	// creates in flight settle theirs, before it is drained.
 	if !waitCtx(ctx, &m.ending) || !waitCtx(ctx, &m.creating) {
@@ -108,8 +124,10 @@ func (m *Manager) close(ctx context.Context) error {
 	}
 	m.del.drain(ctx)
 	m.baseCancel()
-	undeleted := m.del.undeleted()
+	// Unconfirmed creates first: one that settles between the two reads
+	// is then named twice (as a create, and its key), never zero times.
 	unconfirmed := m.unconfirmedCreates(ctx.Err())
+	undeleted := m.del.undeleted()
 	if len(undeleted) == 0 && len(unconfirmed) == 0 {
 		return nil
 	}

@@ -282,3 +282,82 @@ func TestFlushHonoursItsContext(t *testing.T) {
 		assert.Equal(t, keystest.StatusDeleted, state(t, srv, l.KeyID()).Status)
 	})
 }
+
+// Done is closed only once the key is with the deleter, so a Flush after
+// <-Done() covers it (here the lease ends by its context, on another
+// goroutine).
+func TestFlushAfterDoneCoversTheKey(t *testing.T) {
+	srv := fake(t)
+	m := newManager(t, srv.Client(), lease.WithMaxLeases(10, 10))
+	// A stress test: with Done closed before the hand-off, about one
+	// iteration in 500 sees the key still live.
+	for range 6000 {
+		ctx, cancel := context.WithCancel(context.Background())
+		l, err := m.Acquire(ctx, "alice")
+		require.NoError(t, err)
+		cancel()
+		<-l.Done()
+		require.NoError(t, m.Flush(context.Background()))
+		if st := state(t, srv, l.KeyID()).Status; st != keystest.StatusDeleted {
+			t.Fatalf("key %s is %s after <-Done() and Flush", l.KeyID(), st)
+		}
+	}
+}
+
+// createLate creates the key at once but answers only after wait, ignoring
+// its context: a create whose caller gives up first. With err set it
+// creates nothing and answers err.
+type createLate struct {
+	lease.KeyService
+	wait time.Duration
+	err  error // answered instead of the key, if set
+}
+
+func (c createLate) Create(ctx context.Context, s keys.Spec) (*keys.Key, error) {
+	if c.err != nil {
+		time.Sleep(c.wait)
+		return nil, c.err
+	}
+	k, err := c.KeyService.Create(context.Background(), s)
+	time.Sleep(c.wait)
+	return k, err
+}
+
+// A Flush after an Acquire that gave up on its create waits for the key
+// the create brings later, and deletes it.
+func TestFlushWaitsForAnAbandonedCreate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, createLate{KeyService: srv.Client(), wait: 50 * time.Millisecond})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		_, err := m.Acquire(ctx, "alice")
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		start := time.Now()
+		require.NoError(t, m.Flush(context.Background()))
+		assert.Equal(t, 40*time.Millisecond, time.Since(start), "Flush waited for the create")
+		assert.Empty(t, liveIDs(srv), "and for the deletion of its key")
+		assert.Zero(t, m.Usage("alice").Live)
+	})
+}
+
+// A refusal by Deepgram that arrives after the caller left is counted and
+// reported as a refusal, like one the caller sees.
+func TestAbandonedCreateRefusedByDeepgramIsDenied(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		refusal := &keys.APIError{StatusCode: 429, RetryAfter: 2 * time.Second}
+		var denied []lease.Event
+		m := newManager(t, createLate{KeyService: srv.Client(), wait: 50 * time.Millisecond, err: refusal},
+			lease.WithHooks(lease.Hooks{OnDenied: func(e lease.Event) { denied = append(denied, e) }}))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		defer cancel()
+		_, err := m.Acquire(ctx, "alice")
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		require.NoError(t, m.Flush(context.Background()))
+		require.Len(t, denied, 1)
+		assert.ErrorIs(t, denied[0].Err, lease.ErrDenied)
+		assert.Equal(t, uint64(1), m.Stats().Denied)
+		assert.Zero(t, m.Stats().Errors)
+	})
+}

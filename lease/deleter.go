@@ -32,13 +32,17 @@ type job struct {
 	user          string
 	serverExpires time.Time // after this, the key no longer authenticates
 	attempt       int
-	gen           uint64      // the Flush generation it was added in
-	retry         *time.Timer // set while waiting to be retried; guarded by deleter.mu
+	latency       time.Duration // of the last attempt
+	gen           uint64        // the Flush generation it was added in
+	retry         *time.Timer   // set while waiting to be retried; guarded by deleter.mu
+	// settled: deleted or given up, its hooks running; finished (removed
+	// from inflight) once they return. Guarded by deleter.mu.
+	settled bool
 }
 
 // event is the OnError event for a failed delete of j.
 func (j *job) event(err error, final bool) Event {
-	return Event{Time: time.Now(), Op: "delete", User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Err: err, Attempt: j.attempt, Final: final}
+	return Event{Time: time.Now(), Op: "delete", User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Err: err, Attempt: j.attempt, Final: final, Latency: j.latency}
 }
 
 // Undeleted is a key the Manager could not delete.
@@ -101,7 +105,9 @@ func newDeleter(api KeyService, limit int, timeout time.Duration, hooks *hookSet
 
 // add queues the deletion of a key. A key already queued is not queued
 // twice: every key gets at most one successful delete from this deleter.
-func (d *deleter) add(j *job) {
+// With gen set, the job counts in that reserved Flush generation (see
+// reserve) instead of the current one.
+func (d *deleter) add(j *job, gen *uint64) {
 	d.mu.Lock()
 	if d.stopped {
 		err := errors.New("lease: manager closed before the key could be deleted")
@@ -115,6 +121,9 @@ func (d *deleter) add(j *job) {
 		return
 	}
 	j.gen = d.gen
+	if gen != nil {
+		j.gen = *gen
+	}
 	d.pending[j.gen]++
 	d.inflight[j.keyID] = j
 	d.peak = max(d.peak, len(d.inflight))
@@ -165,6 +174,7 @@ func (d *deleter) work() {
 		d.queue[0] = nil
 		d.queue = d.queue[1:]
 		d.attempts++
+		j.attempt++
 		d.mu.Unlock()
 		d.attempt(j)
 	}
@@ -172,9 +182,10 @@ func (d *deleter) work() {
 
 // attempt makes one delete call and decides what comes next.
 func (d *deleter) attempt(j *job) {
-	j.attempt++
 	ctx, cancel := context.WithTimeout(d.baseCtx, d.timeout)
+	start := time.Now()
 	err := d.api.Delete(ctx, j.keyID)
+	j.latency = time.Since(start)
 	cancel()
 	if err == nil || errors.Is(err, keys.ErrNotFound) {
 		d.done(j)
@@ -236,20 +247,29 @@ func backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
+// done settles j, deleted. Its OnDelete hooks run before j is finished,
+// so that a Flush that waits for j also waits for them; the deferred
+// finish runs even if a hook ends the goroutine.
 func (d *deleter) done(j *job) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	d.deleted++
-	if d.inflight[j.keyID] != j {
+	late := d.inflight[j.keyID] != j
+	if late {
 		// Close gave up on the key while this attempt ran, which then
 		// succeeded: it is no longer undeleted.
 		d.forgetLocked(map[string]bool{j.keyID: true})
-		return
+	} else {
+		j.settled = true
 	}
-	d.finishLocked(j)
+	d.mu.Unlock()
+	if !late {
+		defer d.finish(j)
+	}
+	d.hooks.run(d.hooks.deleted, Event{Time: time.Now(), User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Attempt: j.attempt, Latency: j.latency})
 }
 
-// fail gives up on j for good.
+// fail gives up on j for good. As in done, its final OnError hooks run
+// before j is finished.
 func (d *deleter) fail(j *job, err error) {
 	d.mu.Lock()
 	if d.inflight[j.keyID] != j {
@@ -257,9 +277,16 @@ func (d *deleter) fail(j *job, err error) {
 		return // Close gave up on it first, and reported it
 	}
 	d.recordLocked(j, err)
-	d.finishLocked(j)
+	j.settled = true
 	d.mu.Unlock()
+	defer d.finish(j)
 	d.hooks.run(d.hooks.errs, j.event(err, true))
+}
+
+func (d *deleter) finish(j *job) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.finishLocked(j)
 }
 
 func (d *deleter) recordLocked(j *job, err error) {
@@ -275,8 +302,14 @@ func (d *deleter) recordLocked(j *job, err error) {
 // that were waiting for it.
 func (d *deleter) finishLocked(j *job) {
 	delete(d.inflight, j.keyID)
-	if d.pending[j.gen]--; d.pending[j.gen] == 0 {
-		delete(d.pending, j.gen)
+	d.donePendingLocked(j.gen)
+}
+
+// donePendingLocked counts one job (or reservation) of generation gen done
+// and wakes the flushes it was the last of.
+func (d *deleter) donePendingLocked(gen uint64) {
+	if d.pending[gen]--; d.pending[gen] == 0 {
+		delete(d.pending, gen)
 	}
 	kept := d.flushes[:0]
 	for _, f := range d.flushes {
@@ -298,6 +331,23 @@ func (d *deleter) flushedLocked(gen uint64) bool {
 		}
 	}
 	return true
+}
+
+// reserve counts a job that may be added later in the current Flush
+// generation, so that a Flush started from now on waits for it; unreserve
+// ends the reservation, once the job (if any) was added with that
+// generation.
+func (d *deleter) reserve() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pending[d.gen]++
+	return d.gen
+}
+
+func (d *deleter) unreserve(gen uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.donePendingLocked(gen)
 }
 
 // flush returns a channel closed once every job added so far is done, and
@@ -364,6 +414,9 @@ func (d *deleter) stop(cause error) {
 	d.stopped = true
 	var gaveUp []*job
 	for _, j := range d.inflight {
+		if j.settled {
+			continue // deleted or given up already; its own finish removes it
+		}
 		if j.retry != nil {
 			j.retry.Stop()
 			j.retry = nil
@@ -380,9 +433,11 @@ func (d *deleter) stop(cause error) {
 	d.baseCancel()
 	// As for every key the deleter gives up on, a final OnError: hooks
 	// (e.g. LogHooks) see these keys too, not only Close's caller.
-	for _, j := range gaveUp {
-		d.hooks.run(d.hooks.errs, j.event(err, true))
-	}
+	each(gaveUp, func(j *job) {
+		// No attempt to report (Attempt 0): Close gave up. A worker may
+		// still be running one, so read none of the fields it writes.
+		d.hooks.run(d.hooks.errs, Event{Time: time.Now(), Op: "delete", User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Err: err, Final: true})
+	})
 }
 
 // addStats fills the deleter's part of s.

@@ -13,10 +13,15 @@ import (
 //
 // Each hook runs synchronously, on the goroutine where its event happens
 // and before the call that caused the event returns: OnAcquire and OnDenied
-// inside Acquire; OnRelease and OnLeak inside Lease.Release,
-// Manager.Release or Close, or on the timer or context goroutine that ended
-// the lease; OnError inside Acquire (create failures), on a deleter
-// goroutine (delete failures) or on the periodic sweep's goroutine. No
+// inside Acquire; OnRelease inside Lease.Release, Manager.Release or Close,
+// or on the timer or context goroutine that ended the lease; OnRelease and
+// OnLeak of a leaked lease on the Manager's leak check, or inside whichever
+// Acquire or Close comes first; OnError inside Acquire (create failures),
+// on a deleter goroutine (delete failures), on the periodic sweep's
+// goroutine, or, for keys the deleter can no longer take because Close
+// gave up, inside Close or the call that ended the lease; OnDelete on a
+// deleter goroutine. A lease's key is handed to the deleter before its
+// OnRelease runs, so its OnDelete or delete OnError may come first. No
 // event is queued, dropped or reordered: for one lease, OnAcquire returns
 // before its OnRelease is called. A hook is never called with a lock of the
 // Manager's held, so it may call the Manager, except Close and Flush, which
@@ -41,9 +46,14 @@ type Hooks struct {
 	// OnDenied: Acquire was refused by a limit, the Manager's or
 	// Deepgram's (Event.Err is a *DeniedError).
 	OnDenied func(Event)
-	// OnError: a create, delete or sweep failed (Event.Op says which); for
-	// deletes, Event.Final tells whether the deleter gave up on the key.
+	// OnError: a create, delete or sweep failed (Event.Op says which).
+	// Event.Final tells whether it is given up on: always for a create
+	// (Acquire does not retry), for a delete when the deleter gave up on
+	// the key.
 	OnError func(Event)
+	// OnDelete: the deleter deleted a key, or Deepgram answered that it
+	// was already gone. Event.Latency is the successful call's.
+	OnDelete func(Event)
 	// OnLeak: a live *Lease became unreachable without Release or Detach,
 	// a caller bug. OnRelease fires first, with ReasonLeaked, and the key
 	// is deleted all the same. Detection rides on the garbage collector: a
@@ -107,13 +117,21 @@ type Event struct {
 	Err error
 	// Op is what failed (error events): "create", "delete" or "sweep".
 	Op string
-	// Attempt is the delete attempt that failed, from 1 (delete errors);
-	// 0 when Close gave up on a key not yet attempted.
+	// Attempt is the delete attempt the event reports, from 1 (delete
+	// errors and deletions); 0 when Close gave up on the key, with no
+	// attempt to report.
 	Attempt int
-	// Final is true when the deleter gave up on the key (delete errors).
+	// Final is true when the failure is given up on (error events): always
+	// for a create, for a delete when the deleter gave up on the key.
 	Final bool
 	// RetryAfter is how long a denied caller should wait (denied events).
 	RetryAfter time.Duration
+	// Latency is how long the call to Deepgram that the event reports
+	// took: the create (acquire events, create errors, refusals by
+	// Deepgram) or the delete attempt (delete errors and deletions).
+	Latency time.Duration
+	// Lifetime is how long the lease was live (release and leak events).
+	Lifetime time.Duration
 }
 
 // LogValue renders the event for log/slog.
@@ -140,6 +158,12 @@ func (e Event) LogValue() slog.Value {
 	if e.RetryAfter > 0 {
 		attrs = append(attrs, slog.Duration("retry_after", e.RetryAfter))
 	}
+	if e.Latency > 0 {
+		attrs = append(attrs, slog.Duration("latency", e.Latency))
+	}
+	if e.Lifetime > 0 {
+		attrs = append(attrs, slog.Duration("lifetime", e.Lifetime))
+	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("err", e.Err.Error()))
 	}
@@ -148,7 +172,8 @@ func (e Event) LogValue() slog.Value {
 
 // LogHooks returns hooks that log every event to logger (slog.Default when
 // nil), as a "lease" group whose "event" says which hook it came from:
-// acquire and release at Info, denied and leak at Warn, error at Error. Combine them with your own: WithHooks(LogHooks(logger), mine).
+// acquire and release at Info, denied and leak at Warn, error at Error,
+// delete at Debug. Combine them with your own: WithHooks(LogHooks(logger), mine).
 func LogHooks(logger *slog.Logger) Hooks {
 	if logger == nil {
 		logger = slog.Default()
@@ -165,15 +190,17 @@ func LogHooks(logger *slog.Logger) Hooks {
 		OnDenied:  log(slog.LevelWarn, "denied", "lease denied"),
 		OnError:   log(slog.LevelError, "error", "lease error"),
 		OnLeak:    log(slog.LevelWarn, "leak", "lease leaked: Release was never called"),
+		OnDelete:  log(slog.LevelDebug, "delete", "key deleted"),
 	}
 }
 
 // hookSet holds every hook given to WithHooks, by event, in the order
-// given. Each is called on its own, so that one that panics or exits its
-// goroutine does not keep the earlier ones from having run.
+// given. Each is called on its own: one that panics is recovered, and one
+// that ends its goroutine (runtime.Goexit) does not keep the later ones
+// from running (see each).
 type hookSet struct {
-	acquire, release, denied, errs, leak []func(Event)
-	panics                               atomic.Uint64
+	acquire, release, denied, errs, leak, deleted []func(Event)
+	panics                                        atomic.Uint64
 }
 
 func (h *hookSet) add(hs Hooks) {
@@ -188,12 +215,28 @@ func (h *hookSet) add(hs Hooks) {
 	h.denied = add(h.denied, hs.OnDenied)
 	h.errs = add(h.errs, hs.OnError)
 	h.leak = add(h.leak, hs.OnLeak)
+	h.deleted = add(h.deleted, hs.OnDelete)
 }
 
 // run calls each of fns with e on the calling goroutine.
 func (h *hookSet) run(fns []func(Event), e Event) {
-	for _, f := range fns {
-		h.call(f, e)
+	each(fns, func(f func(Event)) { h.call(f, e) })
+}
+
+// each calls f with every element of xs, in order, on the calling
+// goroutine. If f ends the goroutine (runtime.Goexit, e.g. a hook calling
+// t.FailNow), a deferred call goes through the rest before the goroutine
+// ends: one hook's Goexit never skips another hook, nor the hooks of the
+// other leases or keys a loop reports.
+func each[T any](xs []T, f func(T)) {
+	i := 0
+	defer func() {
+		if i < len(xs) { // f(xs[i]) did not return
+			each(xs[i+1:], f)
+		}
+	}()
+	for ; i < len(xs); i++ {
+		f(xs[i])
 	}
 }
 

@@ -2,9 +2,11 @@ package lease_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
 )
@@ -182,7 +185,7 @@ func TestOnAcquireComesBeforeOnRelease(t *testing.T) {
 			assert.Empty(t, liveIDs(srv))
 			assert.Empty(t, log.list(), "no OnRelease while OnAcquire runs")
 			close(unblock)
-			require.NoError(t, <-acquired)
+			require.ErrorIs(t, <-acquired, lease.ErrClosed, "Acquire never returns a lease that ended")
 			assert.Equal(t, []string{"acquire", "release:manager closed"}, log.list())
 		})
 	})
@@ -195,8 +198,158 @@ func TestOnAcquireComesBeforeOnRelease(t *testing.T) {
 			OnRelease: func(lease.Event) { log.add("release") },
 		}))
 		l, err := m.Acquire(context.Background(), "alice")
-		require.NoError(t, err)
+		assert.Nil(t, l, "Acquire never returns a lease that ended")
+		assert.ErrorContains(t, err, "the lease ended (released) before Acquire could return it")
 		assert.Equal(t, []string{"acquire", "release"}, log.list())
-		assert.Equal(t, lease.ReasonReleased, l.Reason())
+	})
+}
+
+// Events carry how long the call to Deepgram took and how long the lease
+// lived; OnDelete reports each deletion, and has run by the time Flush
+// returns.
+func TestEventsCarryLatencyAndLifetime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		var acquired, released, deleted []lease.Event
+		m := newManager(t, srv.Client(), lease.WithTTL(time.Minute), lease.WithHooks(lease.Hooks{
+			OnAcquire: func(e lease.Event) { acquired = append(acquired, e) },
+			OnRelease: func(e lease.Event) { released = append(released, e) },
+			OnDelete:  func(e lease.Event) { deleted = append(deleted, e) },
+		}))
+		srv.SetLatency(keystest.OpCreate, 2*time.Second)
+		srv.SetLatency(keystest.OpDelete, 3*time.Second)
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		require.Len(t, acquired, 1)
+		assert.Equal(t, 2*time.Second, acquired[0].Latency, "the create's latency")
+		time.Sleep(5 * time.Second)
+		l.Release()
+		require.Len(t, released, 1)
+		assert.Equal(t, 5*time.Second, released[0].Lifetime)
+		require.NoError(t, m.Flush(context.Background()))
+		require.Len(t, deleted, 1, "OnDelete ran before Flush returned")
+		assert.Equal(t, l.KeyID(), deleted[0].KeyID)
+		assert.Equal(t, l.ID(), deleted[0].LeaseID)
+		assert.Equal(t, 3*time.Second, deleted[0].Latency, "the delete's latency")
+		assert.Equal(t, 1, deleted[0].Attempt)
+		assert.Equal(t, uint64(1), m.Stats().Deleted)
+	})
+}
+
+// A hook that calls runtime.Goexit on Close's own goroutine does not leave
+// the Manager half-closed: the other leases still end and their keys are
+// deleted, a later Close returns the result, and Acquire is refused.
+func TestHookGoexitInCloseFinishesClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		var log hookLog
+		exits := lease.Hooks{OnRelease: func(e lease.Event) {
+			if e.Reason == lease.ReasonClosed {
+				runtime.Goexit()
+			}
+		}}
+		m := newManager(t, srv.Client(), lease.WithTTL(time.Hour), lease.WithMaxLeases(10, 10), lease.WithHooks(exits, log.recording("h")))
+		for i := range 3 {
+			_, err := m.Acquire(context.Background(), fmt.Sprint("u", i))
+			require.NoError(t, err)
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); _ = m.Close(context.Background()) }()
+		<-done // ended by the hook
+		start := time.Now()
+		require.NoError(t, m.Close(context.Background()), "a later Close returns the first one's result")
+		assert.Zero(t, time.Since(start))
+		assert.Empty(t, liveIDs(srv), "every key deleted")
+		assert.Equal(t, 3, countHook(log.list(), "h:release"), "every lease's later hooks ran")
+		_, err := m.Acquire(context.Background(), "u9")
+		assert.ErrorIs(t, err, lease.ErrClosed)
+	})
+}
+
+func countHook(events []string, want string) int {
+	n := 0
+	for _, e := range events {
+		if e == want {
+			n++
+		}
+	}
+	return n
+}
+
+// A hook of a leaked lease that calls runtime.Goexit does not stop the
+// leak check: every dropped lease is still ended within a second.
+func TestHookGoexitInOnLeakKeepsTheLeakCheck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv.Client(), lease.WithTTL(time.Hour), lease.WithMaxLeases(10, 10),
+			lease.WithHooks(lease.Hooks{OnLeak: func(lease.Event) { runtime.Goexit() }}))
+		keep, err := m.Acquire(context.Background(), "keeper")
+		require.NoError(t, err)
+		defer keep.Release()
+		drop := func(n int) {
+			for range n {
+				_, err := m.Acquire(context.Background(), "careless")
+				require.NoError(t, err)
+			}
+		}
+		drop(2)
+		require.True(t, awaitLeaks(m, 2), "the collector did not find the dropped leases")
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, uint64(2), m.Stats().Leaked, "both ended, though the first OnLeak ended its goroutine")
+		drop(1)
+		require.True(t, awaitLeaks(m, 3), "the collector did not find the third dropped lease")
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		assert.Equal(t, uint64(3), m.Stats().Leaked, "the leak check still runs")
+		assert.Equal(t, 1, m.Stats().Live)
+	})
+}
+
+// failingList is a KeyService whose List always fails.
+type failingList struct{ lease.KeyService }
+
+func (failingList) List(context.Context) ([]keys.Key, error) { return nil, errors.New("list is down") }
+
+// A sweep OnError hook that calls runtime.Goexit does not stop periodic
+// sweeping.
+func TestHookGoexitInSweepErrorKeepsSweeping(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		var sweeps atomic.Int32
+		m := newManager(t, failingList{srv.Client()}, lease.WithSweepInterval(time.Second), lease.WithHooks(lease.Hooks{OnError: func(e lease.Event) {
+			if e.Op == "sweep" {
+				sweeps.Add(1)
+				runtime.Goexit()
+			}
+		}}))
+		time.Sleep(5500 * time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, int32(5), sweeps.Load(), "a sweep every second")
+		require.NoError(t, m.Close(context.Background()))
+	})
+}
+
+// One hook's Goexit does not skip the hooks after it, for the same event
+// (a metrics hook after the user's), nor OnLeak after OnRelease.
+func TestHookGoexitDoesNotSkipLaterHooks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		var log hookLog
+		exits := lease.Hooks{OnRelease: func(lease.Event) { runtime.Goexit() }}
+		m := newManager(t, srv.Client(), lease.WithTTL(time.Hour), lease.WithHooks(exits, log.recording("metrics")))
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		done := make(chan struct{})
+		go func() { defer close(done); l.Release() }()
+		<-done
+		func() {
+			_, err := m.Acquire(context.Background(), "careless") // dropped
+			require.NoError(t, err)
+		}()
+		require.True(t, awaitLeaks(m, 1))
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.Equal(t, []string{"metrics:acquire", "metrics:release", "metrics:acquire", "metrics:release", "metrics:leak"}, log.list())
 	})
 }

@@ -42,9 +42,7 @@ func (m *Manager) reapLeaks() {
 	m.leaks = nil
 	m.leaking.Store(false)
 	m.leakMu.Unlock()
-	for _, r := range leaks {
-		r.end(ReasonLeaked)
-	}
+	each(leaks, func(r *record) { r.end(ReasonLeaked) })
 }
 
 // armLeakCheckLocked starts the leak check if it is not running; called
@@ -58,7 +56,11 @@ func (m *Manager) armLeakCheckLocked() {
 // checkLeaks is the leak check's timer function: it ends the leases found
 // unreachable, and runs again while any lease is live.
 func (m *Manager) checkLeaks() {
+	defer m.rearmLeakCheck() // also when a hook of a leaked lease ends the goroutine
 	m.reapLeaks()
+}
+
+func (m *Manager) rearmLeakCheck() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.live) > 0 && !m.closed {

@@ -41,14 +41,18 @@ type record struct {
 	user    string
 	// secret is behind a pointer so that printing a record (even through a
 	// copied Lease value) shows an address, never the secret.
-	secret  *string
-	expires time.Time
+	secret   *string
+	acquired time.Time // when the lease became live
+	expires  time.Time
 	// serverExpires is when the credential stops working on Deepgram's side.
 	serverExpires time.Time
 	// us is the user's state in m.users; it stays there while this
 	// record counts in us.live. Guarded by m.mu.
 	us   *userState
 	done chan struct{}
+	// flushGen, set when Acquire's caller left during the create, is the
+	// Flush generation reserved for the key the create may bring.
+	flushGen *uint64
 
 	mu      sync.Mutex
 	reason  Reason
@@ -280,9 +284,11 @@ func (r *record) end(reason Reason) {
 	if reason != ReasonLeaked { // a leak's cleanup has already run
 		r.cleanup.Stop()
 	}
-	close(r.done)
 	r.mu.Unlock()
 	e := r.m.ended(r, reason)
+	// Done is closed once the key is with the deleter: a Flush after
+	// <-Done() covers it.
+	close(r.done)
 	r.m.ending.Done()
 
 	r.mu.Lock()

@@ -178,15 +178,15 @@ func (m *Manager) ended(r *record, reason Reason) Event {
 	us.last = now
 	m.mu.Unlock()
 	m.deleteKey(r)
-	return Event{Time: now, User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Reason: reason}
+	return Event{Time: now, User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Reason: reason, Lifetime: now.Sub(r.acquired)}
 }
 
 // emitEnd runs the hooks of a lease's end.
 func (m *Manager) emitEnd(e Event) {
-	m.hooks.run(m.hooks.release, e)
 	if e.Reason == ReasonLeaked {
-		m.hooks.run(m.hooks.leak, e)
+		defer m.hooks.run(m.hooks.leak, e) // after OnRelease, even if one ends the goroutine
 	}
+	m.hooks.run(m.hooks.release, e)
 }
 
 // deleteKey hands r's key, if one was created, to the deleter.
@@ -194,5 +194,5 @@ func (m *Manager) deleteKey(r *record) {
 	if r.keyID == "" {
 		return // no key was created, or a grant token: nothing to delete
 	}
-	m.del.add(&job{keyID: r.keyID, leaseID: r.leaseID, user: r.user, serverExpires: r.serverExpires})
+	m.del.add(&job{keyID: r.keyID, leaseID: r.leaseID, user: r.user, serverExpires: r.serverExpires}, r.flushGen)
 }

@@ -185,7 +185,9 @@ type sweeper struct {
 func newSweeper(m *Manager, interval time.Duration) *sweeper {
 	s := &sweeper{m: m, interval: interval}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.mu.Lock() // run reads s.timer under s.mu, and may run before this returns
 	s.timer = time.AfterFunc(interval, s.run)
+	s.mu.Unlock()
 	return s
 }
 
@@ -201,14 +203,14 @@ func (s *sweeper) run() {
 	ctx, cancel := context.WithTimeout(s.ctx, s.interval)
 	_, err := s.m.Sweep(ctx)
 	cancel()
+	s.mu.Lock()
+	if !s.stopped {
+		s.timer.Reset(s.interval) // before the hook, which may end the goroutine
+	}
+	s.mu.Unlock()
 	if err != nil && !errors.Is(err, ErrClosed) && s.ctx.Err() == nil {
 		s.m.hooks.run(s.m.hooks.errs, Event{Time: time.Now(), Op: "sweep", Err: err})
 	}
-	s.mu.Lock()
-	if !s.stopped {
-		s.timer.Reset(s.interval)
-	}
-	s.mu.Unlock()
 }
 
 // stop stops the timer, cancels a running sweep and waits for it as long
