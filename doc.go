@@ -27,6 +27,8 @@
 //     grant tokens, /v1/listen) for unit tests without a network.
 //   - [github.com/dglease/dglease/lease]: leases with guaranteed deletion,
 //     synchronous hooks, per-user rate limits and sweeping.
+//   - [github.com/dglease/dglease/lease/leaseotel]: the lease lifecycle as
+//     OpenTelemetry metrics (optional; linked only when imported).
 //
 // This package itself has no code; it documents the module.
 package dglease

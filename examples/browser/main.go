@@ -27,7 +27,8 @@
 // (lease.Lease.Subprotocol: ["token", key] or ["bearer", jwt]), as browsers
 // cannot set headers on a WebSocket. Each visitor is identified by
 // a demo session cookie; see visitor.go for where a real application plugs
-// in its own authentication.
+// in its own authentication. GET /metrics serves the credentials' lifecycle
+// (lease/leaseotel) in the Prometheus text format.
 package main
 
 import (
@@ -42,6 +43,11 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
@@ -88,6 +94,15 @@ func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl 
 	defer closeBackend()
 	cfg.Grant, cfg.TTL, cfg.RateEvery, cfg.Burst, cfg.Logger = grant, ttl, visitorRateEvery, visitorBurst, logger
 
+	// The lease lifecycle as metrics, served at /metrics in the Prometheus
+	// text format, on a registry of our own (not the process-wide one).
+	registry := prometheus.NewRegistry()
+	exporter, err := otelprom.New(otelprom.WithRegisterer(registry), otelprom.WithoutScopeInfo(), otelprom.WithoutTargetInfo())
+	if err != nil {
+		return err
+	}
+	cfg.Metrics = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+
 	s, err := newServer(cfg)
 	if err != nil {
 		return err
@@ -115,8 +130,11 @@ func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl 
 	if err != nil {
 		return err
 	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(registry, promhttp.HandlerOpts{}))
+	mux.Handle("/", s)
 	hs := &http.Server{
-		Handler:           s,
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

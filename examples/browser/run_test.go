@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -55,6 +56,42 @@ func TestRunWithEmbeddedFake(t *testing.T) {
 	assert.True(t, strings.HasPrefix(c.ListenURL, "ws://127.0.0.1:"), "listen_url %q is the fake's", c.ListenURL)
 	assert.True(t, strings.HasSuffix(c.ListenURL, "/v1/listen"), "listen_url %q", c.ListenURL)
 
+	// The hand-off ends: the page reports its socket open.
+	req, _ = http.NewRequest("POST", page+"api/release", strings.NewReader(`{"lease_id":"`+c.LeaseID+`"}`))
+	req.Header.Set(apiHeader, apiHeaderValue)
+	req.AddCookie(cookies[0])
+	res, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+
+	// /metrics shows it in the Prometheus text format.
+	res, err = http.Get(page + "metrics")
+	require.NoError(t, err)
+	scrape, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	for _, want := range []string{
+		"dglease_lease_acquired_total 1",
+		`dglease_lease_ended_total{dglease_reason="released"} 1`,
+		"dglease_lease_live 0",
+		`dglease_key_create_duration_seconds_count{dglease_outcome="success"} 1`,
+	} {
+		assert.True(t, strings.Contains(string(scrape), "\n"+want+"\n"), "the scrape lacks %q", want)
+	}
+	testenv.NoSecret(t, "the /metrics scrape", string(scrape), c.secret())
+
+	// A second credential, still leased when the program stops.
+	req, _ = http.NewRequest("POST", page+"api/credential", nil)
+	req.Header.Set(apiHeader, apiHeaderValue)
+	req.AddCookie(cookies[0])
+	res, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&c))
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+
 	stop() // as SIGINT does
 	select {
 	case err := <-done:
@@ -62,8 +99,13 @@ func TestRunWithEmbeddedFake(t *testing.T) {
 	case <-wait.Done():
 		t.Fatal("run did not return after its context ended")
 	}
-	ended := logs.wait(wait, t, "lease ended")
-	assert.Equal(t, "manager closed", attr(ended, "lease.reason"), "shutdown ended the lease")
+	var reasons []string
+	for _, r := range logs.all() {
+		if r.Message == "lease ended" {
+			reasons = append(reasons, attr(r, "lease.reason"))
+		}
+	}
+	assert.Equal(t, []string{"released", "manager closed"}, reasons, "the page released the first lease; shutdown ended the second")
 	for _, r := range logs.all() {
 		assert.Less(t, r.Level, slog.LevelWarn, "unexpected %s log: %s", r.Level, r.Message)
 		testenv.NoSecret(t, fmt.Sprintf("log line %q", r.Message), r.Message+" "+attrs(r), c.secret())

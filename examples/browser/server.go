@@ -13,7 +13,10 @@ import (
 	"net/url"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/dglease/dglease/lease"
+	"github.com/dglease/dglease/lease/leaseotel"
 )
 
 //go:embed static
@@ -49,6 +52,9 @@ type config struct {
 	// Logger receives lease events, failures included. Nil means
 	// slog.Default().
 	Logger *slog.Logger
+	// Metrics, when set, receives the lease lifecycle as OpenTelemetry
+	// metrics (lease/leaseotel).
+	Metrics metric.MeterProvider
 	// KeyStatus, when set, reports a key's state on the Deepgram side
 	// ("active", "expired", "deleted"), so the page can show the deletion
 	// happen. Only the fake can answer that cheaply.
@@ -61,6 +67,7 @@ type config struct {
 type server struct {
 	cfg     config
 	leases  *lease.Manager
+	gauges  metric.Registration // nil without config.Metrics
 	ledger  *ledger
 	handler http.Handler
 	// Built once in newServer: the page's CSP, the page itself and the
@@ -105,6 +112,13 @@ func newServer(cfg config) (*server, error) {
 		// ends (release, TTL, shutdown): no goroutine per lease.
 		lease.WithHooks(lease.LogHooks(cfg.Logger), s.ledger.hooks()),
 	}
+	if cfg.Metrics != nil {
+		metrics, err := leaseotel.Hooks(cfg.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, lease.WithHooks(metrics))
+	}
 	if cfg.Burst != 0 { // else the library's default limit
 		opts = append(opts, lease.WithRateLimit(cfg.RateEvery, cfg.Burst))
 	}
@@ -113,6 +127,11 @@ func newServer(cfg config) (*server, error) {
 	}
 	if s.leases, err = lease.New(cfg.Keys, opts...); err != nil {
 		return nil, err
+	}
+	if cfg.Metrics != nil {
+		if s.gauges, err = leaseotel.Observe(s.leases, cfg.Metrics); err != nil {
+			return nil, err
+		}
 	}
 
 	// The page may connect to itself and to the listen endpoint, nothing
@@ -146,7 +165,13 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *server) Sweep(ctx context.Context) (int, error) { return s.leases.Sweep(ctx) }
 
 // Close refuses new credentials and deletes every one still leased.
-func (s *server) Close(ctx context.Context) error { return s.leases.Close(ctx) }
+func (s *server) Close(ctx context.Context) error {
+	err := s.leases.Close(ctx)
+	if s.gauges != nil {
+		err = errors.Join(err, s.gauges.Unregister())
+	}
+	return err
+}
 
 func (s *server) handleIndex(w http.ResponseWriter, r *http.Request) {
 	s.visitor(w, r, true) // start the demo session on page load
