@@ -45,7 +45,7 @@ func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("lease: acquire for user %q: %w", user, err)
 	}
-	r, err := m.admit(user)
+	r, err := m.admit(ctx, user)
 	if err != nil {
 		return nil, err
 	}
@@ -91,9 +91,9 @@ func checkUser(u string) error {
 	return nil
 }
 
-// admit applies the caps and the rate limit, reserves a slot and counts
-// the Acquire in m.creating. It returns the new lease's record.
-func (m *Manager) admit(user string) (*record, error) {
+// admit counts the Acquire in m.creating, then asks the limiter; it
+// returns the new lease's record, holding its slot in the limits.
+func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	now := time.Now()
 	m.mu.Lock()
 	if m.closed {
@@ -101,13 +101,6 @@ func (m *Manager) admit(user string) (*record, error) {
 		return nil, ErrClosed
 	}
 	us := m.userLocked(user, now)
-	if denied := m.checkLimitsLocked(user, us, now); denied != nil {
-		us.usage.Denied++
-		m.stats.Denied++
-		m.mu.Unlock()
-		m.hooks.run(m.hooks.denied, Event{Time: now, User: user, Err: denied, RetryAfter: denied.RetryAfter})
-		return nil, denied
-	}
 	r := &record{m: m, us: us, leaseID: newID(), user: user, done: make(chan struct{})}
 	us.live++
 	m.pending++
@@ -116,7 +109,52 @@ func (m *Manager) admit(user string) (*record, error) {
 	// creates in flight then sees every Acquire it did not refuse.
 	m.creating.Add(1)
 	m.mu.Unlock()
-	return r, nil
+
+	release, err := m.limiter.Admit(ctx, Admission{User: user, LeaseID: r.leaseID, Limits: m.limits, Hold: m.hold, Report: m.reportLimit})
+	if release != nil {
+		if err != nil {
+			m.reportLimitError(err) // admitted all the same, by a fallback
+		}
+		r.release = release
+		return r, nil
+	}
+	var denied *DeniedError
+	isDenied := errors.As(err, &denied)
+	if err == nil {
+		err = errors.New("the limiter admitted nothing and gave no reason")
+	}
+	m.mu.Lock()
+	m.unreserveLocked(r)
+	if isDenied {
+		us.usage.Denied++
+		m.stats.Denied++
+	}
+	m.mu.Unlock()
+	m.creating.Done()
+	switch {
+	case isDenied:
+		m.hooks.run(m.hooks.denied, Event{Time: now, User: user, Err: denied, RetryAfter: denied.RetryAfter})
+		return nil, denied
+	case ctx.Err() != nil:
+		return nil, fmt.Errorf("lease: acquire for user %q: %w", user, ctx.Err())
+	}
+	err = fmt.Errorf("lease: acquire for user %q: the limiter is unavailable, so no credential was created: %w", user, err)
+	m.hooks.run(m.hooks.errs, Event{Time: now, Op: "limit", User: user, Err: err, Final: true})
+	return nil, err
+}
+
+// reportLimitError reports a problem the limiter worked around (see
+// Admission.Report).
+func (m *Manager) reportLimitError(err error) {
+	m.hooks.run(m.hooks.errs, Event{Time: time.Now(), Op: "limit", Err: fmt.Errorf("lease: limiter: %w", err)})
+}
+
+// releaseSlot frees r's slot in the limits; called once, when r's create
+// failed or its lease ended, with no lock held.
+func (r *record) releaseSlot(issued bool) {
+	if r.release != nil {
+		r.release(issued)
+	}
 }
 
 // errArrivedLate: the create answered too close to (or after) the
@@ -167,6 +205,7 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 	if m.closed {
 		m.unreserveLocked(r)
 		m.mu.Unlock()
+		r.releaseSlot(false)
 		defer m.creating.Done() // deleteKey may run hooks (the deleter is stopped)
 		m.deleteKey(r)
 		return nil, ErrClosed
@@ -215,6 +254,7 @@ func (m *Manager) failAcquire(r *record, err error, now time.Time, latency time.
 		m.stats.Errors++
 	}
 	m.mu.Unlock()
+	r.releaseSlot(false)
 	func() {
 		defer m.creating.Done() // deleteKey may run hooks (the deleter is stopped)
 		m.deleteKey(r)          // a key that came without a usable answer
@@ -240,6 +280,7 @@ func (m *Manager) orphan(r *record, res issued) {
 	m.mu.Lock()
 	m.unreserveLocked(r)
 	m.mu.Unlock()
+	r.releaseSlot(false)
 	defer m.creating.Done()
 	m.deleteKey(r)
 }

@@ -80,9 +80,12 @@
 // # Several replicas
 //
 // Sweep is stateless and safe from any number of replicas: it only deletes
-// expired keys carrying the marker, whoever created them. Rate limits, caps
-// and usage counters are per Manager, i.e. per process: with N replicas a
-// user can get N times the rate unless requests are routed by user.
+// expired keys carrying the marker, whoever created them. Rate limits and
+// caps keep their state in the Manager's Limiter: in the process by
+// default (with N replicas a user can get N times the rate unless requests
+// are routed by user), or shared by every replica with
+// WithLimiter(leaseredis.New(rdb)) (lease/leaseredis). Usage counters,
+// hooks and the deleter are per Manager.
 //
 // # Hooks and usage
 //

@@ -46,7 +46,8 @@ type Hooks struct {
 	// OnDenied: Acquire was refused by a limit, the Manager's or
 	// Deepgram's (Event.Err is a *DeniedError).
 	OnDenied func(Event)
-	// OnError: a create, delete or sweep failed (Event.Op says which).
+	// OnError: a create, delete, sweep or the limiter failed (Event.Op
+	// says which).
 	// Event.Final tells whether it is given up on: always for a create
 	// (Acquire does not retry), for a delete when the deleter gave up on
 	// the key.
@@ -115,7 +116,8 @@ type Event struct {
 	Reason Reason
 	// Err is the failure (error and denied events).
 	Err error
-	// Op is what failed (error events): "create", "delete" or "sweep".
+	// Op is what failed (error events): "create", "delete", "sweep", or
+	// "limit" for the Limiter (see Admission.Report).
 	Op string
 	// Attempt is the delete attempt the event reports, from 1 (delete
 	// errors and deletions); 0 when Close gave up on the key, with no

@@ -50,6 +50,8 @@ type record struct {
 	// record counts in us.live. Guarded by m.mu.
 	us   *userState
 	done chan struct{}
+	// release frees the lease's slot in the limiter.
+	release func(issued bool)
 	// flushGen, set when Acquire's caller left during the create, is the
 	// Flush generation reserved for the key the create may bring.
 	flushGen *uint64

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/dglease/dglease/keys"
 )
 
@@ -99,57 +97,34 @@ func deniedByDeepgram(user string, err error) *DeniedError {
 	return &DeniedError{User: user, Limit: LimitDeepgram, RetryAfter: wait, Err: apiErr}
 }
 
-// userState is one user's rate limiter, live count and counters. Guarded
-// by Manager.mu.
+// userState is one user's usage counters. Guarded by Manager.mu.
 type userState struct {
-	limiter *rate.Limiter
-	live    int // live leases plus Acquire calls admitted and not finished
-	usage   Usage
-	last    time.Time
+	usage Usage
+	live  int // leases live plus Acquire calls admitted and not finished
+	last  time.Time
 }
 
-// checkLimitsLocked applies the caps and the rate limit to an Acquire for
-// user, whose state is us, at now. On admission it takes a rate token.
-func (m *Manager) checkLimitsLocked(user string, us *userState, now time.Time) *DeniedError {
-	switch {
-	case len(m.live)+m.pending >= m.cfg.maxLeases:
-		return &DeniedError{User: user, Limit: LimitTotalCap, RetryAfter: m.cfg.ttl}
-	case us.live >= m.cfg.maxPerUser:
-		return &DeniedError{User: user, Limit: LimitUserCap, RetryAfter: m.cfg.ttl}
-	}
-	res := us.limiter.ReserveN(now, 1)
-	if delay := res.DelayFrom(now); delay > 0 { // always OK: rate > 0, burst >= 1
-		res.CancelAt(now)
-		return &DeniedError{User: user, Limit: LimitRate, RetryAfter: delay}
-	}
-	return nil
-}
-
-// userRetention is how long an idle user's state (counters, limiter) is
-// kept.
-const userRetention = time.Hour
-
-// userLocked returns user's state, creating it (and evicting idle users
-// once the map has doubled) when it is new.
+// userLocked returns user's counters, creating them (and forgetting idle
+// users once the map has doubled) when they are new.
 func (m *Manager) userLocked(user string, now time.Time) *userState {
 	us := m.users[user]
 	if us == nil {
 		m.evictUsersLocked(now)
-		us = &userState{limiter: rate.NewLimiter(m.cfg.rate, m.cfg.burst)}
+		us = &userState{}
 		m.users[user] = us
 	}
 	us.last = now
 	return us
 }
 
-// evictUsersLocked forgets users with no live lease, a full rate-limit
-// bucket and no activity for userRetention, once the map has doubled.
+// evictUsersLocked forgets the counters of users with no lease live or in
+// flight and no activity for userRetention, once the map has doubled.
 func (m *Manager) evictUsersLocked(now time.Time) {
 	if len(m.users) < m.userScan {
 		return
 	}
 	for u, us := range m.users {
-		if us.live == 0 && now.Sub(us.last) > userRetention && us.limiter.TokensAt(now) >= float64(m.cfg.burst) {
+		if us.live == 0 && now.Sub(us.last) > userRetention {
 			delete(m.users, u)
 		}
 	}

@@ -8,6 +8,9 @@ package lease
 //	record.mu       one lease's ending (reason, timers, cleanup, announce)
 //	deleter.mu      the deleter's queue, jobs, counters and flushes
 //	Manager.leakMu  leases found unreachable, waiting to be ended
+//	localLimiter.mu the in-process limiter's buckets and slot counts
+//
+// A Limiter's Admit and release are called with no lock held.
 //
 // WaitGroups, and what waiting for each guarantees:
 //
@@ -38,12 +41,18 @@ var ErrClosed = errors.New("lease: manager closed")
 // concurrent use. Close it when done: Close deletes what is left and stops
 // its background work.
 type Manager struct {
-	api   KeyService
-	cred  credential
-	cfg   config
-	id    string
-	hooks *hookSet
-	del   *deleter
+	api     KeyService
+	cred    credential
+	cfg     config
+	limiter Limiter
+	limits  Limits
+	// hold bounds how long a slot is held (Admission.Hold).
+	hold time.Duration
+	// reportLimit is m.reportLimit, bound once.
+	reportLimit func(error)
+	id          string
+	hooks       *hookSet
+	del         *deleter
 
 	mu      sync.Mutex
 	closed  bool
@@ -110,9 +119,17 @@ func New(api KeyService, opts ...Option) (*Manager, error) {
 	}
 	if cfg.grant {
 		m.cred = &grantTokens{api: api, ttl: cfg.ttl}
+		m.hold = cfg.createTimeout + cfg.ttl
 	} else {
 		m.cred = &apiKeys{api: api, managerID: m.id, scopes: cfg.scopes, tags: cfg.tags, serverTTL: cfg.serverTTL}
+		m.hold = cfg.createTimeout + cfg.serverTTL
 	}
+	m.limiter = cfg.limiter
+	if m.limiter == nil {
+		m.limiter = NewLocalLimiter()
+	}
+	m.limits = Limits{Every: cfg.every, Burst: cfg.burst, MaxLeases: cfg.maxLeases, MaxPerUser: cfg.maxPerUser, TTL: cfg.ttl}
+	m.reportLimit = m.reportLimitError
 	m.baseCtx, m.baseCancel = context.WithCancel(context.Background())
 	m.del = newDeleter(api, cfg.deleteConcurrency, cfg.deleteTimeout, m.hooks)
 	if cfg.sweepInterval > 0 {
@@ -177,6 +194,7 @@ func (m *Manager) ended(r *record, reason Reason) Event {
 	}
 	us.last = now
 	m.mu.Unlock()
+	r.releaseSlot(true)
 	m.deleteKey(r)
 	return Event{Time: now, User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Reason: reason, Lifetime: now.Sub(r.acquired)}
 }

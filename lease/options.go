@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/dglease/dglease/keys"
 )
 
@@ -52,7 +50,7 @@ type config struct {
 	margin            time.Duration
 	serverTTL         time.Duration // ttl+margin in whole seconds; set by validate
 	scopes            []string
-	rate              rate.Limit
+	every             time.Duration
 	burst             int
 	maxLeases         int
 	maxPerUser        int
@@ -64,6 +62,7 @@ type config struct {
 	sweepInterval     time.Duration
 	tags              []string
 	scopesSet         bool
+	limiter           Limiter
 }
 
 func defaultConfig() config {
@@ -71,7 +70,7 @@ func defaultConfig() config {
 		ttl:               DefaultTTL,
 		margin:            DefaultExpiryMargin,
 		scopes:            []string{DefaultScope},
-		rate:              rate.Every(DefaultRateEvery),
+		every:             DefaultRateEvery,
 		burst:             DefaultBurst,
 		maxLeases:         DefaultMaxLeases,
 		maxPerUser:        DefaultMaxLeasesPerUser,
@@ -165,7 +164,22 @@ func WithRateLimit(every time.Duration, burst int) Option {
 		if burst < 1 {
 			return fmt.Errorf("lease: burst %d must be at least 1", burst)
 		}
-		c.rate, c.burst = rate.Every(every), burst
+		c.every, c.burst = every, burst
+		return nil
+	})
+}
+
+// WithLimiter keeps the state of the rate limit and caps in l instead of
+// in the Manager's own process: lease/leaseredis shares it between
+// replicas, so that the limits hold for the whole fleet. The limits
+// themselves are still set with WithRateLimit and WithMaxLeases. Default:
+// a [NewLocalLimiter] of the Manager's own.
+func WithLimiter(l Limiter) Option {
+	return optionFunc(func(c *config) error {
+		if l == nil {
+			return errors.New("lease: WithLimiter needs a Limiter")
+		}
+		c.limiter = l
 		return nil
 	})
 }

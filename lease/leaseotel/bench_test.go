@@ -2,36 +2,16 @@ package leaseotel_test
 
 import (
 	"context"
-	"fmt"
-	"slices"
-	"strings"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
-	"github.com/dglease/dglease/keys"
+	"github.com/dglease/dglease/internal/stubkeys"
 	"github.com/dglease/dglease/lease"
 	"github.com/dglease/dglease/lease/leaseotel"
 )
-
-// instant is a KeyService that answers at once with what keys.Client
-// returns for a real answer (a fresh secret, the comment, scopes and tags):
-// it isolates the cost of the lease and of the hooks.
-type instant struct{ n atomic.Int64 }
-
-func (s *instant) Create(_ context.Context, spec keys.Spec) (*keys.Key, error) {
-	id := s.n.Add(1)
-	now := time.Now()
-	return &keys.Key{ID: fmt.Sprintf("%08x-0000-4000-8000-%012x", id, id), Secret: fmt.Sprintf("%040x", id),
-		Comment: strings.Clone(spec.Comment), Scopes: slices.Clone(spec.Scopes), Tags: slices.Clone(spec.Tags),
-		Created: now, Expires: now.Add(spec.TTL)}, nil
-}
-func (s *instant) Delete(context.Context, string) error                      { return nil }
-func (s *instant) List(context.Context) ([]keys.Key, error)                  { return nil, nil }
-func (s *instant) Grant(context.Context, time.Duration) (*keys.Token, error) { return nil, nil }
 
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
@@ -53,7 +33,7 @@ func BenchmarkMetricHooks(b *testing.B) {
 	}
 	run := func(opts ...lease.Option) (wall, cpu time.Duration) {
 		start, c := time.Now(), cpuTime()
-		m, err := lease.New(&instant{}, append([]lease.Option{lease.WithRateLimit(0, 1), lease.WithMaxLeases(batch, batch)}, opts...)...)
+		m, err := lease.New(&stubkeys.Service{}, append([]lease.Option{lease.WithRateLimit(0, 1), lease.WithMaxLeases(batch, batch)}, opts...)...)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -24,7 +24,7 @@
 //	dglease.lease.ended          counter    {lease}    leases ended; dglease.reason: released, context, expired, leaked, closed
 //	dglease.lease.leaked         counter    {lease}    leases dropped without Release (a caller bug)
 //	dglease.lease.lifetime       histogram  s          how long leases lived; dglease.reason
-//	dglease.failures             counter    {failure}  failed calls; dglease.operation: create, delete, sweep;
+//	dglease.failures             counter    {failure}  failed calls; dglease.operation: create, delete, sweep, limit;
 //	                                                    dglease.outcome: final (given up) or retried
 //	dglease.key.deleted          counter    {key}      keys deleted (or found already gone)
 //	dglease.key.create.duration  histogram  s          each create or grant call; dglease.outcome: success, refused, error
@@ -131,7 +131,7 @@ func Hooks(mp metric.MeterProvider) (lease.Hooks, error) {
 	}
 	op, outcome := attribute.Key("dglease.operation"), attribute.Key("dglease.outcome")
 	r.failure = map[string][2]metric.MeasurementOption{}
-	for _, o := range []string{"create", "delete", "sweep"} {
+	for _, o := range []string{"create", "delete", "sweep", "limit"} {
 		r.failure[o] = [2]metric.MeasurementOption{
 			attrs(op.String(o), outcome.String("retried")),
 			attrs(op.String(o), outcome.String("final")),
