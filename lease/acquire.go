@@ -100,8 +100,19 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 		m.mu.Unlock()
 		return nil, ErrClosed
 	}
+	// Back-pressure: keys in existence (live or in flight, and waiting to
+	// be deleted) are bounded, whatever the per-user limits say.
+	if len(m.live)+m.pending+m.del.count() >= m.cfg.maxKeys {
+		us := m.userLocked(user, now)
+		us.usage.Denied++
+		m.stats.Denied++
+		m.mu.Unlock()
+		denied := &DeniedError{User: user, Limit: LimitKeys, RetryAfter: keysRetryAfter}
+		m.hooks.run(m.hooks.denied, Event{Time: now, User: user, Err: denied, RetryAfter: denied.RetryAfter})
+		return nil, denied
+	}
 	us := m.userLocked(user, now)
-	r := &record{m: m, us: us, leaseID: newID(), user: user, done: make(chan struct{})}
+	r := &record{m: m, us: us, leaseID: newID(), user: user}
 	us.live++
 	m.pending++
 	m.creates[r] = struct{}{}
@@ -142,6 +153,10 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	m.hooks.run(m.hooks.errs, Event{Time: now, Op: "limit", User: user, Err: err, Final: true})
 	return nil, err
 }
+
+// keysRetryAfter is the RetryAfter of a refusal by the cap on keys in
+// existence: the deleter works through a backlog in round trips.
+const keysRetryAfter = time.Second
 
 // reportLimitError reports a problem the limiter worked around (see
 // Admission.Report).

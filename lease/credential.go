@@ -78,7 +78,10 @@ func (c *apiKeys) issue(ctx context.Context, r *record) (time.Time, error) {
 	if k.Secret == "" {
 		return time.Time{}, fmt.Errorf("lease: create returned key %s without its secret", k.ID)
 	}
-	r.secret = &k.Secret
+	// A copy, so that the lease keeps the secret alive, not the whole
+	// answer (comment, tags, scopes).
+	secret := k.Secret
+	r.secret = &secret
 	return usableUntil, nil
 }
 
@@ -99,6 +102,7 @@ func (c *grantTokens) issue(ctx context.Context, r *record) (time.Time, error) {
 	if tok == nil || tok.Secret == "" {
 		return time.Time{}, errors.New("lease: grant returned no token")
 	}
-	r.secret, r.serverExpires = &tok.Secret, tok.Expires
+	secret := tok.Secret
+	r.secret, r.serverExpires = &secret, tok.Expires
 	return tok.Expires, nil
 }

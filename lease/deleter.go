@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dglease/dglease/keys"
@@ -57,20 +58,39 @@ type Undeleted struct {
 	Err error
 }
 
-// deleter deletes keys with bounded concurrency and retries. Its worker
-// goroutines exist only while jobs are queued; jobs waiting to be retried
-// wait on timers, not goroutines.
+// Adaptive concurrency. The deleter runs up to limit deletes at once, and
+// limit moves between 1 and the bound the user set (WithDeleteConcurrency),
+// as TCP's window does: it starts at initialConcurrency, grows by one with
+// each delete that succeeds while others wait (so it doubles every round
+// trip while the queue is not keeping up), and halves, at most once per
+// cutInterval, when a delete fails in a way that may mean overload (429,
+// 5xx, a timeout or transport error); each failed key also waits its own
+// backoff, at least its answer's Retry-After. So deletion keeps pace with
+// a storm of Releases when Deepgram keeps up, and backs off when it does
+// not.
+const (
+	initialConcurrency = 16
+	cutInterval        = 250 * time.Millisecond
+)
+
+// deleter deletes keys with adaptive, bounded concurrency and retries. Its
+// worker goroutines exist only while jobs are queued; jobs waiting to be
+// retried wait on timers, not goroutines.
 type deleter struct {
 	api        KeyService
-	limit      int
+	bound      int // the most deletes at once, set by the user
 	timeout    time.Duration
 	hooks      *hookSet
 	baseCtx    context.Context
 	baseCancel context.CancelFunc
 
-	mu        sync.Mutex
-	queue     []*job
-	workers   int
+	mu      sync.Mutex
+	queue   []*job
+	workers int
+	limit   int       // deletes allowed at once now, 1..bound
+	lastCut time.Time // when limit was last halved
+	// size is len(inflight), readable without mu (Acquire's back-pressure).
+	size      atomic.Int64
 	inflight  map[string]*job // by key ID: queued, running or waiting
 	failures  []Undeleted
 	failTotal uint64 // every key given up on (Stats.DeleteFailed)
@@ -93,10 +113,10 @@ type flushWait struct {
 	done chan struct{}
 }
 
-func newDeleter(api KeyService, limit int, timeout time.Duration, hooks *hookSet) *deleter {
+func newDeleter(api KeyService, bound int, timeout time.Duration, hooks *hookSet) *deleter {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &deleter{
-		api: api, limit: limit, timeout: timeout, hooks: hooks,
+		api: api, bound: bound, limit: min(initialConcurrency, bound), timeout: timeout, hooks: hooks,
 		baseCtx: ctx, baseCancel: cancel,
 		inflight: map[string]*job{},
 		pending:  map[uint64]int{},
@@ -126,6 +146,7 @@ func (d *deleter) add(j *job, gen *uint64) {
 	}
 	d.pending[j.gen]++
 	d.inflight[j.keyID] = j
+	d.size.Store(int64(len(d.inflight)))
 	d.peak = max(d.peak, len(d.inflight))
 	d.pushLocked(j)
 }
@@ -134,7 +155,16 @@ func (d *deleter) add(j *job, gen *uint64) {
 // deleter is not stopped: add and the retry timers check that first.
 func (d *deleter) pushLocked(j *job) {
 	d.queue = append(d.queue, j)
-	if d.workers < d.limit {
+	d.startWorkersLocked()
+}
+
+// startWorkersLocked starts workers up to the current limit and the queue's
+// length, unless attempts are paused.
+func (d *deleter) startWorkersLocked() {
+	if d.stopped {
+		return
+	}
+	for d.workers < d.limit && d.workers < len(d.queue) {
 		d.workers++
 		d.wg.Add(1)
 		go d.work()
@@ -163,7 +193,9 @@ func (d *deleter) work() {
 	}()
 	for {
 		d.mu.Lock()
-		if len(d.queue) == 0 || d.stopped {
+		// A worker beyond the limit (after a cut) ends; the limit's growth
+		// starts workers again.
+		if len(d.queue) == 0 || d.stopped || d.workers > d.limit {
 			d.workers--
 			d.mu.Unlock()
 			normal = true
@@ -173,10 +205,38 @@ func (d *deleter) work() {
 		j := d.queue[0]
 		d.queue[0] = nil
 		d.queue = d.queue[1:]
+		if !time.Now().Before(j.serverExpires) {
+			// It waited past its expiry (a pause, a long queue): it no
+			// longer works on Deepgram's side; no call needed.
+			d.mu.Unlock()
+			d.fail(j, errors.New("lease: gave up deleting: the key expired on Deepgram's side while it waited to be deleted, so it no longer works; Sweep removes its record"))
+			continue
+		}
 		d.attempts++
 		j.attempt++
 		d.mu.Unlock()
 		d.attempt(j)
+	}
+}
+
+// adaptLocked moves the concurrency limit after an attempt: up on success
+// while jobs wait, down on a failure that may mean overload.
+func (d *deleter) adaptLocked(err error) {
+	now := time.Now()
+	if err == nil {
+		if len(d.queue) > 0 && d.limit < d.bound {
+			d.limit++
+			d.startWorkersLocked()
+		}
+		return
+	}
+	var apiErr *keys.APIError
+	if errors.As(err, &apiErr) && !apiErr.Temporary() {
+		return // a refusal (401, 403, 404...): says nothing about load
+	}
+	if now.Sub(d.lastCut) >= cutInterval {
+		d.limit = max(1, d.limit/2)
+		d.lastCut = now
 	}
 }
 
@@ -187,6 +247,13 @@ func (d *deleter) attempt(j *job) {
 	err := d.api.Delete(ctx, j.keyID)
 	j.latency = time.Since(start)
 	cancel()
+	d.mu.Lock()
+	if errors.Is(err, keys.ErrNotFound) {
+		d.adaptLocked(nil)
+	} else {
+		d.adaptLocked(err)
+	}
+	d.mu.Unlock()
 	if err == nil || errors.Is(err, keys.ErrNotFound) {
 		d.done(j)
 		return
@@ -302,6 +369,7 @@ func (d *deleter) recordLocked(j *job, err error) {
 // that were waiting for it.
 func (d *deleter) finishLocked(j *job) {
 	delete(d.inflight, j.keyID)
+	d.size.Store(int64(len(d.inflight)))
 	d.donePendingLocked(j.gen)
 }
 
@@ -375,11 +443,7 @@ func (d *deleter) isPending(keyID string) bool {
 }
 
 // count reports how many keys are pending deletion.
-func (d *deleter) count() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return len(d.inflight)
-}
+func (d *deleter) count() int { return int(d.size.Load()) }
 
 // drain waits until every job is done or ctx ends, then stops the
 // deleter. Once ctx has ended it waits for nothing: what is left is

@@ -34,8 +34,13 @@
 //  6. Sweep, which deletes expired keys carrying this library's marker left
 //     by any process, e.g. one that was killed.
 //
-// The deleter runs a bounded number of deletes at once and retries failures
-// with jittered exponential backoff, honouring Retry-After. "Not found"
+// The deleter adapts how many deletes run at once: it grows while deletes
+// succeed and others wait, so that deletion keeps pace with a storm of
+// Releases, and halves on 429, 5xx and timeouts, within
+// WithDeleteConcurrency. Keys in existence, live or waiting to be deleted,
+// are capped (WithMaxKeys): past the cap Acquire is refused (LimitKeys)
+// until the deleter catches up. It retries failures with jittered
+// exponential backoff, honouring Retry-After. "Not found"
 // counts as deleted. 401 and 403 are not retried: they are reported through
 // Hooks.OnError and Close. Every key is also created with a server-side
 // expiry (the TTL plus a margin), so a key stops working even if every
@@ -86,6 +91,21 @@
 // are routed by user), or shared by every replica with
 // WithLimiter(leaseredis.New(rdb)) (lease/leaseredis). Usage counters,
 // hooks and the deleter are per Manager.
+//
+// # Attribution: each user's audio
+//
+// Every API key a Manager leases carries its user's tag ([UserTag]):
+// "dglease:user=<escaped user>", or, when that would exceed Deepgram's
+// 128-character tag limit, "dglease:user-sha256=<digest>". Deepgram
+// applies a key's tags to every request made with it, so the audio each
+// user streamed is on its books under that tag, whichever Manager, replica
+// or process leased the keys. [StreamedAudio] reads it back in one call,
+// through a client whose key has usage:read:
+//
+//	got, err := lease.StreamedAudio(ctx, usageClient, userID, start, end)
+//	fmt.Println(got.Audio, got.Requests) // by whole UTC days, as Deepgram counts
+//
+// Grant tokens carry no tags: their audio cannot be attributed.
 //
 // # Hooks and usage
 //

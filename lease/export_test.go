@@ -12,3 +12,10 @@ func QueuedLeaks(m *Manager) int {
 	defer m.leakMu.Unlock()
 	return len(m.leaks)
 }
+
+// DeleteLimit is the deleter's current concurrency limit.
+func DeleteLimit(m *Manager) int {
+	m.del.mu.Lock()
+	defer m.del.mu.Unlock()
+	return m.del.limit
+}

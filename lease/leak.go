@@ -19,7 +19,7 @@ const leakCheckInterval = time.Second
 // leak runs on the runtime's cleanup goroutine.
 func (r *record) leak() {
 	r.mu.Lock()
-	if r.reason != 0 || r.leaked {
+	if r.reason != 0 || r.leaked || r.detached {
 		r.mu.Unlock()
 		return
 	}

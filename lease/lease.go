@@ -48,20 +48,29 @@ type record struct {
 	serverExpires time.Time
 	// us is the user's state in m.users; it stays there while this
 	// record counts in us.live. Guarded by m.mu.
-	us   *userState
-	done chan struct{}
+	us *userState
 	// release frees the lease's slot in the limiter.
 	release func(issued bool)
 	// flushGen, set when Acquire's caller left during the create, is the
 	// Flush generation reserved for the key the create may bring.
 	flushGen *uint64
 
-	mu      sync.Mutex
-	reason  Reason
-	timer   *time.Timer
-	stopCtx func() bool
-	cleanup runtime.Cleanup // zero (Stop is a no-op) until armed and after Detach
-	leaked  bool            // the handle became unreachable; ending is pending
+	mu     sync.Mutex
+	reason Reason
+	// done is made by the first Done call (most leases never need one)
+	// and closed once the lease has ended and its key is with the deleter
+	// (handedOver).
+	done       chan struct{}
+	handedOver bool
+	timer      *time.Timer
+	stopCtx    func() bool
+	// detached: Detach was called; a leak is no longer reported. The
+	// cleanup is never stopped (stopping walks the span's list of
+	// cleanups, which made Release slow with a million leases live): it
+	// runs when the handle is collected and does nothing for a lease that
+	// ended or was detached.
+	detached bool
+	leaked   bool // the handle became unreachable; ending is pending
 	// announced is set once OnAcquire has returned; until then the end
 	// event waits in pendingEnd, so OnRelease never overtakes OnAcquire.
 	announced  bool
@@ -152,10 +161,19 @@ func (l *Lease) Revocable() bool {
 
 // Done is closed once the lease has ended, however it ended.
 func (l *Lease) Done() <-chan struct{} {
-	if r := l.rec(); r != nil {
-		return r.done
+	r := l.rec()
+	if r == nil {
+		return nil
 	}
-	return nil
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.done == nil {
+		r.done = make(chan struct{})
+		if r.handedOver {
+			close(r.done)
+		}
+	}
+	return r.done
 }
 
 // Reason says how the lease ended, or 0 while it is live.
@@ -192,12 +210,9 @@ func (l *Lease) Detach() {
 		return
 	}
 	r.mu.Lock()
-	if r.reason == 0 {
-		r.cleanup.Stop()
-		r.cleanup = runtime.Cleanup{}
-	}
+	r.detached = true
 	r.mu.Unlock()
-	runtime.KeepAlive(l.h) // the cleanup cannot run before it is stopped
+	runtime.KeepAlive(l.h) // the cleanup cannot report a leak before this
 }
 
 // String describes the lease with its secret redacted.
@@ -249,7 +264,7 @@ func (r *record) arm(ctx context.Context, h *handle) {
 	if ctx.Done() != nil {
 		r.stopCtx = context.AfterFunc(ctx, func() { r.end(ReasonContext) })
 	}
-	r.cleanup = runtime.AddCleanup(h, (*record).leak, r)
+	runtime.AddCleanup(h, (*record).leak, r)
 }
 
 // expire is the TTL timer's function.
@@ -283,17 +298,16 @@ func (r *record) end(reason Reason) {
 	if r.stopCtx != nil {
 		r.stopCtx()
 	}
-	if reason != ReasonLeaked { // a leak's cleanup has already run
-		r.cleanup.Stop()
-	}
 	r.mu.Unlock()
 	e := r.m.ended(r, reason)
 	// Done is closed once the key is with the deleter: a Flush after
 	// <-Done() covers it.
-	close(r.done)
 	r.m.ending.Done()
-
 	r.mu.Lock()
+	r.handedOver = true
+	if r.done != nil {
+		close(r.done)
+	}
 	if !r.announced {
 		r.pendingEnd = &e // announce delivers it once OnAcquire returns
 		r.mu.Unlock()

@@ -70,21 +70,23 @@ type Limits struct {
 // (lease/leaseredis). Its slots are freed by release alone: within one
 // process a release is never lost.
 func NewLocalLimiter() Limiter {
-	return &localLimiter{users: map[string]*localUser{}, scanAt: 1024}
+	return &localLimiter{users: map[string]*localUser{}}
 }
 
 type localLimiter struct {
-	mu     sync.Mutex
-	held   int // slots held, all users
-	users  map[string]*localUser
-	scanAt int // users map size that triggers the next eviction scan
+	mu    sync.Mutex
+	held  int // slots held, all users
+	users map[string]*localUser
+	idle  lru[*localUser] // users by last activity
 }
 
 // localUser is one user's rate limiter and held slots.
 type localUser struct {
+	name   string
 	bucket *rate.Limiter
 	held   int
 	last   time.Time
+	idle   lruNode[*localUser]
 }
 
 // userRetention is how long an idle user's state is kept.
@@ -97,11 +99,17 @@ func (l *localLimiter) Admit(_ context.Context, a Admission) (func(bool), error)
 	defer l.mu.Unlock()
 	u := l.users[a.User]
 	if u == nil {
-		l.evictLocked(now)
-		u = &localUser{bucket: rate.NewLimiter(rate.Every(lim.Every), lim.Burst)}
+		// Forget a few users idle for userRetention with no slot held and
+		// a full bucket: no state is lost that a fresh one would not have.
+		l.idle.evict(func(o *localUser) bool { return now.Sub(o.last) > userRetention },
+			func(o *localUser) bool { return o.held == 0 && o.bucket.TokensAt(now) >= float64(o.bucket.Burst()) },
+			func(o *localUser) { delete(l.users, o.name) })
+		u = &localUser{name: a.User, bucket: rate.NewLimiter(rate.Every(lim.Every), lim.Burst)}
+		u.idle.v = u
 		l.users[a.User] = u
 	}
 	u.last = now
+	l.idle.touch(&u.idle)
 	switch {
 	case l.held >= lim.MaxLeases:
 		return nil, &DeniedError{User: a.User, Limit: LimitTotalCap, RetryAfter: lim.TTL}
@@ -128,21 +136,8 @@ func (l *localLimiter) Admit(_ context.Context, a Admission) (func(bool), error)
 			l.held--
 			u.held--
 			u.last = time.Now()
+			l.idle.touch(&u.idle)
 			l.mu.Unlock()
 		})
 	}, nil
-}
-
-// evictLocked forgets users with no slot held, a full bucket and no
-// activity for userRetention, once the map has doubled since the last scan.
-func (l *localLimiter) evictLocked(now time.Time) {
-	if len(l.users) < l.scanAt {
-		return
-	}
-	for name, u := range l.users {
-		if u.held == 0 && now.Sub(u.last) > userRetention && u.bucket.TokensAt(now) >= float64(u.bucket.Burst()) {
-			delete(l.users, name)
-		}
-	}
-	l.scanAt = max(1024, 2*len(l.users))
 }

@@ -28,6 +28,10 @@ const (
 	// LimitDeepgram is Deepgram's own rate limit: it answered the create
 	// (or grant) with 429 Too Many Requests.
 	LimitDeepgram
+	// LimitKeys is the cap on keys in existence (WithMaxKeys): live
+	// leases plus keys the deleter has not deleted yet, each still a
+	// working credential until deleted or expired.
+	LimitKeys
 )
 
 // String names the limit, e.g. "per-user rate limit".
@@ -41,6 +45,8 @@ func (l Limit) String() string {
 		return "total lease cap"
 	case LimitDeepgram:
 		return "Deepgram's rate limit"
+	case LimitKeys:
+		return "cap on keys in existence"
 	}
 	return fmt.Sprintf("Limit(%d)", int(l))
 }
@@ -62,8 +68,8 @@ type DeniedError struct {
 	// RetryAfter is how long to wait before trying again, always positive:
 	// for the rate limit, until the user's next token; for the caps, the
 	// lease TTL, an upper bound on when a blocking lease ends by itself
-	// (one may end sooner); for Deepgram, its Retry-After header, or 1s
-	// when it sent none.
+	// (one may end sooner); for the cap on keys in existence, 1s; for
+	// Deepgram, its Retry-After header, or 1s when it sent none.
 	RetryAfter time.Duration
 	// Err is Deepgram's answer for LimitDeepgram, else nil.
 	Err error
@@ -99,34 +105,26 @@ func deniedByDeepgram(user string, err error) *DeniedError {
 
 // userState is one user's usage counters. Guarded by Manager.mu.
 type userState struct {
+	name  string
 	usage Usage
 	live  int // leases live plus Acquire calls admitted and not finished
 	last  time.Time
+	idle  lruNode[*userState] // in Manager.idle
 }
 
-// userLocked returns user's counters, creating them (and forgetting idle
-// users once the map has doubled) when they are new.
+// userLocked returns user's counters, creating them (and forgetting a few
+// users idle for userRetention) when they are new.
 func (m *Manager) userLocked(user string, now time.Time) *userState {
 	us := m.users[user]
 	if us == nil {
-		m.evictUsersLocked(now)
-		us = &userState{}
+		m.idle.evict(func(o *userState) bool { return now.Sub(o.last) > userRetention },
+			func(o *userState) bool { return o.live == 0 },
+			func(o *userState) { delete(m.users, o.name) })
+		us = &userState{name: user}
+		us.idle.v = us
 		m.users[user] = us
 	}
 	us.last = now
+	m.idle.touch(&us.idle)
 	return us
-}
-
-// evictUsersLocked forgets the counters of users with no lease live or in
-// flight and no activity for userRetention, once the map has doubled.
-func (m *Manager) evictUsersLocked(now time.Time) {
-	if len(m.users) < m.userScan {
-		return
-	}
-	for u, us := range m.users {
-		if us.live == 0 && now.Sub(us.last) > userRetention {
-			delete(m.users, u)
-		}
-	}
-	m.userScan = max(1024, 2*len(m.users))
 }

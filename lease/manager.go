@@ -5,7 +5,7 @@ package lease
 // call ever runs with one held:
 //
 //	Manager.mu      live leases, users, counters, closed, creates in flight
-//	record.mu       one lease's ending (reason, timers, cleanup, announce)
+//	record.mu       one lease's ending (reason, timers, detach, announce)
 //	deleter.mu      the deleter's queue, jobs, counters and flushes
 //	Manager.leakMu  leases found unreachable, waiting to be ended
 //	localLimiter.mu the in-process limiter's buckets and slot counts
@@ -74,7 +74,7 @@ type Manager struct {
 	baseCancel context.CancelFunc
 	closeErr   error // set before closeDone is closed
 	closeDone  chan struct{}
-	userScan   int // users map size that triggers the next eviction scan
+	idle       lru[*userState] // users by last activity, for forgetting idle ones
 
 	leakMu  sync.Mutex
 	leaks   []*record   // unreachable leases waiting to be ended
@@ -112,7 +112,6 @@ func New(api KeyService, opts ...Option) (*Manager, error) {
 		users:     map[string]*userState{},
 		creates:   map[*record]struct{}{},
 		closeDone: make(chan struct{}),
-		userScan:  1024,
 	}
 	for _, h := range cfg.hooks {
 		m.hooks.add(h)
@@ -193,6 +192,7 @@ func (m *Manager) ended(r *record, reason Reason) Event {
 		us.usage.Leaked++
 	}
 	us.last = now
+	m.idle.touch(&us.idle)
 	m.mu.Unlock()
 	r.releaseSlot(true)
 	m.deleteKey(r)

@@ -15,7 +15,7 @@ const (
 	DefaultExpiryMargin      = 5 * time.Second
 	DefaultMaxLeases         = 10000
 	DefaultMaxLeasesPerUser  = 10
-	DefaultDeleteConcurrency = 8
+	DefaultDeleteConcurrency = 256
 	DefaultCreateTimeout     = 30 * time.Second
 	DefaultDeleteTimeout     = 10 * time.Second
 	// MaxTTL bounds WithTTL for API keys: leases are meant to be short.
@@ -54,6 +54,7 @@ type config struct {
 	burst             int
 	maxLeases         int
 	maxPerUser        int
+	maxKeys           int
 	hooks             []Hooks
 	grant             bool
 	deleteConcurrency int
@@ -226,14 +227,35 @@ func WithGrantTokens() Option {
 	})
 }
 
-// WithDeleteConcurrency bounds how many deletions run at once. Default
-// [DefaultDeleteConcurrency] (8); 1 to 256.
+// WithDeleteConcurrency bounds how many deletions run at once. The
+// deleter adapts within the bound: it starts at 16 (or n, if smaller),
+// grows while deletes succeed and others wait, so that deletion keeps pace
+// with a storm of Releases, and halves on 429, 5xx, timeouts and transport
+// errors, pausing for a 429's Retry-After. Default
+// [DefaultDeleteConcurrency] (256); 1 to 1024.
 func WithDeleteConcurrency(n int) Option {
 	return optionFunc(func(c *config) error {
-		if n < 1 || n > 256 {
-			return fmt.Errorf("lease: delete concurrency %d must be between 1 and 256", n)
+		if n < 1 || n > 1024 {
+			return fmt.Errorf("lease: delete concurrency %d must be between 1 and 1024", n)
 		}
 		c.deleteConcurrency = n
+		return nil
+	})
+}
+
+// WithMaxKeys caps the keys in existence: live leases and Acquire calls
+// in flight, plus keys released but not deleted yet, each still a working
+// credential until deleted or expired on Deepgram's side. Past it, Acquire
+// is refused with a [*DeniedError] (LimitKeys, RetryAfter 1s) until the
+// deleter catches up: a storm or an attacker cannot grow the set of valid
+// credentials without bound. Default: twice the total lease cap
+// (WithMaxLeases); at least the total lease cap.
+func WithMaxKeys(n int) Option {
+	return optionFunc(func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("lease: key cap %d must be at least 1", n)
+		}
+		c.maxKeys = n
 		return nil
 	})
 }
@@ -280,6 +302,12 @@ func WithTags(tags ...string) Option {
 }
 
 func (c *config) validate() error {
+	if c.maxKeys == 0 {
+		c.maxKeys = 2 * c.maxLeases
+	}
+	if c.maxKeys < c.maxLeases {
+		return fmt.Errorf("lease: key cap %d is below the total lease cap %d; every live lease holds a key", c.maxKeys, c.maxLeases)
+	}
 	if c.grant {
 		if c.scopesSet || len(c.tags) > 0 {
 			return errors.New("lease: WithGrantTokens cannot be combined with WithScopes or WithTags: a grant token's scope is fixed (usage:write) and it carries no tags")

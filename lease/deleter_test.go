@@ -1,0 +1,130 @@
+package lease_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dglease/dglease/keys"
+	"github.com/dglease/dglease/keys/keystest"
+	"github.com/dglease/dglease/lease"
+)
+
+// A storm of Releases: the deleter's concurrency grows from 8 to its bound
+// while deletes succeed, so 2,048 keys whose deletes take 50 ms are all
+// deleted in well under a second of fake time (8 at a time, the old fixed
+// concurrency, would take 12.8 s).
+func TestDeleteConcurrencyGrowsToKeepPace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &stub{deleteWait: 50 * time.Millisecond}
+		m := newManager(t, s, lease.WithMaxLeases(4096, 4096), lease.WithDeleteConcurrency(256))
+		assert.Equal(t, 16, lease.DeleteLimit(m), "starts at 16")
+		ls := make([]*lease.Lease, 2048)
+		for i := range ls {
+			var err error
+			ls[i], err = m.Acquire(context.Background(), "storm")
+			require.NoError(t, err)
+		}
+		start := time.Now()
+		for _, l := range ls {
+			l.Release()
+		}
+		require.NoError(t, m.Flush(context.Background()))
+		elapsed := time.Since(start)
+		assert.Equal(t, int64(2048), s.deleted.Load())
+		assert.Equal(t, int64(256), s.maxDelete.Load(), "reached its bound")
+		assert.LessOrEqual(t, elapsed, time.Second, "all deleted in %s", elapsed)
+		t.Logf("2,048 deletes of 50 ms: %s of fake time", elapsed)
+	})
+}
+
+// failingDeletes answers every delete with status, after wait, until ok is
+// set.
+type failingDeletes struct {
+	lease.KeyService
+	status int
+	wait   time.Duration
+	ok     atomic.Bool
+	calls  atomic.Int64
+}
+
+func (f *failingDeletes) Delete(ctx context.Context, id string) error {
+	f.calls.Add(1)
+	time.Sleep(f.wait)
+	if !f.ok.Load() {
+		return &keys.APIError{StatusCode: f.status}
+	}
+	return f.KeyService.Delete(ctx, id)
+}
+
+// On 503 (or 429) the concurrency halves, at most once per 250 ms, and
+// grows back once deletes succeed.
+func TestDeleteConcurrencyBacksOffOnOverload(t *testing.T) {
+	for _, status := range []int{429, 503} {
+		t.Run(fmt.Sprint(status), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				srv := fake(t)
+				api := &failingDeletes{KeyService: srv.Client(), status: status, wait: 10 * time.Millisecond}
+				m := newManager(t, api, lease.WithMaxLeases(1000, 1000), lease.WithDeleteConcurrency(64), lease.WithTTL(time.Hour))
+				var ls []*lease.Lease
+				for range 200 {
+					l, err := m.Acquire(context.Background(), "u")
+					require.NoError(t, err)
+					ls = append(ls, l)
+				}
+				for _, l := range ls {
+					l.Release()
+				}
+				synctest.Wait()
+				assert.Equal(t, 16, lease.DeleteLimit(m))
+				time.Sleep(15 * time.Millisecond) // the first 16 attempts fail
+				synctest.Wait()
+				assert.Equal(t, 8, lease.DeleteLimit(m), "halved once")
+				time.Sleep(time.Second)
+				synctest.Wait()
+				assert.Equal(t, 1, lease.DeleteLimit(m), "halved every 250 ms while failures go on")
+				api.ok.Store(true)
+				require.NoError(t, m.Flush(context.Background()))
+				assert.Greater(t, lease.DeleteLimit(m), 16, "grew again once deletes succeed")
+				assert.Empty(t, liveIDs(srv))
+			})
+		})
+	}
+}
+
+// Keys in existence are bounded: with released keys not deleted yet, an
+// Acquire past WithMaxKeys is refused (LimitKeys), and admitted again once
+// the deleter has caught up.
+func TestMaxKeysPushesBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv.Client(), lease.WithMaxLeases(10, 10), lease.WithMaxKeys(10))
+		srv.SetLatency(keystest.OpDelete, 5*time.Second)
+		for range 6 {
+			l, err := m.Acquire(context.Background(), "alice")
+			require.NoError(t, err)
+			l.Release() // 6 keys waiting for deletion
+		}
+		for range 4 {
+			_, err := m.Acquire(context.Background(), "alice") // 4 live
+			require.NoError(t, err)
+		}
+		_, err := m.Acquire(context.Background(), "alice")
+		var denied *lease.DeniedError
+		require.ErrorAs(t, err, &denied)
+		assert.Equal(t, lease.LimitKeys, denied.Limit)
+		assert.Equal(t, time.Second, denied.RetryAfter)
+		assert.Contains(t, err.Error(), "cap on keys in existence")
+		require.NoError(t, m.Flush(context.Background()))
+		_, err = m.Acquire(context.Background(), "alice")
+		require.NoError(t, err, "admitted once the deleter caught up")
+		_, err = lease.New(srv.Client(), lease.WithMaxLeases(100, 10), lease.WithMaxKeys(50))
+		assert.ErrorContains(t, err, "key cap 50 is below the total lease cap 100")
+	})
+}
