@@ -70,9 +70,20 @@ func parseHost(baseURL string) (*url.URL, error) {
 
 // WithHTTPClient makes the client send its requests through hc: use it for
 // custom transports, proxies, timeouts or an in-memory fake
-// (keystest.Server.Transport). hc itself is not modified; its Transport
-// (http.DefaultTransport when nil) is wrapped. The default is an
-// http.Client with a [DefaultTimeout] timeout and TLS verification on.
+// (keystest.Server.Transport). hc is used as it is, never modified: its
+// Transport (http.DefaultTransport when nil) is wrapped to read answers,
+// and redirects are answered, not followed, unless hc has a CheckRedirect
+// of its own.
+//
+// The default is an http.Client with a [DefaultTimeout] timeout and TLS
+// verification on, whose connections are shared by the Clients built
+// without this option: a clone of http.DefaultTransport (its proxy from
+// the environment, dialer and TLS settings) that attempts HTTP/2 and keeps
+// up to 512 idle connections per host. http.DefaultTransport keeps 2, so
+// calls made while others are in flight would each open a connection, a
+// TCP and TLS handshake. A program that replaces http.DefaultTransport
+// (httpmock.Activate, a tracing wrapper) is obeyed: the default client
+// then sends through it.
 func WithHTTPClient(hc *http.Client) Option {
 	return optionFunc(func(o *options) error {
 		if hc == nil {
@@ -93,11 +104,4 @@ func WithUserAgent(product string) Option {
 		o.userAgent = strings.TrimSpace(product)
 		return nil
 	})
-}
-
-// defaultHTTPClient bounds each call by [DefaultTimeout]. Its nil
-// Transport means http.DefaultTransport at the time of each call (see
-// captureTransport), whatever type a program has put there.
-func defaultHTTPClient() *http.Client {
-	return &http.Client{Timeout: DefaultTimeout}
 }

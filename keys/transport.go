@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -23,8 +22,8 @@ type capture struct {
 }
 
 // captureTransport reads each answer in full for the call that put a
-// *capture into the request's context, and hands the SDK an empty JSON
-// object in its place, so that the SDK neither decodes nor logs bodies.
+// *capture into the request's context, and hands the SDK an empty body in
+// its place, so that the SDK neither decodes nor logs bodies.
 type captureTransport struct {
 	base http.RoundTripper
 }
@@ -61,7 +60,7 @@ func (t *captureTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	capt.header = res.Header
 	capt.body = body
 	capt.readErr = readErr
-	res.Body = io.NopCloser(bytes.NewReader([]byte("{}")))
-	res.ContentLength = 2
+	res.Body = http.NoBody
+	res.ContentLength = 0
 	return res, nil
 }
