@@ -77,6 +77,9 @@ func checkSpec(s Spec, now time.Time) (createRequest, error) {
 		if tag == "" {
 			return req, errors.New("keys: tags must not be empty strings")
 		}
+		if err := checkTag("tag", tag); err != nil {
+			return req, err
+		}
 	}
 	switch {
 	case s.TTL != 0 && !s.ExpiresAt.IsZero():

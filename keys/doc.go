@@ -1,5 +1,6 @@
-// Package keys is a typed client for Deepgram's key management and
-// grant-token APIs, built on the official Go SDK's REST plumbing.
+// Package keys is a typed client for Deepgram's key management,
+// grant-token and usage APIs, built on the official Go SDK's REST
+// plumbing.
 //
 //	c, err := keys.New(os.Getenv("DEEPGRAM_API_KEY"), projectID)
 //	if err != nil { ... }
@@ -11,6 +12,14 @@
 //	if err != nil { ... }
 //	defer c.Delete(context.WithoutCancel(ctx), k.ID)
 //	use(k.Secret)
+//
+// [Client.Usage] reads back the audio Deepgram processed, by UTC day,
+// optionally only for the requests carrying a tag (a key's tags apply to
+// every request made with it) or made with one key:
+//
+//	u, err := c.Usage(ctx, keys.UsageQuery{Start: t1, End: t2, Tag: "user-42"})
+//	if err != nil { ... }
+//	fmt.Println(u.Audio(), u.Requests())
 //
 // Unlike the SDK's own methods, every failure is reported: a non-2xx answer
 // is an [*APIError] that matches [ErrNotFound], [ErrUnauthorized],

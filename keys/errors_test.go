@@ -123,6 +123,10 @@ var everyCall = []struct {
 	{"delete key", http.MethodDelete, keysURL + "/key-1", func(c *keys.Client) error { return c.Delete(context.Background(), "key-1") }},
 	{"list active keys", http.MethodGet, keysURL, func(c *keys.Client) error { _, err := c.List(context.Background()); return err }},
 	{"grant token", http.MethodPost, grantURL, func(c *keys.Client) error { _, err := c.Grant(context.Background(), time.Minute); return err }},
+	{"get usage", http.MethodGet, usageURL, func(c *keys.Client) error {
+		_, err := c.Usage(context.Background(), keys.UsageQuery{Tag: "dglease:user=bob"})
+		return err
+	}},
 }
 
 // The SDK parses a 400 body itself (legacy shape only) and builds its own

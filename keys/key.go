@@ -20,7 +20,9 @@ type Spec struct {
 	Comment string
 	// Scopes the key gets, e.g. "usage:write". Required, non-empty.
 	Scopes []string
-	// Tags are sent as the key's tags (usage attribution). Optional.
+	// Tags are sent as the key's tags (usage attribution): Deepgram
+	// applies them to every request made with the key. Optional; each
+	// non-empty, valid UTF-8 and at most [MaxTagLen] bytes.
 	Tags []string
 	// TTL is how long the key lives on Deepgram's side, rounded up to a whole
 	// second. Set TTL or ExpiresAt, not both.

@@ -1,22 +1,46 @@
 package lease
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/dglease/dglease/keys"
 )
 
 // The marker every leased key carries, in its comment and its tags, so that
 // Sweep (from any replica) and Deepgram's console can attribute it:
 //
-//	comment: "dglease lease=<lease ID> mgr=<manager ID> user=<encoded user>"
-//	tags:    "dglease", "dglease:lease=<lease ID>", "dglease:mgr=<manager ID>", "dglease:user=<encoded user>"
+//	comment: "dglease lease=<lease ID> mgr=<manager ID> user=<escaped user>"
+//	tags:    "dglease", "dglease:lease=<lease ID>", "dglease:mgr=<manager ID>", "dglease:user=<escaped user>"
 //
-// The user is encoded so that any UTF-8 round-trips and no user can forge
-// another field: every byte outside [A-Za-z0-9._~-] is written %XX.
+// The escaped user writes every byte outside [A-Za-z0-9._~-] as %XX, so
+// that any UTF-8 round-trips and no user can forge another field. Deepgram
+// limits tags to 128 characters ("Tags are limited to 128 characters per
+// tag", https://developers.deepgram.com/docs/tagging; keys.MaxTagLen), and
+// escaping triples a byte: a user whose escaped form is longer than
+// maxReadableUser (115) characters gets the compact form instead,
+//
+//	comment: "dglease lease=<lease ID> mgr=<manager ID> user64=<base64url of the user>"
+//	tags:    "dglease", ..., "dglease:user-sha256=<hex SHA-256 of the user>"
+//
+// The comment keeps the whole user (at most 230 bytes: keys/keystest's
+// comment bound is 256) so that ParseMarker recovers it; the tag, which
+// Deepgram's usage reports filter by (see UserTag and StreamedAudio), is a
+// digest: 84 characters. The forms cannot be confused (user= or user64=,
+// user= or user-sha256=), each user has exactly one marker, and two users
+// share a tag only if SHA-256 collides.
 const (
 	markerTag    = "dglease"
 	markerPrefix = "dglease "
+
+	userTagPrefix       = markerTag + ":user="
+	userDigestTagPrefix = markerTag + ":user-sha256="
+	// maxReadableUser is the longest escaped user that fits a tag.
+	maxReadableUser = keys.MaxTagLen - len(userTagPrefix)
 )
 
 // Marker is the attribution a leased key carries, as recovered by
@@ -30,20 +54,52 @@ type Marker struct {
 	User string
 }
 
-// comment renders m as a key comment.
+// comment renders m as a key comment. m.User must pass checkUser.
 func (m Marker) comment() string {
-	return markerPrefix + "lease=" + m.Lease + " mgr=" + m.Manager + " user=" + encodeUser(m.User)
+	field := " user="
+	u := encodeUser(m.User)
+	if len(u) > maxReadableUser {
+		field, u = " user64=", base64.RawURLEncoding.EncodeToString([]byte(m.User))
+	}
+	return markerPrefix + "lease=" + m.Lease + " mgr=" + m.Manager + field + u
 }
 
-// tags renders m as key tags.
+// tags renders m as key tags. m.User must pass checkUser.
 func (m Marker) tags() []string {
-	return []string{markerTag, markerTag + ":lease=" + m.Lease, markerTag + ":mgr=" + m.Manager, markerTag + ":user=" + encodeUser(m.User)}
+	return []string{markerTag, markerTag + ":lease=" + m.Lease, markerTag + ":mgr=" + m.Manager, userTag(m.User)}
+}
+
+// userTag is the tag of every key leased to u, which must pass checkUser:
+// readable when it fits Deepgram's tag limit, else a digest.
+func userTag(u string) string {
+	if e := encodeUser(u); len(e) <= maxReadableUser {
+		return userTagPrefix + e
+	}
+	sum := sha256.Sum256([]byte(u))
+	return userDigestTagPrefix + hex.EncodeToString(sum[:])
+}
+
+// UserTag returns the tag that every API key leased to user carries, by
+// which Deepgram attributes the audio streamed with those keys (its usage
+// reports filter by tag; see [StreamedAudio]) and by which the user's keys
+// can be found in Deepgram's console. It depends on the user alone, so any
+// process computes the same one: "dglease:user=<escaped user>" when that
+// fits Deepgram's 128-character tag limit, else
+// "dglease:user-sha256=<hex SHA-256 of the user>". It refuses the users
+// Acquire refuses (empty, over MaxUserLen bytes, not UTF-8).
+func UserTag(user string) (string, error) {
+	if err := checkUser(user); err != nil {
+		return "", err
+	}
+	return userTag(user), nil
 }
 
 // ParseMarker recovers the marker from a key's comment and tags. It fails
 // unless the comment is a marker comment and the tags carry the same lease
 // and manager IDs: a key is only ever treated as this library's when both
-// agree.
+// agree. It reads both forms of the user (see [UserTag]); the user tag
+// itself is not required, so that a key whose tags were cut short still
+// parses.
 func ParseMarker(comment string, tags []string) (Marker, error) {
 	rest, ok := strings.CutPrefix(comment, markerPrefix)
 	if !ok {
@@ -54,23 +110,27 @@ func ParseMarker(comment string, tags []string) (Marker, error) {
 		return Marker{}, errors.New("lease: malformed dglease marker")
 	}
 	var m Marker
-	for i, name := range []string{"lease=", "mgr=", "user="} {
+	for i, name := range []string{"lease=", "mgr="} {
 		v, ok := strings.CutPrefix(fields[i], name)
 		if !ok {
 			return Marker{}, fmt.Errorf("lease: dglease marker lacks %s", strings.TrimSuffix(name, "="))
 		}
-		switch i {
-		case 0:
+		if i == 0 {
 			m.Lease = v
-		case 1:
+		} else {
 			m.Manager = v
-		case 2:
-			u, err := decodeUser(v)
-			if err != nil {
-				return Marker{}, err
-			}
-			m.User = u
 		}
+	}
+	var err error
+	if v, ok := strings.CutPrefix(fields[2], "user="); ok {
+		m.User, err = decodeUser(v)
+	} else if v, ok := strings.CutPrefix(fields[2], "user64="); ok {
+		m.User, err = decodeUser64(v)
+	} else {
+		err = errors.New("lease: dglease marker lacks user")
+	}
+	if err != nil {
+		return Marker{}, err
 	}
 	if !isID(m.Lease) || !isID(m.Manager) {
 		return Marker{}, errors.New("lease: dglease marker has malformed IDs")
@@ -129,7 +189,9 @@ func encodeUser(u string) string {
 	return b.String()
 }
 
-// decodeUser reverses encodeUser, accepting only its exact output.
+// decodeUser reverses encodeUser, accepting only its exact output. It
+// accepts one longer than maxReadableUser: earlier versions wrote every
+// user so.
 func decodeUser(s string) (string, error) {
 	var b strings.Builder
 	for i := 0; i < len(s); i++ {
@@ -155,6 +217,27 @@ func decodeUser(s string) (string, error) {
 	u := b.String()
 	if err := checkUser(u); err != nil {
 		return "", err
+	}
+	return u, nil
+}
+
+// user64 is the encoding of the compact form: no padding, and Strict
+// refuses the encodings of one value that differ in their unused bits.
+var user64 = base64.RawURLEncoding.Strict()
+
+// decodeUser64 reverses the compact form of the comment, accepting only a
+// user whose escaped form does not fit a tag: every user has one marker.
+func decodeUser64(s string) (string, error) {
+	b, err := user64.DecodeString(s)
+	if err != nil {
+		return "", errors.New("lease: malformed user64 in dglease marker")
+	}
+	u := string(b)
+	if err := checkUser(u); err != nil {
+		return "", err
+	}
+	if len(encodeUser(u)) <= maxReadableUser {
+		return "", errors.New("lease: non-canonical user64 in dglease marker: the user fits the readable form")
 	}
 	return u, nil
 }

@@ -43,7 +43,17 @@ func TestBrowserStreamsWithDeletedKey(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="outlived"]`)),
 		chromedp.Click(chromedp.ID("stop")),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
+		// The audio used, read back from the fake by the visitor's tag.
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="usage"]`)),
 	)
+	used := e.text(`li[data-step="usage"]`)
+	m := regexp.MustCompile(`This stream used ([0-9.]+) s of audio as the fake counts it by your tag: ([0-9.]+) s in 1 stream on `).FindStringSubmatch(used)
+	if m == nil || m[1] != m[2] || m[1] == "0.0" {
+		t.Errorf("usage step = %q, want this stream's seconds, not zero, equal to the day's", used)
+	}
+	if streams := e.fake.Streams(); len(streams) != 1 || streams[0].Audio <= 0 {
+		t.Errorf("the fake recorded %d streams (%v), want one with audio", len(streams), streams)
+	}
 
 	created := e.created()
 	secrets := e.keys.secrets()
@@ -89,7 +99,11 @@ func TestBrowserStreamsWithGrantToken(t *testing.T) {
 	e.do(
 		chromedp.Click(chromedp.ID("stop")),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="usage"]`)),
 	)
+	if used := e.text(`li[data-step="usage"]`); !strings.Contains(used, "a grant token carries no tags") {
+		t.Errorf("usage step = %q, want it to say a grant token's stream is not attributed", used)
+	}
 	if !strings.Contains(issued, "Grant token issued (lease ") {
 		t.Errorf("issued step = %q, want it to name the lease alone: a grant token has no key ID", issued)
 	}

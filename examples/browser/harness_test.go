@@ -40,7 +40,13 @@ const testListenURL = "ws://listen.invalid/v1/listen"
 // says otherwise.
 func newHarness(t *testing.T, edit ...func(*config)) *harness {
 	t.Helper()
-	fake := keystest.NewServer(t, keystest.WithoutListener())
+	return newHarnessOn(t, keystest.NewServer(t, keystest.WithoutListener()), edit...)
+}
+
+// newHarnessOn is newHarness on a fake of the caller's, e.g. one that
+// listens, for streams.
+func newHarnessOn(t *testing.T, fake *keystest.Server, edit ...func(*config)) *harness {
+	t.Helper()
 	h := &harness{t: t, fake: fake, logs: &testenv.Buffer{}}
 	h.secrets = append(h.secrets, fake.AdminKey())
 	cfg := testConfig(fake, fake.Client(), h.logs)
@@ -62,8 +68,8 @@ func newHarness(t *testing.T, edit ...func(*config)) *harness {
 
 // testConfig is the backend's configuration in tests: credentials from
 // keys (the fake's client, or a wrapper of it), the fake's view of each
-// key, testListenURL, a 10 s TTL, no rate limit, and every log line, debug
-// included, to logw.
+// key, usage read back through the fake's client, testListenURL, a 10 s
+// TTL, no rate limit, and every log line, debug included, to logw.
 func testConfig(fake *keystest.Server, keys lease.KeyService, logw io.Writer) config {
 	return config{
 		Keys:      keys,
@@ -74,6 +80,7 @@ func testConfig(fake *keystest.Server, keys lease.KeyService, logw io.Writer) co
 		Burst:     1,
 		Logger:    slog.New(slog.NewTextHandler(logw, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		KeyStatus: fakeKeyStatus(fake),
+		Usage:     fake.Client(),
 	}
 }
 
@@ -212,4 +219,21 @@ func decode(t *testing.T, res *http.Response, v any) {
 func readAll(res *http.Response) string {
 	b, _ := io.ReadAll(res.Body)
 	return string(b)
+}
+
+// usage asks for the visitor's usage from the day from ("" for today) and
+// requires an answer.
+func (b *browser) usage(from string) usage {
+	b.h.t.Helper()
+	path := "/api/usage"
+	if from != "" {
+		path += "?from=" + from
+	}
+	res := b.do("GET", path, nil, nil)
+	if res.StatusCode != http.StatusOK {
+		b.h.t.Fatalf("GET %s = %d %s", path, res.StatusCode, readAll(res))
+	}
+	var u usage
+	decode(b.h.t, res, &u)
+	return u
 }

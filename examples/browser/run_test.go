@@ -65,6 +65,18 @@ func TestRunWithEmbeddedFake(t *testing.T) {
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)
 
+	// The visitor's usage, read back from the fake: no stream, no audio.
+	req, _ = http.NewRequest("GET", page+"api/usage", nil)
+	req.AddCookie(cookies[0])
+	res, err = http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var u usage
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&u))
+	res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	assert.True(t, u.Attributable)
+	assert.Zero(t, u.Seconds)
+
 	// /metrics shows it in the Prometheus text format.
 	res, err = http.Get(page + "metrics")
 	require.NoError(t, err)

@@ -59,6 +59,11 @@ type config struct {
 	// ("active", "expired", "deleted"), so the page can show the deletion
 	// happen. Only the fake can answer that cheaply.
 	KeyStatus func(keyID string) (status string, ok bool)
+	// Usage reads back from Deepgram how much audio each visitor streamed
+	// (lease.StreamedAudio): a *keys.Client whose key has usage:read. Nil
+	// means Keys, if it can read usage (a *keys.Client can; it needs
+	// usage:read, which the fake's admin key has).
+	Usage lease.UsageReader
 }
 
 // server is the demo's backend: it serves the page and leases credentials
@@ -95,6 +100,9 @@ func newServer(cfg config) (*server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if r, ok := cfg.Keys.(lease.UsageReader); ok && cfg.Usage == nil {
+		cfg.Usage = r
+	}
 	s := &server{cfg: cfg, ledger: newLedger()}
 	if s.index, err = static.ReadFile("static/index.html"); err != nil {
 		return nil, err
@@ -104,6 +112,7 @@ func newServer(cfg config) (*server, error) {
 		Kind:       s.kind(),
 		TTLSeconds: int(math.Ceil(cfg.TTL.Seconds())),
 		ListenURL:  cfg.ListenURL,
+		Usage:      cfg.Usage != nil,
 	}
 
 	opts := []lease.Option{
@@ -147,6 +156,7 @@ func newServer(cfg config) (*server, error) {
 	mux.HandleFunc("POST /api/credential", s.handleCredential)
 	mux.HandleFunc("POST /api/release", s.handleRelease)
 	mux.HandleFunc("GET /api/credential/{lease_id}/status", s.handleStatus)
+	mux.HandleFunc("GET /api/usage", s.handleUsage)
 	// Reject unsafe cross-origin browser requests (Sec-Fetch-Site, Origin).
 	s.handler = http.NewCrossOriginProtection().Handler(mux)
 	return s, nil
@@ -186,6 +196,8 @@ type about struct {
 	Kind       string `json:"kind"`
 	TTLSeconds int    `json:"ttl_seconds"`
 	ListenURL  string `json:"listen_url"`
+	// Usage says whether GET /api/usage can read usage back.
+	Usage bool `json:"usage"`
 }
 
 func (s *server) handleAbout(w http.ResponseWriter, r *http.Request) {

@@ -208,7 +208,7 @@ func TestPageAndAssets(t *testing.T) {
 		res := b.do("GET", "/api/about", nil, nil)
 		var got about
 		decode(t, res, &got)
-		assert.Equal(t, about{Backend: "the fake", Kind: "token", TTLSeconds: 10, ListenURL: testListenURL}, got)
+		assert.Equal(t, about{Backend: "the fake", Kind: "token", TTLSeconds: 10, ListenURL: testListenURL, Usage: true}, got)
 	})
 }
 

@@ -2,13 +2,14 @@
 // the WebSocket at /v1/listen, for tests of code that hands out credentials
 // and of clients that stream with them:
 //
-//	allowed := map[string]bool{"token " + key: true}
-//	srv := httptest.NewServer(fakelisten.Handler(func(scheme, secret string) error {
-//		if !allowed[scheme+" "+secret] {
-//			return errors.New("unknown credential")
+//	accounts := map[string]string{"token " + key: "key-1"}
+//	srv := httptest.NewServer(fakelisten.Handler(func(scheme, secret string) (string, error) {
+//		account, ok := accounts[scheme+" "+secret]
+//		if !ok {
+//			return "", errors.New("unknown credential")
 //		}
-//		return nil
-//	}))
+//		return account, nil // handed back with the stream's Session
+//	}, fakelisten.WithRecorder(func(s fakelisten.Session) { log.Print(s.Account, s.Audio) })))
 //	defer srv.Close()
 //	// Point the SDK's live client at "ws://" + srv.Listener.Addr().String().
 //
@@ -39,8 +40,25 @@
 // Finalize is answered by an empty Results message with from_finalize
 // true; CloseStream is answered by a Metadata message (with the sha256
 // and duration of all audio received) and a normal close frame. Other
-// query parameters are accepted and ignored; model, if given, is echoed
-// as the model name.
+// query parameters are accepted and ignored, but for tag (see Accounting);
+// model, if given, is echoed as the model name. Results and Metadata time
+// any audio as if it were in the query's format (two bytes a sample for
+// an encoding without a fixed sample size, or none); a [Session] times
+// such audio by the wall clock instead.
+//
+// # Accounting
+//
+// With [WithRecorder], every stream is reported once, when it ends, as a
+// [Session]: the account [Authenticate] named, the query's tag parameters,
+// the bytes received and the audio's duration (exact from the byte count
+// for raw audio of a fixed sample size; wall time for containerised or
+// compressed audio, which the fake does not decode). A stream is recorded
+// on CloseStream before its Metadata message is sent, or else when the
+// connection ends. A tag parameter that is empty or longer than 128 bytes
+// (Deepgram's documented limit, "Tags are limited to 128 characters per
+// tag", https://developers.deepgram.com/docs/tagging, read strictly as
+// bytes) gets 400 before the upgrade, in the same legacy shape with
+// err_code BAD_REQUEST, after the credential is checked.
 //
 // # Modelling choices
 //

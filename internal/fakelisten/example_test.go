@@ -15,11 +15,11 @@ import (
 
 func Example() {
 	const key = "0123456789abcdef0123456789abcdef01234567"
-	srv := httptest.NewServer(fakelisten.Handler(func(scheme, secret string) error {
+	srv := httptest.NewServer(fakelisten.Handler(func(scheme, secret string) (string, error) {
 		if scheme != fakelisten.SchemeToken || secret != key {
-			return errors.New("unknown credential")
+			return "", errors.New("unknown credential")
 		}
-		return nil
+		return "demo account", nil
 	}))
 	defer srv.Close()
 

@@ -8,14 +8,20 @@ import (
 	"strings"
 
 	"github.com/dvonthenen/websocket"
+
+	"github.com/dglease/dglease/keys"
 )
 
-// Authenticate reports whether a credential may open a stream now: nil
-// lets it in, any error refuses it with 401. scheme is "token" (an API key)
-// or "bearer" (a grant JWT), always lower-case; secret is the credential.
-// The error's text is never sent to the client. It is called once per
-// stream, before the upgrade, and must be safe for concurrent use.
-type Authenticate func(scheme, secret string) error
+// Authenticate reports whether a credential may open a stream now: a nil
+// error lets it in, any error refuses it with 401. scheme is "token" (an
+// API key) or "bearer" (a grant JWT), always lower-case; secret is the
+// credential. account names, for the caller's own records, whom the
+// stream's audio is to be counted against (e.g. a key ID): it is handed
+// back in the stream's [Session] (see [WithRecorder]), so that the handler
+// never keeps the secret. The error's text is never sent to the client. It
+// is called once per stream, before the upgrade, and must be safe for
+// concurrent use.
+type Authenticate func(scheme, secret string) (account string, err error)
 
 // Schemes passed to [Authenticate].
 const (
@@ -66,11 +72,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("dg-request-id", requestID) // for every answer, the upgrader's and refuse's too
 	cred, ok := credentialOf(r)
 	if !ok {
-		refuse(w, requestID, msgNoCredential)
+		refuse(w, requestID, http.StatusUnauthorized, "INVALID_AUTH", msgNoCredential)
 		return
 	}
-	if err := h.auth(cred.scheme, cred.secret); err != nil {
-		refuse(w, requestID, msgInvalidCredential)
+	account, err := h.auth(cred.scheme, cred.secret)
+	if err != nil {
+		refuse(w, requestID, http.StatusUnauthorized, "INVALID_AUTH", msgInvalidCredential)
+		return
+	}
+	q := r.URL.Query()
+	if msg := checkTags(q["tag"]); msg != "" {
+		refuse(w, requestID, http.StatusBadRequest, "BAD_REQUEST", msg)
 		return
 	}
 
@@ -85,7 +97,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		return // Upgrade has answered the client already.
 	}
-	newStream(conn, h.cfg, requestID, r.URL.Query()).serve()
+	newStream(conn, h.cfg, requestID, account, q).serve()
 }
 
 // credential is what a client presented to open a stream.
@@ -151,15 +163,32 @@ func subprotocols(r *http.Request) []string {
 	return out
 }
 
-// refuse answers 401 in Deepgram's error shape; ServeHTTP has set the
-// dg-request-id header. msg must not hold a secret.
-func refuse(w http.ResponseWriter, requestID, msg string) {
-	body, _ := json.Marshal(LegacyError{ErrCode: "INVALID_AUTH", ErrMsg: msg, RequestID: requestID})
+// refuse answers status in Deepgram's legacy error shape; ServeHTTP has
+// set the dg-request-id header. msg must not hold a secret.
+func refuse(w http.ResponseWriter, requestID string, status int, code, msg string) {
+	body, _ := json.Marshal(LegacyError{ErrCode: code, ErrMsg: msg, RequestID: requestID})
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("dg-error", msg)
-	w.WriteHeader(http.StatusUnauthorized)
+	w.WriteHeader(status)
 	_, _ = w.Write(body)
+}
+
+// checkTags returns why the query's tag parameters would be refused, or
+// "": each must be non-empty and at most keys.MaxTagLen (128) bytes, the
+// strictest reading of Deepgram's "Tags are limited to 128 characters per
+// tag" (https://developers.deepgram.com/docs/tagging). The message quotes
+// no tag.
+func checkTags(tags []string) string {
+	for i, t := range tags {
+		switch {
+		case t == "":
+			return fmt.Sprintf("tag parameter %d is empty", i+1)
+		case len(t) > keys.MaxTagLen:
+			return fmt.Sprintf("tag parameter %d is %d bytes long; tags are limited to %d characters", i+1, len(t), keys.MaxTagLen)
+		}
+	}
+	return ""
 }
 
 // NewUUID returns a random version 4 UUID, the shape of Deepgram's request,

@@ -120,9 +120,11 @@ func TestHandlerPanicsOnBadSetup(t *testing.T) {
 		fakelisten.WithIdleTimeout(0),
 		fakelisten.WithTranscript(),
 		fakelisten.WithTranscript("ok", "  "),
+		fakelisten.WithRecorder(nil),
+		fakelisten.WithClock(nil),
 	} {
 		assert.Panics(t, func() { fakelisten.Handler(allowAll, opt) })
 	}
 }
 
-func allowAll(string, string) error { return nil }
+func allowAll(string, string) (string, error) { return "anyone", nil }

@@ -18,13 +18,19 @@ import (
 // synctest bubble. returned is closed when ServeHTTP returns.
 func openInBubble(t *testing.T, opts ...fakelisten.Option) (conn *websocket.Conn, returned <-chan struct{}) {
 	t.Helper()
+	return openInBubbleAt(t, "ws://fake.invalid/v1/listen", opts...)
+}
+
+// openInBubbleAt is openInBubble with the stream's URL.
+func openInBubbleAt(t *testing.T, url string, opts ...fakelisten.Option) (conn *websocket.Conn, returned <-chan struct{}) {
+	t.Helper()
 	done := make(chan struct{})
 	h := fakelisten.Handler(allowAll, opts...)
 	d := pipeDialer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer close(done)
 		h.ServeHTTP(w, r)
 	}))
-	conn, _, err := d.Dial("ws://fake.invalid/v1/listen", http.Header{"Authorization": {"Token " + testKey}})
+	conn, _, err := d.Dial(url, http.Header{"Authorization": {"Token " + testKey}})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = conn.Close() })
 	return conn, done

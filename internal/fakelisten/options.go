@@ -31,12 +31,15 @@ type config struct {
 	idleTimeout time.Duration
 	transcript  []string
 	shutdown    <-chan struct{}
+	record      func(Session)
+	now         func() time.Time
 }
 
 func defaultConfig() config {
 	return config{
 		idleTimeout: DefaultIdleTimeout,
 		transcript:  defaultTranscript,
+		now:         time.Now,
 	}
 }
 
@@ -86,6 +89,36 @@ func WithShutdown(done <-chan struct{}) Option {
 			return errors.New("fakelisten: WithShutdown needs a non-nil channel")
 		}
 		c.shutdown = done
+		return nil
+	})
+}
+
+// WithRecorder makes the handler call record once for every stream, with
+// the stream's [Session], when the stream ends: on CloseStream, before the
+// Metadata message is sent (so a client that has read it can rely on the
+// record), or else when the connection ends (client gone, idle timeout,
+// bad message, shutdown). record runs on the stream's goroutine and must
+// be safe for concurrent use. Default: nothing is recorded.
+func WithRecorder(record func(Session)) Option {
+	return optionFunc(func(c *config) error {
+		if record == nil {
+			return errors.New("fakelisten: WithRecorder needs a non-nil function")
+		}
+		c.record = record
+		return nil
+	})
+}
+
+// WithClock makes the handler read the time from now for the times it
+// reports: a Session's Opened and Ended, and the Metadata message's
+// created. Durations (idle timeout, wall-time audio) are measured with
+// time.Now's monotonic clock whatever the option. Default: time.Now.
+func WithClock(now func() time.Time) Option {
+	return optionFunc(func(c *config) error {
+		if now == nil {
+			return errors.New("fakelisten: WithClock needs a non-nil function")
+		}
+		c.now = now
 		return nil
 	})
 }

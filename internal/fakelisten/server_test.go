@@ -28,15 +28,17 @@ const (
 // deadline, never a sleep.
 const waitLimit = 10 * time.Second
 
-// known is a fake Authenticate: it lets in "token testKey" and
-// "bearer testJWT".
-func known(scheme, secret string) error {
+// known is a fake Authenticate: it lets in "token testKey" (account
+// "key") and "bearer testJWT" (account "jwt").
+func known(scheme, secret string) (string, error) {
 	switch scheme + " " + secret {
-	case "token " + testKey, "bearer " + testJWT:
-		return nil
+	case "token " + testKey:
+		return "key", nil
+	case "bearer " + testJWT:
+		return "jwt", nil
 	}
 	// The text quotes the secret on purpose: the fake must not pass it on.
-	return errors.New("unknown credential " + secret)
+	return "", errors.New("unknown credential " + secret)
 }
 
 // authLog is known that records every call.
@@ -45,7 +47,7 @@ type authLog struct {
 	calls []string // "scheme secret"
 }
 
-func (a *authLog) check(scheme, secret string) error {
+func (a *authLog) check(scheme, secret string) (string, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.calls = append(a.calls, scheme+" "+secret)

@@ -38,19 +38,25 @@ type stream struct {
 	conn      *websocket.Conn
 	cfg       config
 	requestID string
+	account   string
+	tags      []string
 	model     string
 	format    audioFormat
-	created   time.Time
+	raw       bool      // format has a fixed sample size: audio time from bytes
+	created   time.Time // on cfg.now's clock
+	opened    time.Time // on time.Now's monotonic clock
 
 	out      chan outbound // reader → writer, in order
 	activity chan struct{} // reader → writer: a message arrived; buffered 1
 	done     chan struct{} // closed when the reader has stopped
 
 	// Reader-owned state.
-	bytes   int64     // audio bytes received
-	audio   hash.Hash // sha256 of the audio received
-	results int       // Results messages sent
-	ending  bool      // CloseStream received or a close frame queued
+	bytes     int64     // audio bytes received
+	audio     hash.Hash // sha256 of the audio received
+	results   int       // Results messages sent
+	ending    bool      // CloseStream received or a close frame queued
+	lastAudio time.Time // when the last audio frame arrived (monotonic); zero before
+	recorded  bool      // the Session went to cfg.record
 }
 
 // outbound is one thing for the writer to send: a JSON message, or a close
@@ -62,7 +68,7 @@ type outbound struct {
 	reason string
 }
 
-func newStream(conn *websocket.Conn, cfg config, requestID string, q url.Values) *stream {
+func newStream(conn *websocket.Conn, cfg config, requestID, account string, q url.Values) *stream {
 	model := q.Get("model")
 	if model == "" {
 		model = defaultModel
@@ -71,9 +77,13 @@ func newStream(conn *websocket.Conn, cfg config, requestID string, q url.Values)
 		conn:      conn,
 		cfg:       cfg,
 		requestID: requestID,
+		account:   account,
+		tags:      q["tag"],
 		model:     model,
 		format:    formatOf(q),
-		created:   time.Now().UTC(),
+		raw:       isRaw(q.Get("encoding")),
+		created:   cfg.now().UTC(),
+		opened:    time.Now(),
 		out:       make(chan outbound, 16),
 		activity:  make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -87,6 +97,7 @@ func (s *stream) serve() {
 	writerDone := make(chan struct{})
 	go s.write(writerDone)
 	s.read()
+	s.record()
 	close(s.done)
 	<-writerDone
 	_ = s.conn.Close()
@@ -128,6 +139,7 @@ func (s *stream) control(data []byte) {
 		s.out <- outbound{msg: s.finalize()}
 	case typeCloseStream:
 		s.ending = true
+		s.record() // before the Metadata: a client that read it finds the stream recorded
 		s.out <- outbound{msg: s.metadata()}
 		s.out <- outbound{close: true, code: websocket.CloseNormalClosure}
 	default:
@@ -205,6 +217,7 @@ func (s *stream) sendClose(code int, reason string) {
 func (s *stream) transcribe(audio []byte) resultsMessage {
 	start := s.format.seconds(s.bytes)
 	s.bytes += int64(len(audio))
+	s.lastAudio = time.Now()
 	s.audio.Write(audio)
 	duration := s.format.seconds(s.bytes) - start
 
@@ -263,6 +276,31 @@ func (s *stream) metadata() metadataMessage {
 	}
 }
 
+// record hands the stream's Session to cfg.record, once. Called by the
+// reader only.
+func (s *stream) record() {
+	if s.recorded || s.cfg.record == nil {
+		return
+	}
+	s.recorded = true
+	sess := Session{
+		Account:   s.account,
+		RequestID: s.requestID,
+		Tags:      s.tags,
+		Opened:    s.created,
+		Ended:     s.cfg.now().UTC(),
+		Bytes:     s.bytes,
+		Raw:       s.raw,
+	}
+	switch {
+	case s.raw:
+		sess.Audio = s.format.duration(s.bytes)
+	case !s.lastAudio.IsZero():
+		sess.Audio = s.lastAudio.Sub(s.opened)
+	}
+	s.cfg.record(sess)
+}
+
 func (s *stream) modelInfo() modelInfo {
 	return modelInfo{Name: s.model, Version: modelVersion, Arch: modelArch}
 }
@@ -275,6 +313,13 @@ type audioFormat struct {
 	channels       int
 }
 
+// Bounds of the sample_rate and channels the fake takes; beyond them a
+// value is unusable.
+const (
+	maxSampleRate = 1_000_000
+	maxChannels   = 1024
+)
+
 // formatOf reads encoding, sample_rate and channels from the query.
 // Missing or unusable values fall back to linear16, 16000 Hz, mono;
 // encodings without a fixed sample size count as two bytes a sample.
@@ -286,10 +331,10 @@ func formatOf(q url.Values) audioFormat {
 	case "linear32":
 		f.bytesPerSample = 4
 	}
-	if n, err := strconv.Atoi(q.Get("sample_rate")); err == nil && n > 0 {
+	if n, err := strconv.Atoi(q.Get("sample_rate")); err == nil && n > 0 && n <= maxSampleRate {
 		f.sampleRate = n
 	}
-	if n, err := strconv.Atoi(q.Get("channels")); err == nil && n > 0 {
+	if n, err := strconv.Atoi(q.Get("channels")); err == nil && n > 0 && n <= maxChannels {
 		f.channels = n
 	}
 	return f

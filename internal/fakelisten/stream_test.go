@@ -144,9 +144,9 @@ func TestDroppedConnectionEndsHandler(t *testing.T) {
 // Credentials are checked once, at open: a stream outlives its key.
 func TestStreamOutlivesRevokedKey(t *testing.T) {
 	var revoked atomic.Bool
-	f := newFake(t, func(scheme, secret string) error {
+	f := newFake(t, func(scheme, secret string) (string, error) {
 		if revoked.Load() {
-			return errors.New("refused")
+			return "", errors.New("refused")
 		}
 		return known(scheme, secret)
 	})

@@ -1,5 +1,5 @@
 // Package keystest is a fake Deepgram for tests: one project, its API keys,
-// grant tokens and, over the socket, /v1/listen. Use it like this:
+// grant tokens, usage and, over the socket, /v1/listen. Use it like this:
 //
 //	s := keystest.NewServer(t, keystest.WithoutListener()) // closed by t.Cleanup; no socket, so synctest works
 //	c := s.Client()                                          // *keys.Client with the admin key, in memory
@@ -20,6 +20,14 @@
 //     GET and DELETE /v1/projects/{id}/keys/{key_id} (keys:read, keys:write).
 //   - POST /v1/auth/grant: an HS256 JWT signed with a per-server secret,
 //     with claims sub, jti, iat, exp and scope "usage:write".
+//   - GET /v1/projects/{id}/usage (usage:read; a usage:write key gets 403):
+//     the audio of the recorded streams, by UTC day, in Deepgram's shape
+//     {"start","end","resolution":{"units":"day","amount":1},
+//     "results":[{"start","end","hours","total_hours","requests"}]}, with
+//     the filters start and end (dates, YYYY-MM-DD, both included;
+//     default: the first recorded stream's day and today), tag (repeatable:
+//     a stream must carry every one), accessor (a key ID), method
+//     (streaming) and endpoint (listen). See "Usage" below.
 //   - /v1/listen over WebSocket (socket only: ws:// + Server.URL's host): the
 //     credential comes from the Authorization header ("Token <key>",
 //     "Bearer <jwt>") or, as browsers send it, the Sec-WebSocket-Protocol
@@ -28,7 +36,7 @@
 //     unexpired and signed by this server. Each audio frame is answered with
 //     a Deepgram-shaped Results message with a fixed fake transcript;
 //     CloseStream ends with a Metadata message. Close ends open streams
-//     (code 1001).
+//     (code 1001). Every stream is recorded for usage when it ends.
 //
 // Every call must carry "Authorization: Token <key>" (any case of the
 // scheme). Roles used as scopes expand: "member" grants project:read,
@@ -43,9 +51,35 @@
 // Faults are injected per call kind ([Op]) with [Server.Fail],
 // [Server.SetLatency], [Server.Hang] and [Server.LoseAnswer]; what
 // happened is read back with [Server.Keys], [Server.LiveKeys],
-// [Server.Key] (its [KeyState.Deletes] counts API deletes) and
-// [Server.Requests]. Everything is per Server:
+// [Server.Key] (its [KeyState.Deletes] counts API deletes),
+// [Server.Requests] and [Server.Streams]. Everything is per Server:
 // there is no package-level state to reset.
+//
+// # Usage
+//
+// Each /v1/listen stream is recorded when it ends (on CloseStream, before
+// its Metadata message is sent, so a client that has read that message
+// finds its stream counted; else when its connection ends) against:
+//
+//   - its accessor: the ID of the API key that opened it, or, for a grant
+//     token, of the key that minted the token;
+//   - its tags: the key's tags (a grant token has none), then the tag
+//     parameters of its query, as Deepgram applies both;
+//   - the UTC day it opened, on the server's clock (time.Now plus
+//     [Server.Advance]);
+//   - its audio: for raw audio of a fixed sample size (encoding linear16,
+//     linear32, mulaw or alaw), bytes received / (bytes per sample ×
+//     sample_rate × channels), defaults 16000 Hz and mono, exact to the
+//     nanosecond; for anything else (no encoding, i.e. containerised audio
+//     such as a browser's WebM, or a compressed encoding such as opus),
+//     which the fake does not decode, the wall time from the stream's
+//     opening to its last audio frame, on the monotonic clock.
+//
+// The usage endpoint sums the audio of the matching streams per day and
+// answers it in hours (float64: seconds / 3600), hours and total_hours
+// alike, and counts each stream as one request, a stream without audio
+// included. keys.Client.Usage reads hours back rounded to the millisecond,
+// so figures read through it are exact to the millisecond for raw audio.
 //
 // # Where the fake differs from Deepgram
 //
@@ -66,6 +100,19 @@
 //     date not in the future or not RFC 3339 with a zone, empty scopes, an
 //     unknown scope, an empty tag, bad JSON and trailing data. Without either
 //     a key never expires, as on Deepgram.
+//   - Tags: Deepgram documents "Tags are limited to 128 characters per tag"
+//     (https://developers.deepgram.com/docs/tagging) but neither how it
+//     counts nor how it refuses. The fake counts UTF-8 bytes, the
+//     strictest reading (43 three-byte runes are refused), and refuses a
+//     longer tag on create with the closest documented shape: 400 with the
+//     legacy body, err_code BAD_REQUEST, as for any invalid create body
+//     (Deepgram documents 400 for an invalid request). A tag query
+//     parameter of /v1/listen over the limit, or empty, gets 400 before
+//     the upgrade, in the same shape.
+//   - Comments: Deepgram documents no bound. The fake refuses a comment
+//     over [MaxCommentLen] (256) UTF-8 bytes with 400 BAD_REQUEST, twice
+//     the tag limit, so that code which writes unbounded text into a
+//     comment finds out in a test; Deepgram may accept more, or less.
 //   - Asking for a right the creator lacks answers 403
 //     INSUFFICIENT_PERMISSIONS (Deepgram documents "401/403").
 //   - /v1/auth/grant needs keys:write, directly or through a role, as the
@@ -79,4 +126,20 @@
 //     creation order; all belong to one member.
 //   - A /v1/listen stream is checked when it opens only: deleting or
 //     expiring its key later does not end it.
+//   - Usage: the fake counts a stream the moment it ends; Deepgram's
+//     figures appear after a delay it does not document. Its day is the
+//     day the stream opened, on the server's clock; Deepgram's bucketing
+//     of a stream that crosses midnight is undocumented. Its audio is
+//     exact for raw audio and wall time otherwise; Deepgram decodes
+//     containers and its rounding is undocumented (its published examples
+//     are whole milliseconds). Only days with usage are listed; start and
+//     end take dates only (a date-time answers 400) and any other filter
+//     (model, deployment, ...) answers 400 rather than be ignored.
+//     total_hours equals hours. /usage/breakdown, /usage/fields and
+//     /requests are not served (404): GET /usage is the call the Go SDK
+//     (v3.6.0) makes, although Deepgram's current reference marks it
+//     deprecated. The SDK's GetUsage sends its UsageRequest as the body of
+//     the GET, which the fake ignores (Deepgram documents the filters as
+//     query parameters only): pass them in the query, through the SDK's
+//     interfaces.ParametersContext.
 package keystest

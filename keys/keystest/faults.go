@@ -23,9 +23,11 @@ const (
 	OpDelete
 	// OpGrant is POST /v1/auth/grant.
 	OpGrant
+	// OpUsage is GET /v1/projects/{project}/usage.
+	OpUsage
 )
 
-var opNames = [...]string{"none", "projects", "list", "get", "create", "delete", "grant"}
+var opNames = [...]string{"none", "projects", "list", "get", "create", "delete", "grant", "usage"}
 
 // String returns the op's name, e.g. "create".
 func (o Op) String() string {
@@ -35,7 +37,7 @@ func (o Op) String() string {
 	return fmt.Sprintf("Op(%d)", int(o))
 }
 
-func (o Op) valid() bool { return o >= OpProjects && o <= OpGrant }
+func (o Op) valid() bool { return o >= OpProjects && o <= OpUsage }
 
 // Fault is an error answer injected with [Server.Fail]. It is answered
 // instead of the call, before authentication, as an overloaded front end

@@ -19,12 +19,15 @@ import (
 	"github.com/dglease/dglease/keys/keystest"
 )
 
-// Routes FuzzRequestDecoding aims at (its route argument, modulo 4).
+// Routes FuzzRequestDecoding aims at (its route argument, modulo
+// fuzzRoutes).
 const (
 	fuzzCreate  = iota // POST /v1/projects/{id}/keys
 	fuzzGrant          // POST /v1/auth/grant
 	fuzzList           // GET /v1/projects/{id}/keys?status=...
 	fuzzAnyPath        // "/v1/" + path, any method
+	fuzzUsage          // GET /v1/projects/{id}/usage?tag=...
+	fuzzRoutes
 )
 
 // fuzzMethods are the methods a variant may pick instead of the route's
@@ -32,7 +35,7 @@ const (
 var fuzzMethods = []string{"", "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"}
 
 // FuzzRequestDecoding sends arbitrary bodies, paths, queries, methods and
-// Authorization headers to the fake's create, grant and list endpoints
+// Authorization headers to the fake's create, grant, list and usage endpoints
 // through Server.Transport. Whatever the input, the fake never panics and
 // always answers: a status the package doc lists (413 only for a body over
 // 1 MiB), a JSON object body in the success shape of the call it served or
@@ -42,7 +45,8 @@ var fuzzMethods = []string{"", "GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", 
 // variant packs: bits 0-2 the method (0: the route's own), bits 3-4 the
 // Authorization header (valid "Token", valid lower-case "token", "Bearer"
 // with the admin key, none), bit 5 puts path in place of the project ID,
-// bit 6 sends query as the raw query instead of as the status value.
+// bit 6 sends query as the raw query instead of as the status (list) or
+// tag (usage) value.
 func FuzzRequestDecoding(f *testing.F) {
 	seeds := []struct {
 		route, variant uint8
@@ -80,6 +84,14 @@ func FuzzRequestDecoding(f *testing.F) {
 		{fuzzAnyPath, 0, "/listen", "", ``},
 		{fuzzAnyPath, 0, "projects/../listen", "", ``},
 		{fuzzAnyPath, 4, "projects/p/keys/k", "", ``},
+		{fuzzUsage, 0, "", "", ``},
+		{fuzzUsage, 0, "", "dglease:user=a%20b", ``},
+		{fuzzUsage, 0, "", strings.Repeat("t", 129), ``},
+		{fuzzUsage, 1 << 6, "", "start=2025-01-01&end=2025-01-31&accessor=k&method=streaming&endpoint=listen", ``},
+		{fuzzUsage, 1 << 6, "", "start=2025-02-01&end=2025-01-01", ``},
+		{fuzzUsage, 1 << 6, "", "start=2025-01-01T00:00:00Z&model=nova-3", ``},
+		{fuzzUsage, 1 << 3, "", "", `{"tag":["x"]}`},
+		{fuzzUsage, 2 << 3, "", "", ``},
 	}
 	for _, s := range seeds {
 		f.Add(s.route, s.variant, s.path, s.query, []byte(s.body))
@@ -91,7 +103,7 @@ func FuzzRequestDecoding(f *testing.F) {
 			project = path
 		}
 		var method, p string
-		switch route % 4 {
+		switch route % fuzzRoutes {
 		case fuzzCreate:
 			method, p = http.MethodPost, "/v1/projects/"+project+"/keys"
 		case fuzzGrant:
@@ -103,14 +115,19 @@ func FuzzRequestDecoding(f *testing.F) {
 			if p == "/v1/listen" {
 				return // the WebSocket endpoint: not request decoding
 			}
+		case fuzzUsage:
+			method, p = http.MethodGet, "/v1/projects/"+project+"/usage"
 		}
 		if m := fuzzMethods[variant&7]; m != "" {
 			method = m
 		}
 		u := &url.URL{Scheme: "http", Host: "keystest.invalid", Path: p}
-		if variant&(1<<6) != 0 {
+		switch {
+		case variant&(1<<6) != 0:
 			u.RawQuery = query
-		} else if query != "" {
+		case query != "" && route%fuzzRoutes == fuzzUsage:
+			u.RawQuery = "tag=" + url.QueryEscape(query)
+		case query != "":
 			u.RawQuery = "status=" + url.QueryEscape(query)
 		}
 		header := http.Header{}
@@ -185,6 +202,25 @@ func FuzzRequestDecoding(f *testing.F) {
 			assert.Equal(t, before, after)
 		case keystest.OpProjects:
 			require.Contains(t, obj, "projects")
+			assert.Equal(t, before, after)
+		case keystest.OpUsage:
+			var us struct {
+				Start, End string
+				Resolution *struct {
+					Units  string
+					Amount int
+				}
+				Results *[]json.RawMessage
+			}
+			require.NoError(t, json.Unmarshal(raw, &us))
+			require.NotNil(t, us.Resolution)
+			require.NotNil(t, us.Results, "results is a list, even empty")
+			assert.Empty(t, *us.Results, "no stream was recorded")
+			_, err := time.Parse("2006-01-02", us.Start)
+			require.NoError(t, err)
+			_, err = time.Parse("2006-01-02", us.End)
+			require.NoError(t, err)
+			assert.LessOrEqual(t, us.Start, us.End)
 			assert.Equal(t, before, after)
 		default:
 			// Get or delete of a key ID the fuzzer cannot know: never 200.

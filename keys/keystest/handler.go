@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/dglease/dglease/internal/fakelisten"
+	"github.com/dglease/dglease/keys"
 )
 
 // Wire shapes (see /v1 key management in Deepgram's API reference).
@@ -103,7 +104,7 @@ func codeFor(status int) string {
 var codeReplacer = strings.NewReplacer(" ", "_", "-", "_", "'", "")
 
 // opScope is the scope each call needs.
-var opScope = map[Op]string{OpList: "keys:read", OpGet: "keys:read", OpCreate: "keys:write", OpDelete: "keys:write", OpGrant: "keys:write"}
+var opScope = map[Op]string{OpList: "keys:read", OpGet: "keys:read", OpCreate: "keys:write", OpDelete: "keys:write", OpGrant: "keys:write", OpUsage: "usage:read"}
 
 // serveAPI serves every route but /v1/listen.
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
@@ -184,6 +185,11 @@ func (s *Server) route(c *call) (a answer, lost bool) {
 			c.op = OpList
 		case http.MethodPost:
 			c.op = OpCreate
+		}
+	case len(seg) == 4 && seg[0] == "v1" && seg[1] == "projects" && seg[3] == "usage":
+		allow, c.project = "GET", seg[2]
+		if r.Method == http.MethodGet {
+			c.op = OpUsage
 		}
 	case len(seg) == 5 && seg[0] == "v1" && seg[1] == "projects" && seg[3] == "keys":
 		allow, c.project, c.keyID = "GET, DELETE", seg[2], seg[4]
@@ -318,7 +324,9 @@ func (s *Server) serveLocked(c *call) answer {
 			Message string `json:"message"`
 		}{"Successfully deleted the API key!"}}
 	case OpGrant:
-		return s.grant(c)
+		return s.grant(c, caller)
+	case OpUsage:
+		return s.usage(c)
 	}
 	panic("keystest: unrouted op " + c.op.String())
 }
@@ -389,6 +397,14 @@ func decodeJSON(body []byte, v any) error {
 	return nil
 }
 
+// MaxCommentLen is the longest key comment the fake accepts, in UTF-8
+// bytes. Deepgram documents no bound on comments; the fake picks a strict
+// one, twice the documented 128-character tag limit, so that code which
+// writes unbounded text into a comment (a user ID of any length, a path, an
+// error) finds out in a test rather than in production. The lease
+// package's longest comment is 230 bytes.
+const MaxCommentLen = 256
+
 // maxTTLSeconds keeps expiry times representable; Deepgram documents no
 // bound.
 const maxTTLSeconds = 100 * 365 * 24 * 3600
@@ -413,10 +429,16 @@ func (s *Server) create(c *call, caller rights) answer {
 			return bad(fmt.Sprintf("unknown scope %q", sc))
 		}
 	}
-	for _, tag := range req.Tags {
+	for i, tag := range req.Tags {
 		if strings.TrimSpace(tag) == "" {
 			return bad("tags must be non-empty strings")
 		}
+		if len(tag) > keys.MaxTagLen {
+			return bad(fmt.Sprintf("tags[%d] is %d bytes long; tags are limited to %d characters per tag (counted here in UTF-8 bytes)", i, len(tag), keys.MaxTagLen))
+		}
+	}
+	if len(req.Comment) > MaxCommentLen {
+		return bad(fmt.Sprintf("comment is %d bytes long; the fake limits comments to %d bytes", len(req.Comment), MaxCommentLen))
 	}
 	now := s.now()
 	var expires time.Time
@@ -456,7 +478,7 @@ const (
 	defaultGrantTTL = 30
 )
 
-func (s *Server) grant(c *call) answer {
+func (s *Server) grant(c *call, caller *keyRecord) answer {
 	ttl := int64(defaultGrantTTL)
 	if len(bytes.TrimSpace(c.body)) > 0 {
 		var req struct {
@@ -473,9 +495,11 @@ func (s *Server) grant(c *call) answer {
 		return c.fail(http.StatusBadRequest, "BAD_REQUEST", fmt.Sprintf("ttl_seconds must be %d..%d", minGrantTTL, maxGrantTTL))
 	}
 	now := s.now()
+	jti := fakelisten.NewUUID()
+	s.grants[jti] = caller.id // its streams count against the key that minted it
 	token := signJWT(s.jwtSecret, grantClaims{
 		Sub:   s.member.MemberID,
-		JTI:   fakelisten.NewUUID(),
+		JTI:   jti,
 		Iat:   now.Unix(),
 		Exp:   now.Unix() + ttl,
 		Scope: "usage:write",

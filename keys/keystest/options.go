@@ -26,7 +26,7 @@ func (f optionFunc) apply(c *config) error { return f(c) }
 
 // defaultAdminScopes are the scopes of the seeded admin key unless
 // [WithAdminScopes] says otherwise: member rights for keys and usage.
-var defaultAdminScopes = []string{"keys:read", "keys:write", "usage:write"}
+var defaultAdminScopes = []string{"keys:read", "keys:write", "usage:read", "usage:write"}
 
 // WithProjectID sets the ID of the server's one project. Default: a random
 // UUID-like ID, different for each server.
@@ -68,9 +68,10 @@ func WithAdminKey(secret string) Option {
 }
 
 // WithAdminScopes sets the scopes of the seeded admin key. Default:
-// "keys:read", "keys:write", "usage:write" (enough to create, list and
-// delete keys and to mint grant tokens, but not to mint role keys such as
-// "member" or "admin"). Pass e.g. "owner" for full rights.
+// "keys:read", "keys:write", "usage:read", "usage:write" (enough to
+// create, list and delete keys, to mint grant tokens and to read usage,
+// but not to mint role keys such as "member" or "admin"). Pass e.g.
+// "owner" for full rights.
 func WithAdminScopes(scopes ...string) Option {
 	return optionFunc(func(c *config) error {
 		if len(scopes) == 0 {

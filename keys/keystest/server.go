@@ -54,6 +54,8 @@ type Server struct {
 	bySecret map[string]*keyRecord
 	controls map[Op]*opControl
 	requests []Request
+	grants   map[string]string // grant token ID (jti) -> ID of the key that minted it
+	ended    []Stream          // /v1/listen streams that have ended, in that order
 	// Test hooks, set through export_test.go; nil otherwise.
 	waitStarted chan<- Op      // told the op of each call about to wait on a hang or latency
 	callEnded   chan<- Request // told each call once it is recorded in requests
@@ -143,12 +145,14 @@ func Start(opts ...Option) (*Server, error) {
 		byID:      map[string]*keyRecord{},
 		bySecret:  map[string]*keyRecord{},
 		controls:  map[Op]*opControl{},
+		grants:    map[string]string{},
 	}
 	rand.Read(s.jwtSecret)
 	admin := s.addKey(cfg.adminKey, "keystest admin key", cfg.adminScopes, nil, time.Time{})
 	s.adminKeyID = admin.id
 
-	listen := fakelisten.Handler(s.checkStreamCredential, fakelisten.WithShutdown(s.done))
+	listen := fakelisten.Handler(s.checkStreamCredential, fakelisten.WithShutdown(s.done),
+		fakelisten.WithClock(s.Now), fakelisten.WithRecorder(s.recordStream))
 	s.handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/listen" {
 			// Streams are hijacked connections, which httptest.Server.Close
@@ -198,8 +202,8 @@ func (s *Server) ListenURL() string {
 func (s *Server) ProjectID() string { return s.projectID }
 
 // AdminKey returns the secret of the seeded admin key, which has the
-// scopes of [WithAdminScopes] (default keys:read, keys:write, usage:write)
-// and never expires. It stops working if revoked or deleted.
+// scopes of [WithAdminScopes] (default keys:read, keys:write, usage:read,
+// usage:write) and never expires. It stops working if revoked or deleted.
 func (s *Server) AdminKey() string { return s.adminKey }
 
 // AdminKeyID returns the api_key_id of the seeded admin key, e.g. to

@@ -16,27 +16,31 @@ import (
 // says why; it never contains the secret. fakelisten passes only those two
 // schemes and a non-empty secret. Safe for concurrent use.
 //
+// The account it returns, which fakelisten hands back to recordStream when
+// the stream ends, is the key's ID, or the grant token's ID (jti).
+//
 // The check is made when a stream opens only: a stream outlives the
 // deletion or expiry of the key that opened it, as Deepgram's guidance
 // (delete the key once the socket is open) assumes.
-func (s *Server) checkStreamCredential(scheme, secret string) error {
+func (s *Server) checkStreamCredential(scheme, secret string) (account string, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch scheme {
 	case fakelisten.SchemeToken:
 		k := s.liveKeyLocked(secret)
 		if k == nil {
-			return errors.New("keystest: unknown, deleted or expired API key")
+			return "", errors.New("keystest: unknown, deleted or expired API key")
 		}
 		if !k.rights["usage:write"] {
-			return fmt.Errorf("keystest: API key %s lacks usage:write", k.id)
+			return "", fmt.Errorf("keystest: API key %s lacks usage:write", k.id)
 		}
-		return nil
+		return k.id, nil
 	case fakelisten.SchemeBearer:
-		if _, err := verifyJWT(s.jwtSecret, secret, s.now()); err != nil {
-			return fmt.Errorf("keystest: grant token refused: %v", err)
+		claims, err := verifyJWT(s.jwtSecret, secret, s.now())
+		if err != nil {
+			return "", fmt.Errorf("keystest: grant token refused: %v", err)
 		}
-		return nil
+		return claims.JTI, nil
 	}
-	return fmt.Errorf("keystest: unsupported credential scheme %q", scheme)
+	return "", fmt.Errorf("keystest: unsupported credential scheme %q", scheme)
 }

@@ -51,11 +51,13 @@ func TestCheckStreamCredential(t *testing.T) {
 			{"scheme fakelisten does not pass", "basic", usage.Secret, false},
 		}
 		for _, tt := range tests {
-			err := s.checkStreamCredential(tt.scheme, tt.secret)
+			account, err := s.checkStreamCredential(tt.scheme, tt.secret)
 			if tt.ok {
 				assert.NoError(t, err, tt.name)
+				assert.NotEmpty(t, account, tt.name)
 				continue
 			}
+			assert.Empty(t, account, tt.name)
 			if assert.Error(t, err, tt.name) {
 				assert.True(t, strings.HasPrefix(err.Error(), "keystest: "), err.Error())
 				assert.NotContains(t, err.Error(), tt.secret, tt.name)
@@ -63,8 +65,10 @@ func TestCheckStreamCredential(t *testing.T) {
 		}
 
 		s.Advance(time.Minute)
-		assert.Error(t, s.checkStreamCredential(token, usage.Secret), "expired by Advance")
-		assert.Error(t, s.checkStreamCredential(bearer, tok), "grant expired by Advance")
+		_, err := s.checkStreamCredential(token, usage.Secret)
+		assert.Error(t, err, "expired by Advance")
+		_, err = s.checkStreamCredential(bearer, tok)
+		assert.Error(t, err, "grant expired by Advance")
 	})
 }
 

@@ -7,6 +7,8 @@
 //   4. GET /api/credential/{lease_id}/status, a few times, to see it deleted
 //   5. MediaRecorder chunks every 250 ms -> socket; Results -> transcript
 //   6. Stop -> {"type": "CloseStream"}
+//   7. GET /api/usage before and after the stream: the audio it used, as
+//      Deepgram counts it by the visitor's tag
 'use strict';
 
 (() => {
@@ -26,6 +28,7 @@
 
   let session = null;  // the latest stream, see start()
   let backend = 'Deepgram'; // its name, from /api/about
+  let usageAvailable = false; // whether /api/usage can read usage back
 
   // ---- page helpers -------------------------------------------------------
 
@@ -101,6 +104,7 @@
       const res = await fetch('/api/about', { cache: 'no-store' });
       const about = await res.json();
       backend = about.backend;
+      usageAvailable = about.usage;
       const el = $('about');
       el.replaceChildren();
       const name = document.createElement('strong');
@@ -133,6 +137,8 @@
       return;
     }
     step('mic', 'Microphone allowed.');
+    // The visitor's usage so far today, to show what this stream adds.
+    const usageBefore = usageAvailable ? await getUsage() : null;
 
     setState('Asking the backend for a credential…');
     let answer;
@@ -178,6 +184,7 @@
       released: false,
       deletedAt: null,   // when the status said the key is gone
       afterDelete: 0,    // results received since then
+      usageBefore,       // GET /api/usage before the stream, or null
     };
     openSocket(session, cred.subprotocol);
   }
@@ -216,7 +223,51 @@
       const why = event.reason ? `: ${event.reason}` : '';
       step('closed', 'Stream closed', `(code ${event.code}${why}).`);
       end(s, '');
+      showUsage(s);
     };
+  }
+
+  // ---- usage --------------------------------------------------------------
+
+  // getUsage returns the visitor's usage from the day from (YYYY-MM-DD;
+  // default today) to today, or null.
+  async function getUsage(from) {
+    const query = from ? `?${new URLSearchParams({ from })}` : '';
+    try {
+      const res = await fetch(`/api/usage${query}`, { cache: 'no-store', credentials: 'same-origin' });
+      return res.ok ? await res.json() : null;
+    } catch (err) {
+      return null;
+    }
+  }
+
+  function seconds(n) {
+    return `${n.toFixed(1)} s`;
+  }
+
+  // showUsage reads the visitor's usage back after a stream and shows what
+  // the stream used: the backend counts it by the visitor's tag.
+  async function showUsage(s) {
+    if (!usageAvailable) return;
+    const before = s.usageBefore;
+    // From the day of the first reading: a stream across midnight counts once.
+    const after = await getUsage(before ? before.from : '');
+    if (s !== session) return;
+    if (!after) {
+      step('usage', 'Usage unavailable:', `could not read it back from ${backend}.`, 'warn');
+      return;
+    }
+    if (!after.attributable) {
+      step('usage', 'Usage not attributed:',
+        `a grant token carries no tags, so ${backend} cannot tell whose stream it was.`, 'warn');
+      return;
+    }
+    const used = before ? after.seconds - before.seconds : after.seconds;
+    const streams = `${after.streams} stream${after.streams === 1 ? '' : 's'}`;
+    const days = after.from === after.to ? `on ${after.to}` : `from ${after.from} to ${after.to}`;
+    step('usage', `This stream used ${seconds(Math.max(0, used))} of audio`,
+      `as ${after.source} counts it by your tag: ${seconds(after.seconds)} in ${streams} ${days} (UTC). ` +
+      "Deepgram's own figures can lag behind a stream.", 'ok');
   }
 
   // release tells the backend to end the lease now; the backend's deleter
