@@ -20,6 +20,8 @@
 //	-addr   address to serve the page on (default localhost:8080)
 //	-grant  lease grant tokens (JWTs, not revocable) instead of API keys
 //	-ttl    how long a credential lives if the page never reports (default 10s)
+//	-redis  redis://host:port/db: share the visitors' limits with other
+//	        copies of the demo through this Redis (lease/leaseredis)
 //
 // The browser never sees the project's API key: it gets a usage:write key
 // (or grant token) that lives seconds, through POST /api/credential, and
@@ -46,11 +48,13 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
+	"github.com/dglease/dglease/lease/leaseredis"
 )
 
 // deepgramListenURL is Deepgram's streaming endpoint.
@@ -72,12 +76,13 @@ func main() {
 	addr := flag.String("addr", "localhost:8080", "address to serve the page on")
 	grant := flag.Bool("grant", false, "lease grant tokens instead of API keys")
 	ttl := flag.Duration("ttl", 10*time.Second, "how long a credential lives if the page never reports its socket open")
+	redisURL := flag.String("redis", "", "share the visitors' limits with other copies of the demo through this Redis (redis://host:port/db)")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, logger, *addr, *grant, *ttl); err != nil {
+	if err := run(ctx, logger, *addr, *grant, *ttl, *redisURL); err != nil {
 		logger.Error("browser example failed", "err", err)
 		stop()
 		os.Exit(1)
@@ -86,7 +91,7 @@ func main() {
 
 // run serves the demo on addr until ctx ends, then shuts down gracefully:
 // it stops taking requests and deletes every credential still leased.
-func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl time.Duration) error {
+func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl time.Duration, redisURL string) error {
 	cfg, closeBackend, err := backend(logger)
 	if err != nil {
 		return err
@@ -102,6 +107,25 @@ func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl 
 		return err
 	}
 	cfg.Metrics = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+
+	// With -redis, the visitors' rate limit and caps hold across every copy
+	// of the demo that uses the same Redis (lease/leaseredis).
+	if redisURL != "" {
+		ropts, err := redis.ParseURL(redisURL)
+		if err != nil {
+			return fmt.Errorf("-redis: %w", err)
+		}
+		rdb := redis.NewClient(ropts)
+		defer rdb.Close()
+		limiter := leaseredis.New(rdb, leaseredis.WithPrefix("dglease-demo"))
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = limiter.Flush(ctx) // the last releases reach Redis before the client closes
+		}()
+		cfg.Limiter = limiter
+		logger.Info("limits shared through Redis", "addr", ropts.Addr)
+	}
 
 	s, err := newServer(cfg)
 	if err != nil {

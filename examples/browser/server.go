@@ -55,6 +55,10 @@ type config struct {
 	// Metrics, when set, receives the lease lifecycle as OpenTelemetry
 	// metrics (lease/leaseotel).
 	Metrics metric.MeterProvider
+	// Limiter, when set, keeps the visitors' rate limit and caps where
+	// several copies of the demo share them (lease/leaseredis); nil keeps
+	// them in this process.
+	Limiter lease.Limiter
 	// KeyStatus, when set, reports a key's state on the Deepgram side
 	// ("active", "expired", "deleted"), so the page can show the deletion
 	// happen. Only the fake can answer that cheaply.
@@ -120,6 +124,9 @@ func newServer(cfg config) (*server, error) {
 		// Log every event, and keep the ledger up to date however a lease
 		// ends (release, TTL, shutdown): no goroutine per lease.
 		lease.WithHooks(lease.LogHooks(cfg.Logger), s.ledger.hooks()),
+	}
+	if cfg.Limiter != nil {
+		opts = append(opts, lease.WithLimiter(cfg.Limiter))
 	}
 	if cfg.Metrics != nil {
 		metrics, err := leaseotel.Hooks(cfg.Metrics)
