@@ -554,6 +554,8 @@ func TestBadInput(t *testing.T) {
 		{"bad caps", func() error { _, err := lease.New(srv.Client(), lease.WithMaxLeases(1, 2)); return err }, "exceeds"},
 		{"nil option", func() error { _, err := lease.New(srv.Client(), nil); return err }, "nil Option"},
 		{"marker tag", func() error { _, err := lease.New(srv.Client(), lease.WithTags("dglease:x")); return err }, "must not start"},
+		{"long tag", func() error { _, err := lease.New(srv.Client(), lease.WithTags(strings.Repeat("t", 129))); return err }, "at most 128"},
+		{"tag not UTF-8", func() error { _, err := lease.New(srv.Client(), lease.WithTags("a\xffb")); return err }, "valid UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

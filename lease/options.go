@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dglease/dglease/keys"
 )
@@ -292,8 +293,13 @@ func WithSweepInterval(d time.Duration) Option {
 func WithTags(tags ...string) Option {
 	return optionFunc(func(c *config) error {
 		for _, t := range tags {
-			if t == "" || strings.HasPrefix(t, markerTag) {
+			switch {
+			case t == "" || strings.HasPrefix(t, markerTag):
 				return fmt.Errorf("lease: tag %q must be non-empty and must not start with %q", t, markerTag)
+			case !utf8.ValidString(t):
+				return fmt.Errorf("lease: tag %q must be valid UTF-8", t)
+			case len(t) > keys.MaxTagLen:
+				return fmt.Errorf("lease: tag %q is %d bytes long; Deepgram takes at most %d", t, len(t), keys.MaxTagLen)
 			}
 		}
 		c.tags = append(c.tags[:len(c.tags):len(c.tags)], tags...)
