@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/stubkeys"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
@@ -31,7 +31,7 @@ import (
 // keys.Client.Create returns for a real answer: a fresh 40-character secret
 // and the key's comment, scopes, tags and times, each its own allocation.
 type stub struct {
-	n          atomic.Int64
+	keys       stubkeys.Service
 	inDelete   atomic.Int64
 	maxDelete  atomic.Int64
 	deleted    atomic.Int64
@@ -39,17 +39,7 @@ type stub struct {
 }
 
 func (s *stub) Create(ctx context.Context, spec keys.Spec) (*keys.Key, error) {
-	id := s.n.Add(1)
-	now := time.Now()
-	return &keys.Key{
-		ID:      fmt.Sprintf("%08x-0000-4000-8000-%012x", id, id), // a UUID, as Deepgram's
-		Secret:  fmt.Sprintf("%040x", id),
-		Comment: strings.Clone(spec.Comment),
-		Scopes:  slices.Clone(spec.Scopes),
-		Tags:    slices.Clone(spec.Tags),
-		Created: now,
-		Expires: now.Add(spec.TTL),
-	}, nil
+	return s.keys.Create(ctx, spec)
 }
 
 func (s *stub) Delete(ctx context.Context, id string) error {
@@ -108,17 +98,6 @@ var noopHooks = lease.Hooks{
 	OnLeak:    func(lease.Event) {},
 }
 
-// cpuTime is the CPU time (user plus system) the process has used so far,
-// on every core: unlike wall time it counts the deleter's work on another
-// core.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		panic(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
 // BenchmarkLeaseOverhead runs the official SDK's create+delete and
 // Acquire+Release (with its deletion, hooks set) alternately on the same
 // in-memory fake and reports their ratio, by wall and by CPU time: the
@@ -132,16 +111,16 @@ func BenchmarkLeaseOverhead(b *testing.B) {
 	var sdkTime, leaseTime, sdkCPU, leaseCPU time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		start, cpu := time.Now(), cpuTime()
+		start, cpu := time.Now(), stubkeys.CPUTime()
 		for range batch {
 			sdkCreateDelete(b, sdk, srv.ProjectID())
 		}
 		sdkTime += time.Since(start)
-		sdkCPU += cpuTime() - cpu
+		sdkCPU += stubkeys.CPUTime() - cpu
 
 		// A Manager per batch: its Close waits until the deleter has
 		// deleted every key, without polling beside it.
-		start, cpu = time.Now(), cpuTime()
+		start, cpu = time.Now(), stubkeys.CPUTime()
 		m, err := lease.New(srv.Client(), lease.WithRateLimit(0, 1), lease.WithMaxLeases(batch, batch), lease.WithHooks(noopHooks))
 		if err != nil {
 			b.Fatal(err)
@@ -157,7 +136,7 @@ func BenchmarkLeaseOverhead(b *testing.B) {
 			b.Fatal(err)
 		}
 		leaseTime += time.Since(start)
-		leaseCPU += cpuTime() - cpu
+		leaseCPU += stubkeys.CPUTime() - cpu
 	}
 	b.ReportMetric(float64(sdkTime.Nanoseconds())/float64(b.N*batch), "sdk-ns/pair")
 	b.ReportMetric(float64(leaseTime.Nanoseconds())/float64(b.N*batch), "lease-ns/pair")
@@ -169,41 +148,7 @@ func BenchmarkLeaseOverhead(b *testing.B) {
 // against the instant stub, alternately without hooks and with a no-op
 // function on every hook, and reports what the synchronous hooks add per
 // lease, by wall and by CPU time.
-func BenchmarkHookCost(b *testing.B) {
-	const batch = 1000
-	run := func(opts ...lease.Option) (wall, cpu time.Duration) {
-		start, c := time.Now(), cpuTime()
-		m, err := lease.New(&stub{}, append([]lease.Option{lease.WithRateLimit(0, 1), lease.WithMaxLeases(batch, batch)}, opts...)...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for range batch {
-			l, err := m.Acquire(context.Background(), "bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			l.Release()
-		}
-		if err := m.Close(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		return time.Since(start), cpuTime() - c
-	}
-	var noneWall, noneCPU, hookWall, hookCPU time.Duration
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		w, c := run()
-		noneWall, noneCPU = noneWall+w, noneCPU+c
-		w, c = run(lease.WithHooks(noopHooks))
-		hookWall, hookCPU = hookWall+w, hookCPU+c
-	}
-	n := float64(b.N * batch)
-	b.ReportMetric(float64(noneWall.Nanoseconds())/n, "none-ns/pair")
-	b.ReportMetric(float64(hookWall.Nanoseconds())/n, "hooks-ns/pair")
-	b.ReportMetric(float64(hookCPU-noneCPU)/n, "added-cpu-ns/pair")
-	b.ReportMetric(float64(hookWall)/float64(noneWall), "hooks/none-wall")
-	b.ReportMetric(float64(hookCPU)/float64(noneCPU), "hooks/none-cpu")
-}
+func BenchmarkHookCost(b *testing.B) { stubkeys.CompareHooks(b, "hooks", noopHooks) }
 
 // BenchmarkRelease measures the time a caller spends in Release.
 func BenchmarkRelease(b *testing.B) {

@@ -14,6 +14,7 @@ import (
 	sdkinterfaces "github.com/deepgram/deepgram-go-sdk/v3/pkg/client/interfaces/v1"
 	sdkmanage "github.com/deepgram/deepgram-go-sdk/v3/pkg/client/manage"
 
+	"github.com/dglease/dglease/internal/stubkeys"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
@@ -179,10 +180,10 @@ func BenchmarkCPUPerPair(b *testing.B) {
 			c := cs[k]
 			runtime.ReadMemStats(&ms)
 			m0 := ms.Mallocs
-			start, cpu := time.Now(), cpuTime()
+			start, cpu := time.Now(), stubkeys.CPUTime()
 			runs[k]()
 			c.wall += time.Since(start)
-			c.cpu += cpuTime() - cpu
+			c.cpu += stubkeys.CPUTime() - cpu
 			runtime.ReadMemStats(&ms)
 			c.mallocs += ms.Mallocs - m0
 		}

@@ -3,13 +3,10 @@ package leaseredis_test
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os/exec"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,28 +82,12 @@ func (s *redisServer) kill() {
 func TestRealRedisRateHoldsAcrossReplicas(t *testing.T) {
 	rs := startRedis(t)
 	f := newFleet(t, rs.addr(), 4, nil, lease.WithRateLimit(time.Minute, 10), lease.WithMaxLeases(1000, 1000))
-	var admitted, refused atomic.Int64
-	var wg sync.WaitGroup
-	for _, m := range f.managers {
-		for range 50 {
-			wg.Go(func() {
-				l, err := m.Acquire(context.Background(), "alice")
-				var d *lease.DeniedError
-				switch {
-				case err == nil:
-					admitted.Add(1)
-					l.Release()
-				case errors.As(err, &d) && d.Limit == lease.LimitRate:
-					refused.Add(1)
-				default:
-					t.Errorf("Acquire: %v", err)
-				}
-			})
-		}
+	kept, refused := f.hammer("alice", 50)
+	for _, l := range kept {
+		l.Release()
 	}
-	wg.Wait()
-	assert.Equal(t, int64(10), admitted.Load(), "admitted across 4 replicas")
-	assert.Equal(t, int64(190), refused.Load())
+	assert.Len(t, kept, 10, "admitted across 4 replicas")
+	assert.Equal(t, map[lease.Limit]int{lease.LimitRate: 190}, refused)
 	f.flush()
 	u, err := f.limiters[3].Usage(context.Background(), "alice")
 	require.NoError(t, err)
@@ -121,31 +102,9 @@ func TestRealRedisCapHoldsAcrossReplicas(t *testing.T) {
 	rs := startRedis(t)
 	f := newFleet(t, rs.addr(), 4, nil, lease.WithRateLimit(0, 1), lease.WithMaxLeases(1000, 3))
 	for round := range 3 {
-		var mu sync.Mutex
-		var kept []*lease.Lease
-		var refused atomic.Int64
-		var wg sync.WaitGroup
-		for _, m := range f.managers {
-			for range 50 {
-				wg.Go(func() {
-					l, err := m.Acquire(context.Background(), "alice")
-					var d *lease.DeniedError
-					switch {
-					case err == nil:
-						mu.Lock()
-						kept = append(kept, l)
-						mu.Unlock()
-					case errors.As(err, &d) && d.Limit == lease.LimitUserCap:
-						refused.Add(1)
-					default:
-						t.Errorf("Acquire: %v", err)
-					}
-				})
-			}
-		}
-		wg.Wait()
+		kept, refused := f.hammer("alice", 50)
 		assert.Len(t, kept, 3, "round %d: live leases of the user across the replicas", round)
-		assert.Equal(t, int64(197), refused.Load(), "round %d", round)
+		assert.Equal(t, map[lease.Limit]int{lease.LimitUserCap: 197}, refused, "round %d", round)
 		for _, l := range kept {
 			l.Release()
 		}

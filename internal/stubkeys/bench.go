@@ -1,0 +1,63 @@
+package stubkeys
+
+import (
+	"context"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dglease/dglease/lease"
+)
+
+// CPUTime is the CPU time (user plus system) the process has used so far,
+// on every core: unlike wall time it counts work on other goroutines, such
+// as a Manager's deleter.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// CompareHooks runs Acquire+Release of batches of 1,000 leases (and their
+// deletion, until Close) against a Service, alternately without hooks and
+// with hooks, b.N times each, and reports per lease: the wall time of each
+// ("none-ns/pair", name+"-ns/pair"), the CPU time hooks add
+// ("added-cpu-ns/pair"), and the ratios with/without by wall and by CPU
+// (name+"/none-wall", name+"/none-cpu").
+func CompareHooks(b *testing.B, name string, hooks lease.Hooks) {
+	const batch = 1000
+	run := func(opts ...lease.Option) (wall, cpu time.Duration) {
+		start, c := time.Now(), CPUTime()
+		m, err := lease.New(&Service{}, append([]lease.Option{lease.WithRateLimit(0, 1), lease.WithMaxLeases(batch, batch)}, opts...)...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range batch {
+			l, err := m.Acquire(context.Background(), "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			l.Release()
+		}
+		if err := m.Close(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start), CPUTime() - c
+	}
+	var noneWall, noneCPU, hookWall, hookCPU time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		w, c := run()
+		noneWall, noneCPU = noneWall+w, noneCPU+c
+		w, c = run(lease.WithHooks(hooks))
+		hookWall, hookCPU = hookWall+w, hookCPU+c
+	}
+	n := float64(b.N * batch)
+	b.ReportMetric(float64(noneWall.Nanoseconds())/n, "none-ns/pair")
+	b.ReportMetric(float64(hookWall.Nanoseconds())/n, name+"-ns/pair")
+	b.ReportMetric(float64(hookCPU-noneCPU)/n, "added-cpu-ns/pair")
+	b.ReportMetric(float64(hookWall)/float64(noneWall), name+"/none-wall")
+	b.ReportMetric(float64(hookCPU)/float64(noneCPU), name+"/none-cpu")
+}
