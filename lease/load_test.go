@@ -291,10 +291,10 @@ fault, none given up); the goroutine count returns to its level before the
 run; the deleter's peak backlog (Stats.DeletePeak) is at most the number of
 leases. `+"`go test -short`"+` runs 1,000 pairs from 100 goroutines.
 
-Release returns at once while the deleter runs 8 deletes at a time
-(lease.DefaultDeleteConcurrency), so under a Release storm deletions queue
-up: the backlog is bounded by the keys created, not by the lease caps
-(which count live leases, not keys pending deletion).
+Release returns at once while the deleter adapts how many deletes run at
+once (from 16, up to lease.DefaultDeleteConcurrency, 256): under a Release
+storm deletions queue up while it ramps up, and the backlog is bounded by
+lease.WithMaxKeys (keys live plus keys pending deletion).
 
 | measure | value |
 |---|---:|
