@@ -229,6 +229,7 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 	delete(m.creates, r)
 	r.acquired = now
 	m.live[r.leaseID] = r
+	m.insertExpiryLocked(r)
 	m.stats.Acquired++
 	r.us.usage.Acquired++
 	r.us.usage.Live++

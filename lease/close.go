@@ -66,6 +66,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.closed = true // Acquire is refused from now on
 	if first {
 		m.stopLeakCheckLocked()
+		m.stopExpiryTimerLocked()
 	}
 	m.mu.Unlock()
 	if first {

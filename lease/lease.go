@@ -62,8 +62,10 @@ type record struct {
 	// (handedOver).
 	done       chan struct{}
 	handedOver bool
-	timer      *time.Timer
-	stopCtx    func() bool
+	// prevExp and nextExp link the live leases by expiry (Manager.exp);
+	// guarded by Manager.mu.
+	prevExp, nextExp *record
+	stopCtx          func() bool
 	// detached: Detach was called; a leak is no longer reported. The
 	// cleanup is never stopped (stopping walks the span's list of
 	// cleanups, which made Release slow with a million leases live): it
@@ -252,22 +254,21 @@ func (l Lease) LogValue() slog.Value {
 	)
 }
 
-// arm starts the lease's three automatic endings: its TTL timer, its
-// context, and the leak cleanup on h.
+// arm starts the lease's automatic endings besides its TTL (the
+// Manager's expiry list has it): its context, and the leak cleanup on h.
 func (r *record) arm(ctx context.Context, h *handle) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.reason != 0 {
 		return
 	}
-	r.timer = time.AfterFunc(time.Until(r.expires), r.expire)
 	if ctx.Done() != nil {
 		r.stopCtx = context.AfterFunc(ctx, func() { r.end(ReasonContext) })
 	}
 	runtime.AddCleanup(h, (*record).leak, r)
 }
 
-// expire is the TTL timer's function.
+// expire ends the lease whose TTL passed (Manager.expireDue).
 func (r *record) expire() {
 	r.mu.Lock()
 	leaked := r.leaked
@@ -292,9 +293,6 @@ func (r *record) end(reason Reason) {
 	// may find this lease already ending, waits for m.ended to hand its
 	// key to the deleter before it drains the deleter.
 	r.m.ending.Add(1)
-	if r.timer != nil {
-		r.timer.Stop()
-	}
 	if r.stopCtx != nil {
 		r.stopCtx()
 	}

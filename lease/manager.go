@@ -5,7 +5,7 @@ package lease
 // call ever runs with one held:
 //
 //	Manager.mu      live leases, users, counters, closed, creates in flight
-//	record.mu       one lease's ending (reason, timers, detach, announce)
+//	record.mu       one lease's ending (reason, context, detach, announce)
 //	deleter.mu      the deleter's queue, jobs, counters and flushes
 //	Manager.leakMu  leases found unreachable, waiting to be ended
 //	localLimiter.mu the in-process limiter's buckets and slot counts
@@ -71,6 +71,7 @@ type Manager struct {
 	ending      sync.WaitGroup
 	sweep       *sweeper
 	leakCheck   *time.Timer // non-nil while the leak check runs; see leak.go
+	exp         expiries    // live leases by expiry, with one timer
 	// baseCtx bounds creates; cancelled when Close gives up waiting.
 	baseCtx    context.Context
 	baseCancel context.CancelFunc
@@ -200,6 +201,7 @@ func (m *Manager) ended(r *record, reason Reason) Event {
 	now := time.Now()
 	m.mu.Lock()
 	delete(m.live, r.leaseID)
+	m.removeExpiryLocked(r)
 	m.stats.Released++
 	us := r.us
 	us.live--
