@@ -100,9 +100,10 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 		m.mu.Unlock()
 		return nil, ErrClosed
 	}
-	// Back-pressure: keys in existence (live or in flight, and waiting to
-	// be deleted) are bounded, whatever the per-user limits say.
-	if len(m.live)+m.pending+m.del.count() >= m.cfg.maxKeys {
+	// Back-pressure: keys in existence (live or in flight, waiting to be
+	// deleted, or given up on and still working until their expiry) are
+	// bounded, whatever the per-user limits say.
+	if len(m.live)+m.pending+m.del.count()+m.del.stillWorking(now) >= m.cfg.maxKeys {
 		us := m.userLocked(user, now)
 		us.usage.Denied++
 		m.stats.Denied++

@@ -125,6 +125,12 @@ func (m *Manager) close(ctx context.Context) error {
 	}
 	m.del.drain(ctx)
 	m.baseCancel()
+	// A limiter that sends its releases later (leaseredis) sends the last
+	// ones now, so that a process that exits after Close leaves no slot
+	// held until its deadline.
+	if f, ok := m.limiter.(interface{ Flush(context.Context) error }); ok {
+		_ = f.Flush(ctx)
+	}
 	// Unconfirmed creates first: one that settles between the two reads
 	// is then named twice (as a create, and its key), never zero times.
 	unconfirmed := m.unconfirmedCreates(ctx.Err())

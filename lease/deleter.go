@@ -1,6 +1,7 @@
 package lease
 
 import (
+	"container/heap"
 	"context"
 	"errors"
 	"fmt"
@@ -90,7 +91,12 @@ type deleter struct {
 	limit   int       // deletes allowed at once now, 1..bound
 	lastCut time.Time // when limit was last halved
 	// size is len(inflight), readable without mu (Acquire's back-pressure).
-	size      atomic.Int64
+	size atomic.Int64
+	// working holds the expiries of keys given up on that still work on
+	// Deepgram's side (a min-heap), so that WithMaxKeys counts them until
+	// then; nWorking is its length, readable without mu.
+	working   expiryHeap
+	nWorking  atomic.Int64
 	inflight  map[string]*job // by key ID: queued, running or waiting
 	failures  []Undeleted
 	failTotal uint64 // every key given up on (Stats.DeleteFailed)
@@ -357,6 +363,10 @@ func (d *deleter) finish(j *job) {
 }
 
 func (d *deleter) recordLocked(j *job, err error) {
+	if j.serverExpires.After(time.Now()) {
+		heap.Push(&d.working, j.serverExpires)
+		d.nWorking.Store(int64(d.working.Len()))
+	}
 	d.failTotal++
 	if len(d.failures) < maxFailures {
 		d.failures = append(d.failures, Undeleted{KeyID: j.keyID, LeaseID: j.leaseID, User: j.user, Expires: j.serverExpires, Err: err})
@@ -444,6 +454,34 @@ func (d *deleter) isPending(keyID string) bool {
 
 // count reports how many keys are pending deletion.
 func (d *deleter) count() int { return int(d.size.Load()) }
+
+// stillWorking counts the keys given up on that still work at now.
+func (d *deleter) stillWorking(now time.Time) int {
+	if d.nWorking.Load() == 0 {
+		return 0 // the common case: no lock
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for d.working.Len() > 0 && !d.working[0].After(now) {
+		heap.Pop(&d.working)
+	}
+	d.nWorking.Store(int64(d.working.Len()))
+	return d.working.Len()
+}
+
+// expiryHeap is a min-heap of times (container/heap).
+type expiryHeap []time.Time
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].Before(h[j]) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(time.Time)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return t
+}
 
 // drain waits until every job is done or ctx ends, then stops the
 // deleter. Once ctx has ended it waits for nothing: what is left is

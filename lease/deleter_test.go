@@ -128,3 +128,30 @@ func TestMaxKeysPushesBack(t *testing.T) {
 		assert.ErrorContains(t, err, "key cap 50 is below the total lease cap 100")
 	})
 }
+
+// Keys the deleter gave up on still work until their expiry: the cap on
+// keys in existence counts them until then, so that a storm of refused
+// deletes cannot let Acquire mint without bound.
+func TestMaxKeysCountsKeysGivenUpOn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		m := newManager(t, srv.Client(), lease.WithMaxLeases(2, 2), lease.WithMaxKeys(2), lease.WithTTL(10*time.Second))
+		srv.Fail(keystest.OpDelete, keystest.Fault{Status: 429, RetryAfter: time.Hour, Times: -1})
+		for range 2 {
+			l, err := m.Acquire(context.Background(), "alice")
+			require.NoError(t, err)
+			l.Release()
+		}
+		require.NoError(t, m.Flush(context.Background()))
+		require.Equal(t, 2, len(m.Undeleted()), "both given up at once: the retry would come after their expiry")
+		_, err := m.Acquire(context.Background(), "alice")
+		var denied *lease.DeniedError
+		require.ErrorAs(t, err, &denied, "the two keys still work")
+		assert.Equal(t, lease.LimitKeys, denied.Limit)
+		time.Sleep(15 * time.Second) // past their expiry (TTL plus the margin)
+		srv.ClearFaults(keystest.OpDelete)
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err, "expired keys no longer count")
+		l.Release()
+	})
+}

@@ -12,7 +12,9 @@ import (
 // lease caps lives: in the process by default ([NewLocalLimiter]), or shared
 // by every replica (lease/leaseredis). The limits themselves stay policy
 // set on the Manager (WithRateLimit, WithMaxLeases) and come with each
-// Admission. Implementations must be safe for concurrent use.
+// Admission. Implementations must be safe for concurrent use. A Limiter
+// that also has a method Flush(context.Context) error (sending what it
+// queued) is flushed by Manager.Close.
 type Limiter interface {
 	// Admit decides whether one Acquire may go ahead under a.Limits. On
 	// admission it takes a rate token and holds a slot in the caps until

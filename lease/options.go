@@ -3,6 +3,7 @@ package lease
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -245,8 +246,9 @@ func WithDeleteConcurrency(n int) Option {
 }
 
 // WithMaxKeys caps the keys in existence: live leases and Acquire calls
-// in flight, plus keys released but not deleted yet, each still a working
-// credential until deleted or expired on Deepgram's side. Past it, Acquire
+// in flight, plus keys released but not deleted yet, and keys the deleter
+// gave up on until their expiry, each still a working credential until
+// deleted or expired on Deepgram's side. Past it, Acquire
 // is refused with a [*DeniedError] (LimitKeys, RetryAfter 1s) until the
 // deleter catches up: a storm or an attacker cannot grow the set of valid
 // credentials without bound. Default: twice the total lease cap
@@ -309,7 +311,10 @@ func WithTags(tags ...string) Option {
 
 func (c *config) validate() error {
 	if c.maxKeys == 0 {
-		c.maxKeys = 2 * c.maxLeases
+		c.maxKeys = c.maxLeases
+		if c.maxLeases <= math.MaxInt/2 {
+			c.maxKeys = 2 * c.maxLeases
+		}
 	}
 	if c.maxKeys < c.maxLeases {
 		return fmt.Errorf("lease: key cap %d is below the total lease cap %d; every live lease holds a key", c.maxKeys, c.maxLeases)

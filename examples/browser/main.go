@@ -115,6 +115,9 @@ func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl 
 		if err != nil {
 			return fmt.Errorf("-redis: %w", err)
 		}
+		// Deadlines on the socket, and no resending of an admission that
+		// may have run (see leaseredis.New).
+		ropts.ContextTimeoutEnabled, ropts.MaxRetries = true, -1
 		rdb := redis.NewClient(ropts)
 		defer rdb.Close()
 		limiter := leaseredis.New(rdb, leaseredis.WithPrefix("dglease-demo"))

@@ -8,6 +8,8 @@
 -- ARGV[3] total cap           ARGV[4] per-user cap
 -- ARGV[5] lease TTL, ms (the longest a cap refusal asks to wait)
 -- ARGV[6] usage retention, s
+-- ARGV[7] "1" when the same admission runs again (redis_rate resent its
+--         script): a refusal was counted the first time
 --
 -- Returns {1, 0, 0} when admitted, {0, 1, wait_ms} when the total cap
 -- refuses, {0, 2, wait_ms} when the per-user cap refuses.
@@ -28,8 +30,10 @@ if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
 end
 
 local function refuse(which, key)
-  redis.call('HINCRBY', KEYS[3], 'denied', 1)
-  redis.call('EXPIRE', KEYS[3], ARGV[6])
+  if ARGV[7] ~= '1' then
+    redis.call('HINCRBY', KEYS[3], 'denied', 1)
+    redis.call('EXPIRE', KEYS[3], ARGV[6])
+  end
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   local wait = ttl
   if first[2] then

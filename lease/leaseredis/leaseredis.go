@@ -2,7 +2,7 @@
 // caps in Redis, so that they hold across every replica of a backend
 // instead of per process:
 //
-//	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"}) // or a Sentinel or Cluster client
+//	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379", ContextTimeoutEnabled: true, MaxRetries: -1}) // or Sentinel, Cluster
 //	limiter := leaseredis.New(rdb, leaseredis.WithPrefix("myapp"))
 //	leases, err := lease.New(client, lease.WithLimiter(limiter), lease.WithRateLimit(time.Minute, 10), lease.WithMaxLeases(1000, 3))
 //
@@ -89,8 +89,9 @@ var usageScript string
 
 // Limiter is a lease.Limiter whose state lives in Redis. It is safe for
 // concurrent use, by any number of Managers. Its goroutine (sending
-// releases) exists only while releases are queued; call Flush to wait for
-// them, e.g. before shutting down.
+// releases, up to 128 per round trip) exists only while releases are
+// queued; Manager.Close waits for them (Flush), as long as its context
+// allows.
 type Limiter struct {
 	rdb       redis.UniversalClient
 	prefix    string
@@ -174,6 +175,14 @@ func WithUsageRetention(d time.Duration) Option {
 // node, Sentinel or Cluster client). It makes no network call. A nil
 // client or a bad option is reported by every later call (Admit fails, so
 // Acquire fails before creating anything), since New returns no error.
+//
+// Configure rdb with ContextTimeoutEnabled: true, or go-redis ignores the
+// round trip's deadline (WithTimeout, the Acquire's context) on the socket
+// and a Redis that stopped answering holds Acquire for its ReadTimeout and
+// retries; and with MaxRetries: -1, since a transaction that timed out may
+// have run, and sending it again spends a second rate token:
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: addr, ContextTimeoutEnabled: true, MaxRetries: -1})
 func New(rdb redis.UniversalClient, opts ...Option) *Limiter {
 	l := &Limiter{rdb: rdb, prefix: DefaultPrefix, timeout: DefaultTimeout, retention: DefaultUsageRetention, fallback: lease.NewLocalLimiter()}
 	if rdb == nil {
@@ -214,23 +223,31 @@ func (l *Limiter) Admit(ctx context.Context, a lease.Admission) (func(bool), err
 	k := l.keys(a.User)
 	lim := a.Limits
 	capsKeys := []string{k.slots, k.userSlots, k.usage}
-	capsArgs := []any{a.LeaseID, a.Hold.Milliseconds(), lim.MaxLeases, lim.MaxPerUser, lim.TTL.Milliseconds(), int64(l.retention.Seconds())}
+	capsArgs := func(again bool) []any {
+		return []any{a.LeaseID, a.Hold.Milliseconds(), lim.MaxLeases, lim.MaxPerUser, lim.TTL.Milliseconds(), int64(l.retention.Seconds()), again}
+	}
 	var caps *redis.Cmd
 	var rate *redis_rate.Result
 	var err error
 	if lim.Every > 0 {
 		// One transaction: the caps script, then redis_rate's GCRA script.
-		j := &joined{rdb: l.rdb, caps: func(p redis.Pipeliner) *redis.Cmd { return p.Eval(rctx, admitScript, capsKeys, capsArgs...) }}
+		j := &joined{rdb: l.rdb, caps: func(p redis.Pipeliner, again bool) *redis.Cmd {
+			return p.Eval(rctx, admitScript, capsKeys, capsArgs(again)...)
+		}}
 		rate, err = redis_rate.NewLimiter(j).Allow(rctx, k.rate, redis_rate.Limit{Rate: 1, Burst: lim.Burst, Period: lim.Every})
 		caps = j.capsCmd
 	} else {
-		caps = l.rdb.Eval(rctx, admitScript, capsKeys, capsArgs...)
+		caps = l.rdb.Eval(rctx, admitScript, capsKeys, capsArgs(false)...)
 	}
 	if caps == nil {
 		return l.unavailable(ctx, a, err)
 	}
 	res, cerr := caps.Int64Slice()
 	if cerr != nil || len(res) != 3 {
+		// The transaction may have run with its answer lost (a timeout):
+		// give back the slot it may hold, rather than leave it held until
+		// its deadline. Freeing a slot that is not held changes nothing.
+		l.enqueue(release{user: a.User, leaseID: a.LeaseID, mode: "failed", report: a.Report})
 		return l.unavailable(ctx, a, errors.Join(cerr, err))
 	}
 	if res[0] == 0 { // a cap refused (the rate token, if any, is spent)
@@ -305,7 +322,11 @@ func (l *Limiter) enqueue(r release) {
 	}
 }
 
-// sendQueued sends queued releases, one at a time, until none is left.
+// maxBatch bounds the releases sent in one pipeline.
+const maxBatch = 128
+
+// sendQueued sends queued releases, in batches of up to maxBatch per round
+// trip (a pipeline), until none is left.
 func (l *Limiter) sendQueued() {
 	for {
 		l.mu.Lock()
@@ -316,11 +337,34 @@ func (l *Limiter) sendQueued() {
 			l.mu.Unlock()
 			return
 		}
-		r := l.queue[0]
-		l.queue[0] = release{}
-		l.queue = l.queue[1:]
+		n := min(len(l.queue), maxBatch)
+		batch := append([]release(nil), l.queue[:n]...)
+		clear(l.queue[:n])
+		l.queue = l.queue[n:]
 		l.mu.Unlock()
-		l.send(context.Background(), r)
+		l.sendBatch(batch)
+	}
+}
+
+// sendBatch sends releases in one pipeline.
+func (l *Limiter) sendBatch(batch []release) {
+	if len(batch) == 1 {
+		l.send(context.Background(), batch[0])
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
+	defer cancel()
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(batch))
+	for i, r := range batch {
+		k := l.keys(r.user)
+		cmds[i] = pipe.Eval(ctx, releaseScript, []string{k.slots, k.userSlots, k.usage}, r.leaseID, r.mode, int64(l.retention.Seconds()))
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	for i, r := range batch {
+		if err := cmds[i].Err(); err != nil && r.report != nil {
+			r.report(fmt.Errorf("leaseredis: could not free the slot of lease %s in Redis (it frees itself at its deadline): %w", r.leaseID, err))
+		}
 	}
 }
 
@@ -369,13 +413,17 @@ func (l *Limiter) Usage(ctx context.Context, user string) (lease.Usage, error) {
 // twice).
 type joined struct {
 	rdb     redis.UniversalClient
-	caps    func(redis.Pipeliner) *redis.Cmd
+	caps    func(p redis.Pipeliner, again bool) *redis.Cmd
 	capsCmd *redis.Cmd
+	runs    int
 }
 
 func (j *joined) run(ctx context.Context, gcra func(redis.Pipeliner) *redis.Cmd) *redis.Cmd {
 	pipe := j.rdb.TxPipeline()
-	j.capsCmd = j.caps(pipe)
+	// The second run of one admission (redis_rate resending its script's
+	// source) must not count a refusal by the caps twice.
+	j.capsCmd = j.caps(pipe, j.runs > 0)
+	j.runs++
 	cmd := gcra(pipe)
 	_, _ = pipe.Exec(ctx) // each command carries its own error
 	return cmd
