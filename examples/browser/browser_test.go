@@ -156,6 +156,12 @@ type browserDemo struct {
 // startBrowserDemo starts the demo (API keys, no rate limit unless edit
 // says otherwise) and loads its page in a fresh headless Chromium.
 func startBrowserDemo(t *testing.T, edit ...func(*config)) *browserDemo {
+	return startBrowserOn(t, nil, "/", `#about code`, edit...) // the page reached its backend
+}
+
+// startBrowserOn starts the demo behind wrap (if not nil), loads path in a
+// fresh headless Chromium and waits until ready (a CSS selector) shows.
+func startBrowserOn(t *testing.T, wrap func(http.Handler) http.Handler, path, ready string, edit ...func(*config)) *browserDemo {
 	chromium := findChromium(t)
 
 	fake := keystest.NewServer(t)
@@ -172,7 +178,11 @@ func startBrowserDemo(t *testing.T, edit ...func(*config)) *browserDemo {
 		t.Fatal(err)
 	}
 	closeAndCheckLog(t, s, logs, func() []string { return append(rec.secrets(), fake.AdminKey()) })
-	ts := httptest.NewServer(s)
+	var h http.Handler = s
+	if wrap != nil {
+		h = wrap(s)
+	}
+	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close) // before closeAndCheckLog's: cleanups run last first
 
 	// The browser outlives the waits by a little, so that a failure can
@@ -207,7 +217,7 @@ func startBrowserDemo(t *testing.T, edit ...func(*config)) *browserDemo {
 		deadline: time.Now().Add(browserTimeout),
 		fake:     fake,
 		keys:     rec,
-		pageURL:  ts.URL + "/",
+		pageURL:  ts.URL + path,
 		console:  console,
 	}
 	// The first run starts Chromium and the tab, which live as long as
@@ -217,7 +227,7 @@ func startBrowserDemo(t *testing.T, edit ...func(*config)) *browserDemo {
 	}
 	e.do(
 		chromedp.Navigate(e.pageURL),
-		chromedp.WaitVisible(chromedp.CSS(`#about code`)), // the page reached its backend
+		chromedp.WaitVisible(chromedp.CSS(ready)),
 	)
 	return e
 }

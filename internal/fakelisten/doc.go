@@ -17,10 +17,12 @@
 //
 // The credential is taken from the Authorization header ("Token <key>",
 // "token <key>" or "Bearer <jwt>") or, as browsers send it, from the
-// Sec-WebSocket-Protocol list "token, <key>" or "bearer, <jwt>" (exactly
-// two entries); the header wins when both are present. When the list was
-// used, the handshake answers with the scheme as the selected subprotocol,
-// as browsers require. A request without a usable credential, or one the
+// Sec-WebSocket-Protocol list "token, <key>" or "bearer, <jwt>": the
+// first two entries are the scheme and the secret, and any further ones are
+// ignored (Deepgram's JavaScript SDK 5.x in a browser offers
+// "x-deepgram-session-id, <uuid>" after them). The header wins when both
+// are present. When the list was used, the handshake answers with the
+// scheme as the selected subprotocol, as browsers require. A request without a usable credential, or one the
 // [Authenticate] function refuses, gets 401 before the upgrade, with a
 // body in Deepgram's legacy error shape
 // ({"err_code":"INVALID_AUTH","err_msg":...,"request_id":...}) and the
@@ -35,13 +37,33 @@
 // frame: its start and duration follow from the encoding, sample_rate and
 // channels query parameters (default linear16, 16000 Hz, mono), and its
 // transcript is the next phrase of a fixed list (see [WithTranscript]),
-// so n frames give n results, always in the same order. Text frames are
-// control messages: KeepAlive does nothing but keep the stream alive;
-// Finalize is answered by an empty Results message with from_finalize
-// true; CloseStream is answered by a Metadata message (with the sha256
-// and duration of all audio received) and a normal close frame. Other
-// query parameters are accepted and ignored, but for tag (see Accounting);
-// model, if given, is echoed as the model name. Results and Metadata time
+// so n frames give n results, always in the same order. Each frame is
+// treated as one utterance followed by silence, so the optional messages
+// the query may ask for come around each final Results, in this order:
+//
+//   - vad_events=true: a SpeechStarted message,
+//     {"type":"SpeechStarted","channel":[0,<channels>],"timestamp":<frame start>}
+//     (https://developers.deepgram.com/docs/speech-started);
+//   - interim_results=true: an interim Results message (is_final and
+//     speech_final false) over the same audio, with the first half of the
+//     phrase's words, rounded up (https://developers.deepgram.com/docs/interim-results);
+//   - the final Results message;
+//   - utterance_end_ms=<positive integer> together with interim_results=true:
+//     an UtteranceEnd message,
+//     {"type":"UtteranceEnd","channel":[0,<channels>],"last_word_end":<end of the last word>}
+//     (https://developers.deepgram.com/docs/utterance-end). Deepgram
+//     documents that UtteranceEnd needs interim results; without
+//     interim_results=true the parameter is ignored.
+//
+// "true" is matched in any case; any other value leaves a message off.
+//
+// Text frames are control messages: KeepAlive does nothing but keep the
+// stream alive; Finalize is answered by an empty Results message with
+// from_finalize true; CloseStream is answered by a Metadata message (with
+// the sha256 and duration of all audio received) and a normal close frame.
+// Other query parameters are accepted and ignored, but for tag (see
+// Accounting) and those above; model, if given, is echoed as the model
+// name. Results and Metadata time
 // any audio as if it were in the query's format (two bytes a sample for
 // an encoding without a fixed sample size, or none); a [Session] times
 // such audio by the wall clock instead.
@@ -73,8 +95,13 @@
 //   - A text frame that is not one of the three control messages closes
 //     the stream with code 1008 (Deepgram's answer is undocumented; the
 //     fake picks the stricter one). Empty binary frames are ignored.
-//   - No interim results, UtteranceEnd or SpeechStarted messages are sent,
-//     whatever the query asks for.
+//   - SpeechStarted and UtteranceEnd do not come from listening: every
+//     audio frame is one utterance, whatever it holds (silence included),
+//     and UtteranceEnd follows its final Results at once, whatever
+//     utterance_end_ms says, rather than after that much silence. Deepgram
+//     sends them when its models hear speech start and a gap of
+//     utterance_end_ms after the last word; a client that needs a gap to
+//     pass in wall time will not see one here.
 //
 // ServeHTTP returns once the connection is closed, and every goroutine a
 // stream starts has ended by then. Closing an httptest.Server does not

@@ -108,8 +108,9 @@ type credential struct {
 }
 
 // credentialOf finds the credential in the Authorization header or, as
-// browsers send it, in the Sec-WebSocket-Protocol list. The header wins
-// when both are present.
+// browsers send it, in the first two entries of the Sec-WebSocket-Protocol
+// list (any further entries are ignored). The header wins when both are
+// present.
 func credentialOf(r *http.Request) (credential, bool) {
 	if v := r.Header.Get("Authorization"); v != "" {
 		scheme, secret := ParseAuthorization(v)
@@ -119,8 +120,10 @@ func credentialOf(r *http.Request) (credential, bool) {
 		}
 		return credential{scheme: scheme, secret: secret}, true
 	}
+	// Browsers send [scheme, secret]; Deepgram's JavaScript SDK (5.x) adds
+	// "x-deepgram-session-id", <uuid> after them. Only the first two count.
 	protocols := subprotocols(r)
-	if len(protocols) != 2 {
+	if len(protocols) < 2 {
 		return credential{}, false
 	}
 	scheme, ok := parseScheme(protocols[0])

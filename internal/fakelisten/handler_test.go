@@ -28,6 +28,19 @@ func TestOpenWithCredential(t *testing.T) {
 		{name: "Authorization Bearer", header: http.Header{"Authorization": {"Bearer " + testJWT}}, wantAuth: "bearer " + testJWT},
 		{name: "subprotocols token, key", subprotocols: []string{"token", testKey}, wantAuth: "token " + testKey, wantProtocol: "token"},
 		{name: "subprotocols bearer, jwt", subprotocols: []string{"bearer", testJWT}, wantAuth: "bearer " + testJWT, wantProtocol: "bearer"},
+		// Deepgram's JavaScript SDK 5.x in a browser: a session ID follows the credential.
+		{
+			name:         "subprotocols token, key, session id (browser SDK)",
+			subprotocols: []string{"token", testKey, "x-deepgram-session-id", sessionID},
+			wantAuth:     "token " + testKey,
+			wantProtocol: "token",
+		},
+		{
+			name:         "subprotocols bearer, jwt, session id (browser SDK)",
+			subprotocols: []string{"bearer", testJWT, "x-deepgram-session-id", sessionID},
+			wantAuth:     "bearer " + testJWT,
+			wantProtocol: "bearer",
+		},
 		{
 			name:         "header wins over subprotocols",
 			header:       http.Header{"Authorization": {"Token " + testKey}},
@@ -67,6 +80,8 @@ func TestOpenRefused(t *testing.T) {
 		{name: "scheme without secret", header: http.Header{"Authorization": {"Token"}}},
 		{name: "subprotocol scheme only", subprotocols: []string{"token"}},
 		{name: "subprotocol secret only", subprotocols: []string{badKey}},
+		{name: "session id before the credential", subprotocols: []string{"x-deepgram-session-id", sessionID, "token", testKey}},
+		{name: "unknown key, session id after it", subprotocols: []string{"token", badKey, "x-deepgram-session-id", sessionID}, wantAuthCall: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,5 +141,9 @@ func TestHandlerPanicsOnBadSetup(t *testing.T) {
 		assert.Panics(t, func() { fakelisten.Handler(allowAll, opt) })
 	}
 }
+
+// sessionID is the shape of the session ID Deepgram's JavaScript SDK adds
+// to its subprotocols.
+const sessionID = "3f1e7c2a-9b4d-4e8f-a1c6-5d2b7e9f0a13"
 
 func allowAll(string, string) (string, error) { return "anyone", nil }

@@ -6,8 +6,10 @@ package fakelisten
 
 // Message types the server sends.
 const (
-	typeResults  = "Results"
-	typeMetadata = "Metadata"
+	typeResults       = "Results"
+	typeMetadata      = "Metadata"
+	typeSpeechStarted = "SpeechStarted"
+	typeUtteranceEnd  = "UtteranceEnd"
 )
 
 // Control message types the client sends as text frames.
@@ -81,6 +83,25 @@ type metadataMessage struct {
 	Channels       int                  `json:"channels"`
 	Models         []string             `json:"models"`
 	ModelInfo      map[string]modelInfo `json:"model_info"`
+}
+
+// speechStartedMessage is sent when speech starts (vad_events=true), as
+// documented at https://developers.deepgram.com/docs/speech-started:
+// {"type":"SpeechStarted","channel":[0,1],"timestamp":<seconds>}.
+type speechStartedMessage struct {
+	Type      string  `json:"type"`
+	Channel   []int   `json:"channel"`
+	Timestamp float64 `json:"timestamp"`
+}
+
+// utteranceEndMessage is sent after the last word of an utterance
+// (utterance_end_ms with interim_results=true), as documented at
+// https://developers.deepgram.com/docs/utterance-end:
+// {"type":"UtteranceEnd","channel":[0,1],"last_word_end":<seconds>}.
+type utteranceEndMessage struct {
+	Type        string  `json:"type"`
+	Channel     []int   `json:"channel"`
+	LastWordEnd float64 `json:"last_word_end"`
 }
 
 // LegacyError is Deepgram's legacy error body, answered when a stream is

@@ -24,6 +24,8 @@ type recorder struct {
 	results  chan *msginterfaces.MessageResponse
 	metadata chan *msginterfaces.MetadataResponse
 	errs     chan *msginterfaces.ErrorResponse
+	// speechStarted and utteranceEnd receive once each per message.
+	speechStarted, utteranceEnd chan struct{}
 }
 
 func newRecorder() *recorder {
@@ -31,6 +33,9 @@ func newRecorder() *recorder {
 		results:  make(chan *msginterfaces.MessageResponse, 100),
 		metadata: make(chan *msginterfaces.MetadataResponse, 10),
 		errs:     make(chan *msginterfaces.ErrorResponse, 10),
+
+		speechStarted: make(chan struct{}, 100),
+		utteranceEnd:  make(chan struct{}, 100),
 	}
 }
 
@@ -49,9 +54,21 @@ func (r *recorder) Metadata(m *msginterfaces.MetadataResponse) error {
 	}
 	return nil
 }
-func (r *recorder) SpeechStarted(*msginterfaces.SpeechStartedResponse) error { return nil }
-func (r *recorder) UtteranceEnd(*msginterfaces.UtteranceEndResponse) error   { return nil }
-func (r *recorder) Close(*msginterfaces.CloseResponse) error                 { return nil }
+func (r *recorder) SpeechStarted(*msginterfaces.SpeechStartedResponse) error {
+	select {
+	case r.speechStarted <- struct{}{}:
+	default:
+	}
+	return nil
+}
+func (r *recorder) UtteranceEnd(*msginterfaces.UtteranceEndResponse) error {
+	select {
+	case r.utteranceEnd <- struct{}{}:
+	default:
+	}
+	return nil
+}
+func (r *recorder) Close(*msginterfaces.CloseResponse) error { return nil }
 func (r *recorder) Error(e *msginterfaces.ErrorResponse) error {
 	select {
 	case r.errs <- e:

@@ -43,6 +43,7 @@ type stream struct {
 	model     string
 	format    audioFormat
 	raw       bool      // format has a fixed sample size: audio time from bytes
+	events    events    // the optional messages the query asked for
 	created   time.Time // on cfg.now's clock
 	opened    time.Time // on time.Now's monotonic clock
 
@@ -82,6 +83,7 @@ func newStream(conn *websocket.Conn, cfg config, requestID, account string, q ur
 		model:     model,
 		format:    formatOf(q),
 		raw:       isRaw(q.Get("encoding")),
+		events:    eventsOf(q),
 		created:   cfg.now().UTC(),
 		opened:    time.Now(),
 		out:       make(chan outbound, 16),
@@ -120,7 +122,9 @@ func (s *stream) read() {
 		switch kind {
 		case websocket.BinaryMessage:
 			if len(data) > 0 {
-				s.out <- outbound{msg: s.transcribe(data)}
+				for _, m := range s.transcribe(data) {
+					s.out <- outbound{msg: m}
+				}
 			}
 		case websocket.TextMessage:
 			s.control(data)
@@ -212,9 +216,13 @@ func (s *stream) sendClose(code int, reason string) {
 	_ = s.conn.SetReadDeadline(now.Add(closeWait))
 }
 
-// transcribe turns one audio frame into a final Results message covering
-// exactly that frame's audio.
-func (s *stream) transcribe(audio []byte) resultsMessage {
+// transcribe turns one audio frame into the messages that answer it, in
+// order: SpeechStarted (vad_events) at the frame's start, an interim
+// Results with the first half of the phrase's words (interim_results), the
+// final Results covering exactly that frame's audio, and UtteranceEnd
+// (utterance_end_ms with interim_results) at its last word's end. Each
+// frame is one utterance followed by silence.
+func (s *stream) transcribe(audio []byte) []any {
 	start := s.format.seconds(s.bytes)
 	s.bytes += int64(len(audio))
 	s.lastAudio = time.Now()
@@ -235,23 +243,47 @@ func (s *stream) transcribe(audio []byte) resultsMessage {
 			Confidence:     0.99,
 		}
 	}
-	return s.resultsMessage(start, duration, alternative{Transcript: phrase, Confidence: 0.99, Words: words}, false)
+
+	var msgs []any
+	if s.events.vad {
+		msgs = append(msgs, speechStartedMessage{Type: typeSpeechStarted, Channel: s.channel(), Timestamp: start})
+	}
+	if s.events.interim {
+		heard := words[:(len(words)+1)/2]
+		msgs = append(msgs, s.resultsMessage(start, duration, alternative{Transcript: transcriptOf(heard), Confidence: 0.9, Words: heard}, false, false))
+	}
+	msgs = append(msgs, s.resultsMessage(start, duration, alternative{Transcript: phrase, Confidence: 0.99, Words: words}, true, false))
+	if s.events.utteranceEnd {
+		msgs = append(msgs, utteranceEndMessage{Type: typeUtteranceEnd, Channel: s.channel(), LastWordEnd: words[len(words)-1].End})
+	}
+	return msgs
+}
+
+// transcriptOf joins the words of ws.
+func transcriptOf(ws []word) string {
+	out := make([]string, len(ws))
+	for i, w := range ws {
+		out[i] = w.PunctuatedWord
+	}
+	return strings.Join(out, " ")
 }
 
 // finalize answers a Finalize: every frame has been transcribed already,
 // so the flushed result is empty.
 func (s *stream) finalize() resultsMessage {
-	return s.resultsMessage(s.format.seconds(s.bytes), 0, alternative{Words: []word{}}, true)
+	return s.resultsMessage(s.format.seconds(s.bytes), 0, alternative{Words: []word{}}, true, true)
 }
 
-func (s *stream) resultsMessage(start, duration float64, alt alternative, fromFinalize bool) resultsMessage {
+// resultsMessage is a Results message; final sets is_final and
+// speech_final, which an interim result has false.
+func (s *stream) resultsMessage(start, duration float64, alt alternative, final, fromFinalize bool) resultsMessage {
 	return resultsMessage{
 		Type:         typeResults,
-		ChannelIndex: []int{0, s.format.channels},
+		ChannelIndex: s.channel(),
 		Duration:     duration,
 		Start:        start,
-		IsFinal:      true,
-		SpeechFinal:  true,
+		IsFinal:      final,
+		SpeechFinal:  final,
 		Channel:      channel{Alternatives: []alternative{alt}},
 		Metadata: resultsMetadata{
 			RequestID: s.requestID,
@@ -261,6 +293,11 @@ func (s *stream) resultsMessage(start, duration float64, alt alternative, fromFi
 		FromFinalize: fromFinalize,
 	}
 }
+
+// channel is the [index, count] pair Results (channel_index),
+// SpeechStarted and UtteranceEnd (channel) carry; the fake transcribes
+// every channel as one, index 0.
+func (s *stream) channel() []int { return []int{0, s.format.channels} }
 
 func (s *stream) metadata() metadataMessage {
 	return metadataMessage{
@@ -303,6 +340,28 @@ func (s *stream) record() {
 
 func (s *stream) modelInfo() modelInfo {
 	return modelInfo{Name: s.model, Version: modelVersion, Arch: modelArch}
+}
+
+// events are the optional messages a stream's query asked for.
+type events struct {
+	interim      bool // interim_results=true
+	vad          bool // vad_events=true
+	utteranceEnd bool // utterance_end_ms=<positive integer>, with interim_results=true
+}
+
+// eventsOf reads interim_results, vad_events and utterance_end_ms from the
+// query. Deepgram documents that UtteranceEnd needs interim results
+// (https://developers.deepgram.com/docs/utterance-end): without
+// interim_results=true, utterance_end_ms is ignored.
+func eventsOf(q url.Values) events {
+	e := events{
+		interim: strings.EqualFold(q.Get("interim_results"), "true"),
+		vad:     strings.EqualFold(q.Get("vad_events"), "true"),
+	}
+	if ms, err := strconv.Atoi(q.Get("utterance_end_ms")); err == nil && ms > 0 {
+		e.utteranceEnd = e.interim
+	}
+	return e
 }
 
 // audioFormat is what the query says about the audio, enough to turn byte

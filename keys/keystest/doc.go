@@ -17,7 +17,10 @@
 //   - GET /v1/projects: {"projects":[{"project_id","name"}]}, for any valid key.
 //   - GET /v1/projects/{id}/keys[?status=active|expired] (keys:read),
 //     POST /v1/projects/{id}/keys (keys:write),
-//     GET and DELETE /v1/projects/{id}/keys/{key_id} (keys:read, keys:write).
+//     GET and DELETE /v1/projects/{id}/keys/{key_id} (keys:read, keys:write);
+//     GET answers {"item":{"member":{"member_id",...,"api_key":{...}}}},
+//     the shape of Deepgram's current reference
+//     (https://developers.deepgram.com/reference/manage/keys/get).
 //   - POST /v1/auth/grant: an HS256 JWT signed with a per-server secret,
 //     with claims sub, jti, iat, exp and scope "usage:write".
 //   - GET /v1/projects/{id}/usage (usage:read; a usage:write key gets 403):
@@ -30,11 +33,16 @@
 //     (streaming) and endpoint (listen). See "Usage" below.
 //   - /v1/listen over WebSocket (socket only: ws:// + Server.URL's host): the
 //     credential comes from the Authorization header ("Token <key>",
-//     "Bearer <jwt>") or, as browsers send it, the Sec-WebSocket-Protocol
-//     list ("token", key / "bearer", jwt). A key must be live and carry
+//     "Bearer <jwt>") or, as browsers send it, the first two entries of the
+//     Sec-WebSocket-Protocol list ("token", key / "bearer", jwt; Deepgram's
+//     JavaScript SDK adds "x-deepgram-session-id", <uuid>, which is
+//     ignored). A key must be live and carry
 //     usage:write (directly or through a role); a grant token must be
 //     unexpired and signed by this server. Each audio frame is answered with
-//     a Deepgram-shaped Results message with a fixed fake transcript;
+//     a Deepgram-shaped Results message with a fixed fake transcript,
+//     preceded by SpeechStarted (vad_events=true) and an interim Results
+//     (interim_results=true) and followed by UtteranceEnd
+//     (utterance_end_ms with interim_results=true) when the query asks;
 //     CloseStream ends with a Metadata message. Close ends open streams
 //     (code 1001). Every stream is recorded for usage when it ends.
 //
@@ -116,16 +124,37 @@
 //   - Asking for a right the creator lacks answers 403
 //     INSUFFICIENT_PERMISSIONS (Deepgram documents "401/403").
 //   - /v1/auth/grant needs keys:write, directly or through a role, as the
-//     reading of "member rights". ttl_seconds outside 1..3600 answers 400;
-//     an empty body means 30. The token's exp is in whole seconds.
+//     reading of "member rights". ttl_seconds may be any JSON number (the
+//     reference types it double) from 1 to 3600; Deepgram does not say
+//     what it does with a fraction, and the fake drops it: 30.5 gives a
+//     token that lives 30 s and expires_in 30, so a token never outlives
+//     what was asked. Anything else (0.5, 3600.5, a string) answers 400;
+//     an empty body or null means 30. The token's exp is in whole seconds.
 //   - GET /v1/projects needs only a valid key (no scope).
-//   - GET /v1/projects/{id}/keys/{key_id} answers the flat
-//     {"member","api_key"} shape; which published shape is live is unknown.
+//   - GET /v1/projects/{id}/keys/{key_id} answers only the current
+//     reference's shape, {"item":{"member":{...,"api_key":{...}}}}, as
+//     Deepgram's JavaScript (5.x) and Python SDKs read it; an older page
+//     published a flat {"member","api_key"}, which the Go SDK v3 still
+//     decodes: its GetKey finds nothing here.
 //   - Deleting an unknown or already deleted key answers 404 NOT_FOUND at
 //     once. An unknown status filter answers 400. Keys are listed in
 //     creation order; all belong to one member.
 //   - A /v1/listen stream is checked when it opens only: deleting or
 //     expiring its key later does not end it.
+//   - /v1/listen takes any number of Sec-WebSocket-Protocol entries after
+//     the scheme and the secret and ignores them: Deepgram's JavaScript SDK
+//     5.x offers four in a browser ([scheme, secret,
+//     "x-deepgram-session-id", <uuid>]) and Deepgram's guide shows two but
+//     forbids none. A list whose first entry is not "token" or "bearer"
+//     is refused (401), wherever the credential sits in it.
+//   - SpeechStarted, interim results and UtteranceEnd follow the audio
+//     frames, not speech: each frame is one utterance followed by silence
+//     (SpeechStarted at its start, an interim Results with the first half
+//     of the words, the final Results, UtteranceEnd at once at its last
+//     word's end, whatever utterance_end_ms says). Deepgram sends them
+//     when it hears speech start and after utterance_end_ms of silence.
+//     UtteranceEnd needs interim_results=true, as Deepgram documents
+//     (https://developers.deepgram.com/docs/utterance-end).
 //   - Usage: the fake counts a stream the moment it ends; Deepgram's
 //     figures appear after a delay it does not document. Its day is the
 //     day the stream opened, on the server's clock; Deepgram's bucketing

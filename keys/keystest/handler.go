@@ -38,6 +38,20 @@ type (
 		Member memberJSON `json:"member"`
 		APIKey keyJSON    `json:"api_key"`
 	}
+	// getKeyJSON is the answer to GET /v1/projects/{id}/keys/{key_id} in
+	// the shape of Deepgram's current reference
+	// (https://developers.deepgram.com/reference/manage/keys/get: item →
+	// member → api_key), which the JavaScript SDK 5.x types as
+	// GetProjectKeyV1Response: the key sits inside the member.
+	getKeyJSON struct {
+		Item struct {
+			Member memberWithKeyJSON `json:"member"`
+		} `json:"item"`
+	}
+	memberWithKeyJSON struct {
+		memberJSON
+		APIKey keyJSON `json:"api_key"`
+	}
 	currentError struct {
 		Category  string `json:"category"`
 		Message   string `json:"message"`
@@ -310,7 +324,9 @@ func (s *Server) serveLocked(c *call) answer {
 		if k == nil || k.deleted() {
 			return c.fail(http.StatusNotFound, "NOT_FOUND", "API key not found")
 		}
-		return answer{status: http.StatusOK, body: memberKeyJSON{Member: s.member, APIKey: wireKey(k, false)}}
+		var body getKeyJSON
+		body.Item.Member = memberWithKeyJSON{memberJSON: s.member, APIKey: wireKey(k, false)}
+		return answer{status: http.StatusOK, body: body}
 	case OpCreate:
 		return s.create(c, caller.rights)
 	case OpDelete:
@@ -478,22 +494,28 @@ const (
 	defaultGrantTTL = 30
 )
 
+// grant mints a grant token. ttl_seconds is a JSON number (Deepgram's
+// reference types it double, https://developers.deepgram.com/reference/auth/tokens/grant):
+// any number from 1 to 3600 is taken, and a fraction is dropped, so that
+// the token never outlives what was asked and expires_in says exactly how
+// long it lives.
 func (s *Server) grant(c *call, caller *keyRecord) answer {
-	ttl := int64(defaultGrantTTL)
+	ttlSeconds := float64(defaultGrantTTL)
 	if len(bytes.TrimSpace(c.body)) > 0 {
 		var req struct {
-			TTLSeconds *int64 `json:"ttl_seconds"`
+			TTLSeconds *float64 `json:"ttl_seconds"`
 		}
 		if err := decodeJSON(c.body, &req); err != nil {
 			return c.fail(http.StatusBadRequest, "BAD_REQUEST", "Invalid JSON: "+err.Error())
 		}
 		if req.TTLSeconds != nil {
-			ttl = *req.TTLSeconds
+			ttlSeconds = *req.TTLSeconds
 		}
 	}
-	if ttl < minGrantTTL || ttl > maxGrantTTL {
-		return c.fail(http.StatusBadRequest, "BAD_REQUEST", fmt.Sprintf("ttl_seconds must be %d..%d", minGrantTTL, maxGrantTTL))
+	if !(ttlSeconds >= minGrantTTL && ttlSeconds <= maxGrantTTL) {
+		return c.fail(http.StatusBadRequest, "BAD_REQUEST", fmt.Sprintf("ttl_seconds must be a number from %d to %d", minGrantTTL, maxGrantTTL))
 	}
+	ttl := int64(ttlSeconds) // whole seconds, rounded down
 	now := s.now()
 	jti := fakelisten.NewUUID()
 	s.grants[jti] = caller.id // its streams count against the key that minted it

@@ -192,3 +192,26 @@ func TestOfficialSDKLiveClientStreams(t *testing.T) {
 	}
 	client.Stop()
 }
+
+// Deepgram's JavaScript SDK 5.x in a browser offers four subprotocols: the
+// credential, then "x-deepgram-session-id" and a UUID. The fake reads the
+// first two and answers with the scheme.
+func TestListenTakesTheBrowserSDKSubprotocols(t *testing.T) {
+	srv := keystest.NewServer(t)
+	k := newUsageKey(t, srv, time.Minute)
+	tok, err := srv.Client().Grant(context.Background(), 30*time.Second)
+	require.NoError(t, err)
+	for _, cred := range []struct{ scheme, secret string }{{"token", k.Secret}, {"bearer", tok.Secret}} {
+		t.Run(cred.scheme, func(t *testing.T) {
+			d := websocket.Dialer{
+				Subprotocols:     []string{cred.scheme, cred.secret, "x-deepgram-session-id", "3f1e7c2a-9b4d-4e8f-a1c6-5d2b7e9f0a13"},
+				HandshakeTimeout: 10 * time.Second,
+			}
+			conn, resp, err := d.Dial(listenURL(srv), nil)
+			require.NoError(t, err)
+			t.Cleanup(func() { conn.Close() })
+			assert.Equal(t, cred.scheme, resp.Header.Get("Sec-WebSocket-Protocol"))
+			assert.NotEmpty(t, transcript(t, conn))
+		})
+	}
+}

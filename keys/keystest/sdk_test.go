@@ -50,6 +50,32 @@ func TestOfficialSDK(t *testing.T) {
 		assert.NotEmpty(t, got.Member.MemberID)
 	})
 
+	// The fake answers get key in the current reference's shape,
+	// {"item":{"member":{...,"api_key":{...}}}}; the Go SDK v3 still
+	// decodes the older flat one, so its GetKey finds nothing (see "Where
+	// the fake differs"). APIRequest into the reference's shape reads it.
+	t.Run("GetKey: the reference's shape, not the Go SDK's", func(t *testing.T) {
+		res, err := m.GetKey(t.Context(), s.ProjectID(), seeded.ID)
+		require.NoError(t, err)
+		assert.Empty(t, res.APIKey.APIKeyID, "the Go SDK v3 reads the flat shape")
+
+		var got struct {
+			Item struct {
+				Member struct {
+					MemberID string `json:"member_id"`
+					APIKey   struct {
+						APIKeyID string   `json:"api_key_id"`
+						Tags     []string `json:"tags"`
+					} `json:"api_key"`
+				} `json:"member"`
+			} `json:"item"`
+		}
+		require.NoError(t, mc.APIRequest(t.Context(), "GET", version.KeysByIDURI, nil, &got, s.ProjectID(), seeded.ID))
+		assert.Equal(t, seeded.ID, got.Item.Member.APIKey.APIKeyID)
+		assert.Equal(t, []string{"x"}, got.Item.Member.APIKey.Tags)
+		assert.NotEmpty(t, got.Item.Member.MemberID)
+	})
+
 	t.Run("APIRequest create and delete", func(t *testing.T) {
 		body, err := json.Marshal(map[string]any{"comment": "sdk", "scopes": []string{"usage:write"}, "time_to_live_in_seconds": 60})
 		require.NoError(t, err)

@@ -92,6 +92,10 @@ func TestWireErrors(t *testing.T) {
 		{"grant TTL 0", "POST", "/v1/auth/grant", tok, `{"ttl_seconds":0}`, 400, "BAD_REQUEST", true},
 		{"grant TTL 3601", "POST", "/v1/auth/grant", tok, `{"ttl_seconds":3601}`, 400, "BAD_REQUEST", true},
 		{"grant bad JSON", "POST", "/v1/auth/grant", tok, `{`, 400, "BAD_REQUEST", true},
+		{"grant TTL 0.5", "POST", "/v1/auth/grant", tok, `{"ttl_seconds":0.5}`, 400, "BAD_REQUEST", true},
+		{"grant TTL 3600.5", "POST", "/v1/auth/grant", tok, `{"ttl_seconds":3600.5}`, 400, "BAD_REQUEST", true},
+		{"grant TTL as a string", "POST", "/v1/auth/grant", tok, `{"ttl_seconds":"30"}`, 400, "BAD_REQUEST", true},
+		{"grant TTL out of float range", "POST", "/v1/auth/grant", tok, `{"ttl_seconds":1e400}`, 400, "BAD_REQUEST", true},
 		{"grant wrong method", "GET", "/v1/auth/grant", tok, "", 405, "METHOD_NOT_ALLOWED", true},
 	}
 	for _, tt := range tests {
@@ -160,10 +164,21 @@ func TestWireShapes(t *testing.T) {
 		assert.Equal(t, []string{"email", "first_name", "last_name", "member_id"}, fieldNames(item["member"].(map[string]any)))
 		assert.Equal(t, []string{"api_key_id", "comment", "created", "scopes"}, fieldNames(item["api_key"].(map[string]any)), "no secret in a list")
 
+		// Get key: item → member → api_key, as Deepgram's current reference
+		// gives it (https://developers.deepgram.com/reference/manage/keys/get).
 		status, _, one := wire(t, s, "GET", keysPath+"/"+tagged["api_key_id"].(string), tok, "")
 		require.Equal(t, 200, status)
-		assert.Equal(t, []string{"api_key", "member"}, fieldNames(one))
-		assert.NotContains(t, one["api_key"], "key")
+		assert.Equal(t, []string{"item"}, fieldNames(one))
+		oneItem := one["item"].(map[string]any)
+		assert.Equal(t, []string{"member"}, fieldNames(oneItem))
+		oneMember := oneItem["member"].(map[string]any)
+		assert.Equal(t, []string{"api_key", "email", "first_name", "last_name", "member_id"}, fieldNames(oneMember))
+		assert.Equal(t, item["member"].(map[string]any)["member_id"], oneMember["member_id"])
+		oneKey := oneMember["api_key"].(map[string]any)
+		assert.Equal(t, []string{"api_key_id", "comment", "created", "expiration_date", "scopes", "tags"}, fieldNames(oneKey), "no secret")
+		assert.Equal(t, tagged["api_key_id"], oneKey["api_key_id"])
+		assert.Equal(t, tagged["expiration_date"], oneKey["expiration_date"])
+		assert.Equal(t, []any{"a", "b"}, oneKey["tags"])
 
 		// Status filters, before and after the tagged key expires.
 		count := func(filter string) int {
@@ -193,6 +208,13 @@ func TestWireGrant(t *testing.T) {
 			{"null ttl", `{"ttl_seconds":null}`, 30},
 			{"minimum", `{"ttl_seconds":1}`, 1},
 			{"maximum", `{"ttl_seconds":3600}`, 3600},
+			// The reference types ttl_seconds as a double: any number is
+			// taken, a fraction dropped.
+			{"whole number written as a double", `{"ttl_seconds":60.0}`, 60},
+			{"exponent", `{"ttl_seconds":1.2e2}`, 120},
+			{"fraction", `{"ttl_seconds":30.5}`, 30},
+			{"fraction above the minimum", `{"ttl_seconds":1.999}`, 1},
+			{"fraction below the maximum", `{"ttl_seconds":3599.9}`, 3599},
 		}
 		for _, tt := range tests {
 			status, _, body := wire(t, s, "POST", "/v1/auth/grant", "Token "+s.AdminKey(), tt.body)

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/dglease/dglease/keys/keystest"
+)
+
+// sdkBundle is the browser build of Deepgram's JavaScript SDK, as npm ci
+// in internal/conformance installs it (pinned by its package-lock.json,
+// never committed). It defines the global Deepgram.
+var sdkBundle = filepath.Join("..", "..", "internal", "conformance", "node_modules", "@deepgram", "sdk", "dist", "browser", "index.global.js")
+
+// sdkBundleOrSkip returns sdkBundle's path, or skips (fails with CI=true,
+// where .ci/run installs it) when it is absent.
+func sdkBundleOrSkip(t *testing.T) string {
+	t.Helper()
+	if _, err := os.Stat(sdkBundle); err != nil {
+		msg := "Deepgram's JavaScript SDK is not installed (run npm ci in internal/conformance; .ci/run does): skipping the official-SDK browser test"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return sdkBundle
+}
+
+// sdkTestPage streams the fake microphone with Deepgram's own browser SDK,
+// unmodified, and the credential the demo's backend leases: it opens the
+// socket through the SDK (which offers [scheme, secret,
+// "x-deepgram-session-id", uuid] as subprotocols), asks the backend to
+// release the lease once the socket is open, polls the credential's status
+// until the key is deleted, and lists each final transcript as li.final
+// (li.outlived once one arrives after the deletion).
+const sdkTestPage = `<!doctype html>
+<meta charset="utf-8">
+<title>Deepgram's browser SDK against the fake</title>
+<script src="/sdk-test/deepgram.js"></script>
+<p id="ready">ready</p>
+<p id="state">official SDK test page</p>
+<p id="error"></p>
+<ol id="timeline"></ol>
+<script>
+const log = (cls, text) => {
+  const li = document.createElement('li');
+  li.className = cls;
+  li.textContent = text;
+  document.getElementById('timeline').append(li);
+};
+const post = (path, body) => fetch(path, {
+  method: 'POST',
+  headers: { 'X-Requested-With': 'dglease-demo', 'Content-Type': 'application/json' },
+  body: body === undefined ? undefined : JSON.stringify(body),
+  credentials: 'same-origin',
+}).then((r) => r.json());
+async function run() {
+  const cred = await post('/api/credential');
+  const [scheme, secret] = cred.subprotocol;
+  const wsOrigin = cred.listen_url.replace(/\/v1\/listen$/, '');
+  const client = new Deepgram.DeepgramClient({
+    ...(scheme === 'bearer' ? { accessToken: secret } : { apiKey: secret }),
+    environment: { base: location.origin, production: wsOrigin, agent: wsOrigin, agentRest: location.origin },
+  });
+  const media = await navigator.mediaDevices.getUserMedia({ audio: true });
+  const socket = await client.listen.v1.connect({ model: 'nova-3', interim_results: 'true', reconnectAttempts: 0 });
+  let deleted = false;
+  socket.on('message', (m) => {
+    if (m.type === 'Results' && m.is_final) {
+      log(deleted ? 'final outlived' : 'final', m.channel.alternatives[0].transcript);
+    }
+  });
+  socket.on('error', (e) => log('error', String((e && e.message) || e)));
+  socket.connect();
+  await socket.waitForOpen();
+  log('open', 'socket open');
+  const rec = new MediaRecorder(media);
+  rec.ondataavailable = (ev) => { if (ev.data.size > 0) socket.sendMedia(ev.data); };
+  rec.start(250);
+  await post('/api/release', { lease_id: cred.lease_id });
+  for (;;) {
+    const st = await fetch('/api/credential/' + encodeURIComponent(cred.lease_id) + '/status').then((r) => r.json());
+    if (st.credential === 'deleted') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  deleted = true;
+  log('deleted', 'key deleted');
+}
+run().catch((e) => log('error', String((e && e.message) || e)));
+</script>
+`
+
+// TestOfficialBrowserSDKStreamsWithLeasedKey runs Deepgram's own browser
+// SDK (the bundle npm installs, unmodified) in Chromium against the fake,
+// with a key leased by the demo's backend: transcripts arrive, the key is
+// deleted once the socket is open, and the stream outlives it.
+func TestOfficialBrowserSDKStreamsWithLeasedKey(t *testing.T) {
+	bundle := sdkBundleOrSkip(t)
+	wrap := func(demo http.Handler) http.Handler {
+		mux := http.NewServeMux()
+		mux.Handle("/", demo)
+		mux.HandleFunc("GET /sdk-test/{$}", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			_, _ = w.Write([]byte(sdkTestPage))
+		})
+		mux.HandleFunc("GET /sdk-test/deepgram.js", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+			http.ServeFile(w, r, bundle)
+		})
+		return mux
+	}
+	e := startBrowserOn(t, wrap, "/sdk-test/", "#ready")
+	e.do(
+		chromedp.WaitVisible(chromedp.CSS(`li.open`)),
+		chromedp.WaitVisible(chromedp.CSS(`li.final`)),
+		chromedp.WaitVisible(chromedp.CSS(`li.deleted`)),
+		chromedp.WaitVisible(chromedp.CSS(`li.outlived`)),
+	)
+	if n := e.count(`li.error`); n != 0 {
+		t.Fatalf("the page logged %d errors: %s", n, e.text(`li.error`))
+	}
+	if got := e.text(`li.final`); got != "hello from the fake deepgram" {
+		t.Errorf("first final transcript = %q, want the fake's first phrase", got)
+	}
+	created := e.created()
+	if len(created) != 1 {
+		t.Fatalf("%d keys created, want 1", len(created))
+	}
+	if st, _ := e.fake.Key(created[0].Key.ID); st.Status != keystest.StatusDeleted || st.Deletes != 1 {
+		t.Errorf("leased key is %q after %d deletes, want deleted once", st.Status, st.Deletes)
+	}
+}
+
+// count returns how many elements sel selects.
+func (e *browserDemo) count(sel string) int {
+	e.t.Helper()
+	ctx, cancel := context.WithDeadline(e.ctx, e.deadline)
+	defer cancel()
+	quoted, err := json.Marshal(sel)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll(`+string(quoted)+`).length`))
+	if err != nil {
+		e.t.Fatalf("browser: %v\n%s", err, e.describe())
+	}
+	return n
+}
