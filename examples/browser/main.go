@@ -22,6 +22,9 @@
 //	-ttl    how long a credential lives if the page never reports (default 10s)
 //	-redis  redis://host:port/db: share the visitors' limits with other
 //	        copies of the demo through this Redis (lease/leaseredis)
+//	-sdk    Deepgram's browser SDK bundle (default: where npm ci in
+//	        internal/conformance installs it); when present, the page
+//	        offers it as a second way to stream
 //
 // The browser never sees the project's API key: it gets a usage:write key
 // (or grant token) that lives seconds, through POST /api/credential, and
@@ -77,12 +80,13 @@ func main() {
 	grant := flag.Bool("grant", false, "lease grant tokens instead of API keys")
 	ttl := flag.Duration("ttl", 10*time.Second, "how long a credential lives if the page never reports its socket open")
 	redisURL := flag.String("redis", "", "share the visitors' limits with other copies of the demo through this Redis (redis://host:port/db)")
+	sdk := flag.String("sdk", defaultSDKBundle, "Deepgram's browser SDK bundle, offered on the page as a second way to stream when the file exists (npm ci in internal/conformance installs it)")
 	flag.Parse()
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, logger, *addr, *grant, *ttl, *redisURL); err != nil {
+	if err := run(ctx, logger, *addr, *grant, *ttl, *redisURL, *sdk); err != nil {
 		logger.Error("browser example failed", "err", err)
 		stop()
 		os.Exit(1)
@@ -91,7 +95,11 @@ func main() {
 
 // run serves the demo on addr until ctx ends, then shuts down gracefully:
 // it stops taking requests and deletes every credential still leased.
-func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl time.Duration, redisURL string) error {
+// defaultSDKBundle is where npm ci in internal/conformance puts Deepgram's
+// browser SDK, relative to the module root (where go run runs).
+const defaultSDKBundle = "internal/conformance/node_modules/@deepgram/sdk/dist/browser/index.global.js"
+
+func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl time.Duration, redisURL, sdkBundle string) error {
 	cfg, closeBackend, err := backend(logger)
 	if err != nil {
 		return err
@@ -107,6 +115,12 @@ func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl 
 		return err
 	}
 	cfg.Metrics = sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+
+	// Deepgram's own browser SDK, if installed: a second way to stream.
+	if _, err := os.Stat(sdkBundle); sdkBundle != "" && err == nil {
+		cfg.SDKBundle = sdkBundle
+		logger.Info("the page offers Deepgram's browser SDK as a second way to stream", "bundle", sdkBundle)
+	}
 
 	// With -redis, the visitors' rate limit and caps hold across every copy
 	// of the demo that uses the same Redis (lease/leaseredis).

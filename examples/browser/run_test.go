@@ -26,7 +26,7 @@ func TestRunWithEmbeddedFake(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, slog.New(logs), "127.0.0.1:0", false, 10*time.Second, "") }()
+	go func() { done <- run(ctx, slog.New(logs), "127.0.0.1:0", false, 10*time.Second, "", "") }()
 
 	wait, cancel := context.WithTimeout(context.Background(), 30*time.Second) // safety net
 	defer cancel()

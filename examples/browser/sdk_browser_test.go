@@ -152,3 +152,43 @@ func (e *browserDemo) count(sel string) int {
 	}
 	return n
 }
+
+// TestDemoPageStreamsWithTheOfficialSDK uses the demo page's switch to
+// stream with Deepgram's own browser SDK instead of the page's WebSocket:
+// the same steps happen (the key is deleted once the socket is open, the
+// stream outlives it, Stop closes it), through the client users already
+// have.
+func TestDemoPageStreamsWithTheOfficialSDK(t *testing.T) {
+	bundle := sdkBundleOrSkip(t)
+	e := startBrowserDemo(t, func(c *config) { c.SDKBundle = bundle })
+	if n := e.count(`#client option[value="sdk"]:enabled`); n != 1 {
+		t.Fatal("the page does not offer the SDK though the backend serves it")
+	}
+	e.do(
+		chromedp.SetValue(`#client`, "sdk"),
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="deleted"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="outlived"]`)),
+		chromedp.Click(chromedp.ID("stop")),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
+	)
+	if got := e.text(`#transcript p.final`); got != "hello from the fake deepgram" {
+		t.Errorf("first final transcript = %q, want the fake's first phrase", got)
+	}
+	created := e.created()
+	if len(created) != 1 {
+		t.Fatalf("%d keys created, want 1", len(created))
+	}
+	if st, _ := e.fake.Key(created[0].Key.ID); st.Status != keystest.StatusDeleted || st.Deletes != 1 {
+		t.Errorf("leased key is %q after %d deletes, want deleted once", st.Status, st.Deletes)
+	}
+}
+
+// Without the bundle the page offers only its own WebSocket.
+func TestDemoPageWithoutTheSDK(t *testing.T) {
+	e := startBrowserDemo(t)
+	if n := e.count(`#client option[value="sdk"]:disabled`); n != 1 {
+		t.Error("the SDK option is enabled though no bundle is served")
+	}
+}

@@ -55,6 +55,10 @@ type config struct {
 	// Metrics, when set, receives the lease lifecycle as OpenTelemetry
 	// metrics (lease/leaseotel).
 	Metrics metric.MeterProvider
+	// SDKBundle, when set, is the path of Deepgram's browser SDK bundle
+	// (@deepgram/sdk's dist/browser/index.global.js, installed by npm), which
+	// the page then offers as a second way to stream.
+	SDKBundle string
 	// Limiter, when set, keeps the visitors' rate limit and caps where
 	// several copies of the demo share them (lease/leaseredis); nil keeps
 	// them in this process.
@@ -117,6 +121,7 @@ func newServer(cfg config) (*server, error) {
 		TTLSeconds: int(math.Ceil(cfg.TTL.Seconds())),
 		ListenURL:  cfg.ListenURL,
 		Usage:      cfg.Usage != nil,
+		SDK:        cfg.SDKBundle != "",
 	}
 
 	opts := []lease.Option{
@@ -159,6 +164,12 @@ func newServer(cfg config) (*server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", s.handleIndex)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(assets)))
+	if cfg.SDKBundle != "" {
+		mux.HandleFunc("GET /static/deepgram-sdk.js", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/javascript; charset=utf-8")
+			http.ServeFile(w, r, cfg.SDKBundle)
+		})
+	}
 	mux.HandleFunc("GET /api/about", s.handleAbout)
 	mux.HandleFunc("POST /api/credential", s.handleCredential)
 	mux.HandleFunc("POST /api/release", s.handleRelease)
@@ -205,6 +216,8 @@ type about struct {
 	ListenURL  string `json:"listen_url"`
 	// Usage says whether GET /api/usage can read usage back.
 	Usage bool `json:"usage"`
+	// SDK says whether the page may stream with Deepgram's browser SDK.
+	SDK bool `json:"sdk"`
 }
 
 func (s *server) handleAbout(w http.ResponseWriter, r *http.Request) {

@@ -105,6 +105,9 @@
       const about = await res.json();
       backend = about.backend;
       usageAvailable = about.usage;
+      const sdkOption = $('client').querySelector('option[value="sdk"]');
+      sdkOption.disabled = !about.sdk;
+      if (!about.sdk) sdkOption.textContent += ' (not installed: npm ci in internal/conformance)';
       const el = $('about');
       el.replaceChildren();
       const name = document.createElement('strong');
@@ -186,7 +189,11 @@
       afterDelete: 0,    // results received since then
       usageBefore,       // GET /api/usage before the stream, or null
     };
-    openSocket(session, cred.subprotocol);
+    if ($('client').value === 'sdk') {
+      openSDKSocket(session, cred.subprotocol);
+    } else {
+      openSocket(session, cred.subprotocol);
+    }
   }
 
   function openSocket(s, subprotocol) {
@@ -203,28 +210,79 @@
       return;
     }
 
-    s.socket.onopen = () => {
-      s.opened = true;
-      step('open', 'Socket open.', `${s.cred.listenUrl} accepted the ${kindName(s.cred.kind)}.`, 'ok');
-      setState('Streaming: speak now.');
-      stopButton.disabled = false;
-      release(s); // the socket is open: the credential is no longer needed
-      record(s);
-    };
+    s.socket.onopen = () => opened(s);
     s.socket.onmessage = (event) => onMessage(s, event);
-    s.socket.onclose = (event) => {
-      if (!s.opened) {
-        step('refused', 'Socket refused.',
-          `${capitalized(backend)} did not accept the credential (see the browser console).`, 'err');
-        release(s);
-        end(s, 'The stream could not be opened.');
-        return;
-      }
-      const why = event.reason ? `: ${event.reason}` : '';
-      step('closed', 'Stream closed', `(code ${event.code}${why}).`);
-      end(s, '');
-      showUsage(s);
-    };
+    s.socket.onclose = (event) => closed(s, event);
+  }
+
+  // openSDKSocket opens the stream with Deepgram's own browser SDK
+  // (loaded on first use), which offers the credential as the subprotocols
+  // [scheme, secret, "x-deepgram-session-id", id]; the rest of the page
+  // sees it through the same small interface as a WebSocket.
+  async function openSDKSocket(s, subprotocol) {
+    setState("Opening the stream with Deepgram's browser SDK…");
+    try {
+      await loadScript('/static/deepgram-sdk.js');
+      const [scheme, secret] = subprotocol;
+      const wsOrigin = s.cred.listenUrl.replace(/\/v1\/listen$/, '');
+      const httpOrigin = wsOrigin.replace(/^ws/, 'http');
+      const client = new window.Deepgram.DeepgramClient({
+        ...(scheme === 'bearer' ? { accessToken: secret } : { apiKey: secret }),
+        environment: { base: httpOrigin, production: wsOrigin, agent: wsOrigin, agentRest: httpOrigin },
+      });
+      const sock = await client.listen.v1.connect({ model: 'nova-3', smart_format: 'true', reconnectAttempts: 0 });
+      s.socket = {
+        get readyState() { return sock.readyState; },
+        send(data) {
+          if (typeof data === 'string') sock.sendCloseStream({ type: 'CloseStream' });
+          else sock.sendMedia(data);
+        },
+        close() { sock.close(); },
+      };
+      sock.on('open', () => opened(s));
+      sock.on('message', (msg) => onMessage(s, { data: JSON.stringify(msg) }));
+      sock.on('close', (event) => closed(s, event));
+      sock.connect();
+    } catch (err) {
+      release(s);
+      end(s, `Could not open the stream with Deepgram's SDK: ${err.message}`);
+    }
+  }
+
+  function loadScript(src) {
+    if (window.Deepgram) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const el = document.createElement('script');
+      el.src = src;
+      el.onload = resolve;
+      el.onerror = () => reject(new Error(`${src} did not load`));
+      document.head.append(el);
+    });
+  }
+
+  function opened(s) {
+    if (s.opened) return;
+    s.opened = true;
+    step('open', 'Socket open.', `${s.cred.listenUrl} accepted the ${kindName(s.cred.kind)}.`, 'ok');
+    setState('Streaming: speak now.');
+    stopButton.disabled = false;
+    release(s); // the socket is open: the credential is no longer needed
+    record(s);
+  }
+
+  function closed(s, event) {
+    if (s.ended) return;
+    if (!s.opened) {
+      step('refused', 'Socket refused.',
+        `${capitalized(backend)} did not accept the credential (see the browser console).`, 'err');
+      release(s);
+      end(s, 'The stream could not be opened.');
+      return;
+    }
+    const why = event?.reason ? `: ${event.reason}` : '';
+    step('closed', 'Stream closed', `(code ${event?.code}${why}).`);
+    end(s, '');
+    showUsage(s);
   }
 
   // ---- usage --------------------------------------------------------------
