@@ -121,20 +121,7 @@ func BenchmarkLeaseOverhead(b *testing.B) {
 		// A Manager per batch: its Close waits until the deleter has
 		// deleted every key, without polling beside it.
 		start, cpu = time.Now(), stubkeys.CPUTime()
-		m, err := lease.New(srv.Client(), lease.WithRateLimit(0, 1), lease.WithMaxLeases(batch, batch), lease.WithHooks(noopHooks))
-		if err != nil {
-			b.Fatal(err)
-		}
-		for range batch {
-			l, err := m.Acquire(context.Background(), "bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			l.Release()
-		}
-		if err := m.Close(context.Background()); err != nil {
-			b.Fatal(err)
-		}
+		stubkeys.LeaseBatch(b, srv.Client(), batch, lease.WithHooks(noopHooks))
 		leaseTime += time.Since(start)
 		leaseCPU += stubkeys.CPUTime() - cpu
 	}

@@ -241,21 +241,6 @@ func pairRunners(b *testing.B, batch int) (runs [4]func(), done func()) {
 				keysPair(b, kc)
 			}
 		},
-		func() {
-			m, err := lease.New(srv.Client(), lease.WithRateLimit(0, 1), lease.WithMaxLeases(batch, batch), lease.WithHooks(noopHooks))
-			if err != nil {
-				b.Fatal(err)
-			}
-			for range batch {
-				l, err := m.Acquire(context.Background(), "bench")
-				if err != nil {
-					b.Fatal(err)
-				}
-				l.Release()
-			}
-			if err := m.Close(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-		},
+		func() { stubkeys.LeaseBatch(b, srv.Client(), batch, lease.WithHooks(noopHooks)) },
 	}, srv.Close
 }

@@ -30,20 +30,7 @@ func CompareHooks(b *testing.B, name string, hooks lease.Hooks) {
 	const batch = 1000
 	run := func(opts ...lease.Option) (wall, cpu time.Duration) {
 		start, c := time.Now(), CPUTime()
-		m, err := lease.New(&Service{}, append([]lease.Option{lease.WithRateLimit(0, 1), lease.WithMaxLeases(batch, batch)}, opts...)...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for range batch {
-			l, err := m.Acquire(context.Background(), "bench")
-			if err != nil {
-				b.Fatal(err)
-			}
-			l.Release()
-		}
-		if err := m.Close(context.Background()); err != nil {
-			b.Fatal(err)
-		}
+		LeaseBatch(b, &Service{}, batch, opts...)
 		return time.Since(start), CPUTime() - c
 	}
 	var noneWall, noneCPU, hookWall, hookCPU time.Duration
@@ -60,4 +47,25 @@ func CompareHooks(b *testing.B, name string, hooks lease.Hooks) {
 	b.ReportMetric(float64(hookCPU-noneCPU)/n, "added-cpu-ns/pair")
 	b.ReportMetric(float64(hookWall)/float64(noneWall), name+"/none-wall")
 	b.ReportMetric(float64(hookCPU)/float64(noneCPU), name+"/none-cpu")
+}
+
+// LeaseBatch builds a Manager on api with no rate limit, room for n
+// leases and opts, acquires and releases n leases for one user, and closes
+// it, which waits until every key is deleted. Any error fails tb.
+func LeaseBatch(tb testing.TB, api lease.KeyService, n int, opts ...lease.Option) {
+	tb.Helper()
+	m, err := lease.New(api, append([]lease.Option{lease.WithRateLimit(0, 1), lease.WithMaxLeases(n, n)}, opts...)...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for range n {
+		l, err := m.Acquire(context.Background(), "bench")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		l.Release()
+	}
+	if err := m.Close(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
 }
