@@ -184,6 +184,7 @@ const minLeaseLife = time.Second
 // issued is the outcome of a create.
 type issued struct {
 	usableUntil time.Time     // the earliest the credential may stop working
+	end         time.Time     // when the answer came
 	latency     time.Duration // how long the create took
 	err         error
 }
@@ -194,15 +195,15 @@ func (m *Manager) issue(r *record) issued {
 	ctx, cancel := context.WithTimeout(m.baseCtx, m.cfg.createTimeout)
 	defer cancel()
 	start := time.Now()
-	until, err := m.cred.issue(ctx, r)
-	return issued{usableUntil: until, latency: time.Since(start), err: err}
+	until, end, err := m.cred.issue(ctx, r, start)
+	return issued{usableUntil: until, end: end, latency: end.Sub(start), err: err}
 }
 
 // finishAcquire turns a create's outcome into a live lease, or into an
 // error with any key it made handed to the deleter. It settles r (ends its
 // count in m.creating) before it runs any hook.
 func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Lease, error) {
-	now := time.Now()
+	now := res.end
 	err := res.err
 	if err == nil {
 		r.expires = now.Add(m.cfg.ttl)

@@ -22,12 +22,14 @@ type KeyService interface {
 
 // credential is the one place where API keys and grant tokens differ.
 type credential interface {
-	// issue creates the credential for r and sets r.secret and
-	// r.serverExpires (the latest the credential can work until). It sets
-	// r.keyID as soon as a key exists, even when it then fails, so that
-	// the key is deleted. It returns the earliest the credential can
-	// stop working.
-	issue(ctx context.Context, r *record) (usableUntil time.Time, err error)
+	// issue creates the credential for r, asked for at start, and sets
+	// r.secret and r.serverExpires (the latest the credential can work
+	// until). It sets r.keyID as soon as a key exists, even when it then
+	// fails, so that the key is deleted. It returns the earliest the
+	// credential can stop working, and when the answer came (the clock is
+	// read once per call: clock reads were a measurable share of a
+	// lease's own cost).
+	issue(ctx context.Context, r *record, start time.Time) (usableUntil, end time.Time, err error)
 	// revocable reports whether the credential can be deleted.
 	revocable() bool
 	// scheme is the WebSocket subprotocol scheme a browser sends the
@@ -40,6 +42,7 @@ type credential interface {
 type apiKeys struct {
 	api       KeyService
 	managerID string
+	mgrTag    string // the marker's manager tag, built once
 	scopes    []string
 	tags      []string
 	serverTTL time.Duration
@@ -48,41 +51,44 @@ type apiKeys struct {
 func (c *apiKeys) revocable() bool { return true }
 func (c *apiKeys) scheme() string  { return "token" }
 
-func (c *apiKeys) issue(ctx context.Context, r *record) (time.Time, error) {
-	mk := Marker{Lease: r.leaseID, Manager: c.managerID, User: r.user}
-	start := time.Now()
+func (c *apiKeys) issue(ctx context.Context, r *record, start time.Time) (time.Time, time.Time, error) {
+	// The marker (see Marker), from parts built once per Manager and per
+	// user.
+	tags := make([]string, 0, 4+len(c.tags))
+	tags = append(tags, markerTag, markerTag+":lease="+r.leaseID, c.mgrTag, r.us.tag)
 	k, err := c.api.Create(ctx, keys.Spec{
-		Comment: mk.comment(),
+		Comment: markerPrefix + "lease=" + r.leaseID + " mgr=" + c.managerID + r.us.commentField,
 		Scopes:  c.scopes,
-		Tags:    append(mk.tags(), c.tags...),
+		Tags:    append(tags, c.tags...),
 		TTL:     c.serverTTL,
 	})
-	// Deepgram made the key between start and now: it stops working
+	// Deepgram made the key between start and end: it stops working
 	// serverTTL after a moment in between.
-	usableUntil, latest := start.Add(c.serverTTL), time.Now().Add(c.serverTTL)
+	end := time.Now()
+	usableUntil, latest := start.Add(c.serverTTL), end.Add(c.serverTTL)
 	var unusable *keys.UnusableKeyError
 	if errors.As(err, &unusable) && unusable.KeyID != "" {
 		r.keyID, r.serverExpires = unusable.KeyID, latest
-		return time.Time{}, err
+		return time.Time{}, end, err
 	}
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, end, err
 	}
 	if k == nil || k.ID == "" {
-		return time.Time{}, errors.New("lease: create returned no key")
+		return time.Time{}, end, errors.New("lease: create returned no key")
 	}
 	r.keyID, r.serverExpires = k.ID, latest
 	if k.Expires.After(latest) {
 		r.serverExpires = k.Expires
 	}
 	if k.Secret == "" {
-		return time.Time{}, fmt.Errorf("lease: create returned key %s without its secret", k.ID)
+		return time.Time{}, end, fmt.Errorf("lease: create returned key %s without its secret", k.ID)
 	}
 	// A copy, so that the lease keeps the secret alive, not the whole
 	// answer (comment, tags, scopes).
 	secret := k.Secret
 	r.secret = &secret
-	return usableUntil, nil
+	return usableUntil, end, nil
 }
 
 // grantTokens issues grant tokens: one call, nothing to delete.
@@ -94,15 +100,16 @@ type grantTokens struct {
 func (c *grantTokens) revocable() bool { return false }
 func (c *grantTokens) scheme() string  { return "bearer" }
 
-func (c *grantTokens) issue(ctx context.Context, r *record) (time.Time, error) {
+func (c *grantTokens) issue(ctx context.Context, r *record, _ time.Time) (time.Time, time.Time, error) {
 	tok, err := c.api.Grant(ctx, c.ttl)
+	end := time.Now()
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, end, err
 	}
 	if tok == nil || tok.Secret == "" {
-		return time.Time{}, errors.New("lease: grant returned no token")
+		return time.Time{}, end, errors.New("lease: grant returned no token")
 	}
 	secret := tok.Secret
 	r.secret, r.serverExpires = &secret, tok.Expires
-	return tok.Expires, nil
+	return tok.Expires, end, nil
 }

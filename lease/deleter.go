@@ -211,7 +211,8 @@ func (d *deleter) work() {
 		j := d.queue[0]
 		d.queue[0] = nil
 		d.queue = d.queue[1:]
-		if !time.Now().Before(j.serverExpires) {
+		now := time.Now()
+		if !now.Before(j.serverExpires) {
 			// It waited past its expiry (a pause, a long queue): it no
 			// longer works on Deepgram's side; no call needed.
 			d.mu.Unlock()
@@ -221,14 +222,13 @@ func (d *deleter) work() {
 		d.attempts++
 		j.attempt++
 		d.mu.Unlock()
-		d.attempt(j)
+		d.attempt(j, now)
 	}
 }
 
 // adaptLocked moves the concurrency limit after an attempt: up on success
 // while jobs wait, down on a failure that may mean overload.
-func (d *deleter) adaptLocked(err error) {
-	now := time.Now()
+func (d *deleter) adaptLocked(err error, now time.Time) {
 	if err == nil {
 		if len(d.queue) > 0 && d.limit < d.bound {
 			d.limit++
@@ -246,22 +246,23 @@ func (d *deleter) adaptLocked(err error) {
 	}
 }
 
-// attempt makes one delete call and decides what comes next.
-func (d *deleter) attempt(j *job) {
+// attempt makes one delete call, started at start, and decides what
+// comes next. It reads the clock once, after the call.
+func (d *deleter) attempt(j *job, start time.Time) {
 	ctx, cancel := context.WithTimeout(d.baseCtx, d.timeout)
-	start := time.Now()
 	err := d.api.Delete(ctx, j.keyID)
-	j.latency = time.Since(start)
+	now := time.Now()
+	j.latency = now.Sub(start)
 	cancel()
 	d.mu.Lock()
 	if errors.Is(err, keys.ErrNotFound) {
-		d.adaptLocked(nil)
+		d.adaptLocked(nil, now)
 	} else {
-		d.adaptLocked(err)
+		d.adaptLocked(err, now)
 	}
 	d.mu.Unlock()
 	if err == nil || errors.Is(err, keys.ErrNotFound) {
-		d.done(j)
+		d.done(j, now)
 		return
 	}
 	if !retryable(err) {
@@ -273,7 +274,7 @@ func (d *deleter) attempt(j *job) {
 	if errors.As(err, &apiErr) && apiErr.RetryAfter > wait {
 		wait = apiErr.RetryAfter
 	}
-	if next := time.Now().Add(wait); !next.Before(j.serverExpires) {
+	if next := now.Add(wait); !next.Before(j.serverExpires) {
 		d.fail(j, fmt.Errorf("lease: gave up deleting: the next attempt (in %s) would come after the key expires on Deepgram's side at %s; it stops working then, and Sweep removes its record: %w",
 			wait.Round(time.Millisecond), j.serverExpires.UTC().Format(time.RFC3339), err))
 		return
@@ -323,7 +324,7 @@ func backoff(n int) time.Duration {
 // done settles j, deleted. Its OnDelete hooks run before j is finished,
 // so that a Flush that waits for j also waits for them; the deferred
 // finish runs even if a hook ends the goroutine.
-func (d *deleter) done(j *job) {
+func (d *deleter) done(j *job, now time.Time) {
 	d.mu.Lock()
 	d.deleted++
 	late := d.inflight[j.keyID] != j
@@ -338,7 +339,7 @@ func (d *deleter) done(j *job) {
 	if !late {
 		defer d.finish(j)
 	}
-	d.hooks.run(d.hooks.deleted, Event{Time: time.Now(), User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Attempt: j.attempt, Latency: j.latency})
+	d.hooks.run(d.hooks.deleted, Event{Time: now, User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Attempt: j.attempt, Latency: j.latency})
 }
 
 // fail gives up on j for good. As in done, its final OnError hooks run

@@ -220,9 +220,24 @@ func (h *hookSet) add(hs Hooks) {
 	h.deleted = add(h.deleted, hs.OnDelete)
 }
 
-// run calls each of fns with e on the calling goroutine.
+// run calls each of fns with e on the calling goroutine; if one ends the
+// goroutine (runtime.Goexit), the deferred call runs the rest first. (The
+// same as each, written out so that e, which the deferred closure captures,
+// stays on the stack: a closure passed to each would move it to the heap
+// on every event.)
 func (h *hookSet) run(fns []func(Event), e Event) {
-	each(fns, func(f func(Event)) { h.call(f, e) })
+	if len(fns) == 0 {
+		return
+	}
+	i := 0
+	defer func() {
+		if i < len(fns) { // fns[i] did not return
+			h.run(fns[i+1:], e)
+		}
+	}()
+	for ; i < len(fns); i++ {
+		h.call(fns[i], e)
+	}
 }
 
 // each calls f with every element of xs, in order, on the calling

@@ -105,11 +105,14 @@ func deniedByDeepgram(user string, err error) *DeniedError {
 
 // userState is one user's usage counters. Guarded by Manager.mu.
 type userState struct {
-	name  string
-	usage Usage
-	live  int // leases live plus Acquire calls admitted and not finished
-	last  time.Time
-	idle  lruNode[*userState] // in Manager.idle
+	name string
+	// commentField and tag are what a key's marker says of the user
+	// (userMarks), computed once per user.
+	commentField, tag string
+	usage             Usage
+	live              int // leases live plus Acquire calls admitted and not finished
+	last              time.Time
+	idle              lruNode[*userState] // in Manager.idle
 }
 
 // userLocked returns user's counters, creating them (and forgetting a few
@@ -121,6 +124,7 @@ func (m *Manager) userLocked(user string, now time.Time) *userState {
 			func(o *userState) bool { return o.live == 0 },
 			func(o *userState) { delete(m.users, o.name) })
 		us = &userState{name: user}
+		us.commentField, us.tag = userMarks(user)
 		us.idle.v = us
 		m.users[user] = us
 	}

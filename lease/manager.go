@@ -123,7 +123,7 @@ func New(api KeyService, opts ...Option) (*Manager, error) {
 		m.cred = &grantTokens{api: api, ttl: cfg.ttl}
 		m.hold = cfg.createTimeout + cfg.ttl
 	} else {
-		m.cred = &apiKeys{api: api, managerID: m.id, scopes: cfg.scopes, tags: cfg.tags, serverTTL: cfg.serverTTL}
+		m.cred = &apiKeys{api: api, managerID: m.id, mgrTag: markerTag + ":mgr=" + m.id, scopes: cfg.scopes, tags: cfg.tags, serverTTL: cfg.serverTTL}
 		m.hold = cfg.createTimeout + cfg.serverTTL
 	}
 	m.limiter = cfg.limiter

@@ -56,27 +56,34 @@ type Marker struct {
 
 // comment renders m as a key comment. m.User must pass checkUser.
 func (m Marker) comment() string {
-	field := " user="
-	u := encodeUser(m.User)
-	if len(u) > maxReadableUser {
-		field, u = " user64=", base64.RawURLEncoding.EncodeToString([]byte(m.User))
-	}
-	return markerPrefix + "lease=" + m.Lease + " mgr=" + m.Manager + field + u
+	field, _ := userMarks(m.User)
+	return markerPrefix + "lease=" + m.Lease + " mgr=" + m.Manager + field
 }
 
 // tags renders m as key tags. m.User must pass checkUser.
 func (m Marker) tags() []string {
-	return []string{markerTag, markerTag + ":lease=" + m.Lease, markerTag + ":mgr=" + m.Manager, userTag(m.User)}
+	_, tag := userMarks(m.User)
+	return []string{markerTag, markerTag + ":lease=" + m.Lease, markerTag + ":mgr=" + m.Manager, tag}
+}
+
+// userMarks returns what a marker says of user u, which must pass
+// checkUser: the comment's last field (" user=<escaped>", or
+// " user64=<base64url>" when the escaped form would not fit a tag) and the
+// user's tag. A Manager computes them once per user (userState).
+func userMarks(u string) (commentField, tag string) {
+	e := encodeUser(u)
+	if len(e) <= maxReadableUser {
+		return " user=" + e, userTagPrefix + e
+	}
+	sum := sha256.Sum256([]byte(u))
+	return " user64=" + base64.RawURLEncoding.EncodeToString([]byte(u)), userDigestTagPrefix + hex.EncodeToString(sum[:])
 }
 
 // userTag is the tag of every key leased to u, which must pass checkUser:
 // readable when it fits Deepgram's tag limit, else a digest.
 func userTag(u string) string {
-	if e := encodeUser(u); len(e) <= maxReadableUser {
-		return userTagPrefix + e
-	}
-	sum := sha256.Sum256([]byte(u))
-	return userDigestTagPrefix + hex.EncodeToString(sum[:])
+	_, tag := userMarks(u)
+	return tag
 }
 
 // UserTag returns the tag that every API key leased to user carries, by
