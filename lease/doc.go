@@ -24,7 +24,8 @@
 //
 //  1. Release (idempotent, never touches the network);
 //  2. the context given to Acquire ending (context.AfterFunc);
-//  3. the lease's TTL passing (one timer per lease, no goroutine);
+//  3. the lease's TTL passing (one timer per Manager for all its leases, no
+//     goroutine per lease);
 //  4. every copy of the Lease becoming unreachable without Release
 //     (runtime.AddCleanup): a caller bug, reported through Hooks.OnLeak.
 //     The Manager ends such a lease within about a second of the

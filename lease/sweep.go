@@ -12,15 +12,19 @@ import (
 	"github.com/dglease/dglease/keys"
 )
 
+// sweepConcurrency is how many deletes Sweep runs at once by default.
+const sweepConcurrency = 8
+
 // SweepOptions tune [Sweep]. The zero value deletes every expired key that
-// carries this library's marker, DefaultDeleteConcurrency (8) at a time.
+// carries this library's marker, 8 at a time.
 //
 // Skip is called on Sweep's calling goroutine before any delete; Progress
 // is called from Sweep's delete goroutines, one call at a time.
 type SweepOptions struct {
 	// DryRun lists what would be deleted without deleting it.
 	DryRun bool
-	// Concurrency bounds deletes at once; 0 means DefaultDeleteConcurrency.
+	// Concurrency bounds deletes at once; 0 means 8. (Sweep does not
+	// adapt as the deleter does, nor retry: it stays gentle on Deepgram.)
 	Concurrency int
 	// DeleteTimeout bounds each delete call; 0 means DefaultDeleteTimeout.
 	// A delete that times out is reported in SweepResult.Failed and left
@@ -105,7 +109,7 @@ func Sweep(ctx context.Context, c KeyService, opts SweepOptions) (SweepResult, e
 	}
 	n := opts.Concurrency
 	if n <= 0 {
-		n = DefaultDeleteConcurrency
+		n = sweepConcurrency
 	}
 	timeout := opts.DeleteTimeout
 	if timeout <= 0 {
@@ -155,7 +159,7 @@ func (m *Manager) Sweep(ctx context.Context) (deleted int, err error) {
 	if closed {
 		return 0, ErrClosed
 	}
-	res, err := Sweep(ctx, m.api, SweepOptions{Concurrency: m.cfg.deleteConcurrency, DeleteTimeout: m.cfg.deleteTimeout, Skip: m.del.isPending})
+	res, err := Sweep(ctx, m.api, SweepOptions{Concurrency: min(sweepConcurrency, m.cfg.deleteConcurrency), DeleteTimeout: m.cfg.deleteTimeout, Skip: m.del.isPending})
 	if res.Deleted > 0 {
 		gone := make(map[string]bool, len(res.Expired))
 		for _, k := range res.Expired {
