@@ -160,10 +160,9 @@ func (c *Client) Usage(ctx context.Context, q UsageQuery) (*Usage, error) {
 	if err := c.call(ctx, op, http.MethodGet, "v1/projects/%s/usage", query, nil, &out, project); err != nil {
 		return nil, err
 	}
-	u, err := out.toUsage()
+	u, err := out.toUsage(c.scrub)
 	if err != nil {
-		// The error quotes the answer, which could echo anything.
-		return nil, fmt.Errorf("keys: %s: deepgram answered success with an unusable %s", op, c.scrub(err.Error()))
+		return nil, fmt.Errorf("keys: %s: deepgram answered success with an unusable %s", op, err)
 	}
 	return u, nil
 }
@@ -203,22 +202,24 @@ func dayOf(t time.Time) time.Time {
 }
 
 // toUsage converts u. Its error, without the "keys: " prefix, names the
-// field that cannot be used.
-func (u usageJSON) toUsage() (*Usage, error) {
+// field that cannot be used and quotes the value passed through scrub
+// first: the answer could echo anything, the API key included, and a
+// key cut short by the quote would no longer be found.
+func (u usageJSON) toUsage(scrub func(string) string) (*Usage, error) {
 	out := &Usage{Resolution: UsageResolution{Units: u.Resolution.Units, Amount: int(u.Resolution.Amount)}}
 	var err error
-	if out.Start, err = parseUsageDate(u.Start); err != nil {
+	if out.Start, err = parseUsageDate(u.Start, scrub); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
 	}
-	if out.End, err = parseUsageDate(u.End); err != nil {
+	if out.End, err = parseUsageDate(u.End, scrub); err != nil {
 		return nil, fmt.Errorf("end: %w", err)
 	}
 	for i, r := range u.Results {
 		p := UsagePeriod{}
-		if p.Start, err = parseUsageDate(r.Start); err != nil {
+		if p.Start, err = parseUsageDate(r.Start, scrub); err != nil {
 			return nil, fmt.Errorf("results[%d].start: %w", i, err)
 		}
-		if p.End, err = parseUsageDate(r.End); err != nil {
+		if p.End, err = parseUsageDate(r.End, scrub); err != nil {
 			return nil, fmt.Errorf("results[%d].end: %w", i, err)
 		}
 		if r.Hours < 0 || r.TotalHours < 0 {
@@ -235,8 +236,9 @@ func (u usageJSON) toUsage() (*Usage, error) {
 }
 
 // parseUsageDate reads a usage date: YYYY-MM-DD as documented, or an RFC
-// 3339 time as older answers carried. "" is the zero time.
-func parseUsageDate(s string) (time.Time, error) {
+// 3339 time as older answers carried, taken as its UTC day. "" is the zero
+// time. Its error quotes s through scrub.
+func parseUsageDate(s string, scrub func(string) string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
@@ -244,9 +246,9 @@ func parseUsageDate(s string) (time.Time, error) {
 		return t, nil
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
+		return dayOf(t), nil
 	}
-	return time.Time{}, fmt.Errorf("%q is not a date (YYYY-MM-DD)", clean(s, 64))
+	return time.Time{}, fmt.Errorf("%q is not a date (YYYY-MM-DD)", clean(scrub(s), 64))
 }
 
 // hoursToDuration converts fractional hours to a duration rounded to the

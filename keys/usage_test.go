@@ -97,6 +97,8 @@ func TestUsageAnswers(t *testing.T) {
 		{"RFC 3339 times, as older answers carried", `{"start":"2025-01-01T00:00:00Z","results":[{"start":"2025-01-01T00:00:00Z","hours":1,"requests":2}]}`,
 			&keys.Usage{Start: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC),
 				Periods: []keys.UsagePeriod{{Start: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), Hours: 1, Requests: 2}}}},
+		{"RFC 3339 times with an offset are their UTC day", `{"start":"2025-01-02T01:30:00+02:00","end":"2025-01-02T12:00:00.5-05:00"}`,
+			&keys.Usage{Start: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -167,6 +169,14 @@ func TestCreateSendsTagOfMaxLen(t *testing.T) {
 // An unusable answer that echoes the API key does not put it in the error.
 func TestUsageUnusableAnswerIsScrubbed(t *testing.T) {
 	c, _ := recordOne(t, testProject, http.MethodGet, usageURL, `{"start":"`+testAPIKey+`"}`)
+	_, err := c.Usage(context.Background(), keys.UsageQuery{})
+	assertKeysError(t, err, "get usage", "start:")
+}
+
+func TestUsageUnusableAnswerIsScrubbedBeforeItIsCut(t *testing.T) {
+	// The key sits past where the quoted value is cut short: scrubbing
+	// after the cut would miss it and leave its first part in the error.
+	c, _ := recordOne(t, testProject, http.MethodGet, usageURL, `{"start":"`+strings.Repeat("x", 40)+testAPIKey+`"}`)
 	_, err := c.Usage(context.Background(), keys.UsageQuery{})
 	assertKeysError(t, err, "get usage", "start:")
 }

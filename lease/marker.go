@@ -31,8 +31,10 @@ import (
 // comment bound is 256) so that ParseMarker recovers it; the tag, which
 // Deepgram's usage reports filter by (see UserTag and StreamedAudio), is a
 // digest: 84 characters. The forms cannot be confused (user= or user64=,
-// user= or user-sha256=), each user has exactly one marker, and two users
-// share a tag only if SHA-256 collides.
+// user= or user-sha256=), this version writes exactly one marker per user
+// (ParseMarker also reads a long user= comment, as older versions wrote,
+// and gives back the same user), and two users share a tag only if
+// SHA-256 collides.
 const (
 	markerTag    = "dglease"
 	markerPrefix = "dglease "
@@ -233,7 +235,8 @@ func decodeUser(s string) (string, error) {
 var user64 = base64.RawURLEncoding.Strict()
 
 // decodeUser64 reverses the compact form of the comment, accepting only a
-// user whose escaped form does not fit a tag: every user has one marker.
+// user whose escaped form does not fit a tag, so that each user is written
+// one way.
 func decodeUser64(s string) (string, error) {
 	b, err := user64.DecodeString(s)
 	if err != nil {

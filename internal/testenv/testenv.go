@@ -75,10 +75,12 @@ func CaptureStdio(t testing.TB, fn func()) string {
 }
 
 // NoSecret reports an error on t for each secret that occurs in text, and
-// returns whether none did. The failure names what was searched, where the
-// secret occurs and its first four characters, but prints neither text nor
-// the secret: a failing check must not leak what it guards. Empty secrets
-// are ignored.
+// returns whether none did. A secret counts as occurring when any
+// fragment of it of secretFragment bytes does (the whole secret when it is
+// shorter), so a secret cut in half by truncation is still caught. The
+// failure names what was searched, where the fragment occurs and the
+// secret's first four characters, but prints neither text nor the secret:
+// a failing check must not leak what it guards. Empty secrets are ignored.
 func NoSecret(t testing.TB, what, text string, secrets ...string) bool {
 	t.Helper()
 	ok := true
@@ -86,10 +88,17 @@ func NoSecret(t testing.TB, what, text string, secrets ...string) bool {
 		if s == "" {
 			continue
 		}
-		if i := strings.Index(text, s); i >= 0 {
-			ok = false
-			t.Errorf("%s holds a secret (%.4s…, %d bytes) at byte %d; the text is not shown because it holds the secret", what, s, len(s), i)
+		n := min(len(s), secretFragment)
+		for j := 0; j+n <= len(s); j++ {
+			if i := strings.Index(text, s[j:j+n]); i >= 0 {
+				ok = false
+				t.Errorf("%s holds a secret (%.4s…, %d bytes): bytes %d to %d of it occur at byte %d; the text is not shown because it holds the secret", what, s, len(s), j, j+n, i)
+				break
+			}
 		}
 	}
 	return ok
 }
+
+// secretFragment is the shortest piece of a secret NoSecret looks for.
+const secretFragment = 16

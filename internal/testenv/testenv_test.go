@@ -83,3 +83,18 @@ func TestNoSecretReportsWithoutPrintingTheSecret(t *testing.T) {
 	assert.True(t, testenv.NoSecret(rec, "the log", "nothing here", secret))
 	assert.Empty(t, rec.errors)
 }
+
+func TestNoSecretCatchesATruncatedSecret(t *testing.T) {
+	const secret = "0123456789abcdefghijklmnopqrstuvwxyzABCD"
+	rec := &recordingTB{TB: t}
+	// The last 16 bytes only, as a cut-short quote would leave them.
+	assert.False(t, testenv.NoSecret(rec, "the error", `"xxxx`+secret[24:]+`…"`, secret))
+	require.Len(t, rec.errors, 1)
+	assert.Contains(t, rec.errors[0], "bytes 24 to 40")
+	assert.False(t, strings.Contains(rec.errors[0], secret[24:]), "the report must not hold the fragment")
+
+	rec = &recordingTB{TB: t}
+	// 15 bytes of it are not enough to count.
+	assert.True(t, testenv.NoSecret(rec, "the error", secret[:15], secret))
+	assert.Empty(t, rec.errors)
+}
