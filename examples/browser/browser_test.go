@@ -382,3 +382,31 @@ func (c *consoleLog) String() string {
 	}
 	return strings.Join(c.lines, "\n") + "\n"
 }
+
+// TestBrowserShowsUnusableCredential: a proxy that answers the credential
+// request 200 with something else must leave the page saying so, with
+// Start usable again, not stalled with the microphone open.
+func TestBrowserShowsUnusableCredential(t *testing.T) {
+	wrap := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && r.URL.Path == "/api/credential" {
+				w.Header().Set("Content-Type", "text/html")
+				_, _ = w.Write([]byte("<html>a captive portal</html>"))
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	e := startBrowserOn(t, wrap, "/", `#about code`)
+	e.do(
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.ID("error")),
+		chromedp.WaitEnabled(chromedp.ID("start")),
+	)
+	if msg := e.text("#error"); !strings.Contains(msg, "without a usable credential") {
+		t.Errorf("error shown = %q, want it to say the credential was unusable", msg)
+	}
+	if n := len(e.created()); n != 0 {
+		t.Errorf("%d keys created, want 0", n)
+	}
+}

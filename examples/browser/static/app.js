@@ -169,6 +169,13 @@
     }
 
     const cred = data;
+    if (!Array.isArray(cred.subprotocol) || cred.subprotocol.length !== 2 || !cred.listen_url) {
+      // A proxy that rewrote the answer: say so rather than stall with the
+      // microphone open.
+      stopTracks(media);
+      fail('The backend answered without a usable credential.');
+      return;
+    }
     const kind = cred.subprotocol[0]; // "token" (API key) or "bearer" (grant token)
     const expires = new Date(cred.expires);
     const seconds = Math.max(0, Math.round((expires - Date.now()) / 1000));
