@@ -264,12 +264,11 @@ func (c *Client) call(ctx context.Context, op string, method, path string, query
 		return fmt.Errorf("keys: %s: reading answer (status %d): %w", op, capt.status, capt.readErr)
 	}
 	if capt.status < 200 || capt.status > 299 {
-		// Scrub before parsing (truncation could cut the key in two) and
-		// after (JSON escapes); every field ends up in Error().
-		body := bytes.ReplaceAll(capt.body, []byte(*c.apiKey), []byte(redacted))
-		e := parseError(capt.status, capt.header, body, time.Now())
+		// parseError scrubs each text before cutting it short (a key cut
+		// in two would no longer be found), after JSON unescaping; every
+		// field ends up in Error().
+		e := parseError(capt.status, capt.header, capt.body, time.Now(), c.scrub)
 		e.Op = op
-		e.Code, e.Message, e.RequestID = c.scrub(e.Code), c.scrub(e.Message), c.scrub(e.RequestID)
 		return e
 	}
 	if out == nil {

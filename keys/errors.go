@@ -151,8 +151,11 @@ type errorBody struct {
 // body (any of Deepgram's three shapes: legacy err_code/err_msg, current
 // category/message/details, or plain text); header supplies Retry-After,
 // read relative to now. parseError never fails: a body it cannot read becomes
-// the message, bounded in length and cleaned to valid UTF-8.
-func parseError(status int, header http.Header, body []byte, now time.Time) *APIError {
+// the message, bounded in length and cleaned to valid UTF-8. Every text
+// goes through scrub before it is cut short, so a secret that scrub
+// removes cannot survive in part.
+func parseError(status int, header http.Header, body []byte, now time.Time, scrub func(string) string) *APIError {
+	cut := func(s string) string { return clean(scrub(s), maxMessage) }
 	e := &APIError{StatusCode: status}
 	if header != nil {
 		e.RetryAfter = parseRetryAfter(header.Get("Retry-After"), now)
@@ -160,20 +163,20 @@ func parseError(status int, header http.Header, body []byte, now time.Time) *API
 	trimmed := strings.TrimSpace(string(body))
 	var eb errorBody
 	if strings.HasPrefix(trimmed, "{") && json.Unmarshal([]byte(trimmed), &eb) == nil {
-		e.RequestID = clean(eb.RequestID, maxMessage)
+		e.RequestID = cut(eb.RequestID)
 		switch {
 		case eb.ErrCode != "" || eb.ErrMsg != "":
-			e.Code = clean(eb.ErrCode, maxMessage)
-			e.Message = clean(eb.ErrMsg, maxMessage)
+			e.Code = cut(eb.ErrCode)
+			e.Message = cut(eb.ErrMsg)
 			return e
 		case eb.Category != "" || eb.Message != "":
-			e.Code = clean(eb.Category, maxMessage)
-			e.Message = clean(eb.Message, maxMessage)
+			e.Code = cut(eb.Category)
+			e.Message = cut(eb.Message)
 			if d := detailsText(eb.Details); d != "" {
 				if e.Message != "" {
 					e.Message += ": "
 				}
-				e.Message += clean(d, maxMessage)
+				e.Message += cut(d)
 			}
 			return e
 		}
@@ -181,7 +184,7 @@ func parseError(status int, header http.Header, body []byte, now time.Time) *API
 			return e
 		}
 	}
-	e.Message = clean(trimmed, maxMessage)
+	e.Message = cut(trimmed)
 	return e
 }
 

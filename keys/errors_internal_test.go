@@ -121,16 +121,19 @@ func TestParseError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := parseError(tt.status, tt.header, []byte(tt.body), now)
+			got := parseError(tt.status, tt.header, []byte(tt.body), now, identity)
 			require.NotNil(t, got)
 			assert.Equal(t, tt.want, *got)
 		})
 	}
 
 	t.Run("long body is bounded", func(t *testing.T) {
-		got := parseError(500, nil, []byte(long), now)
+		got := parseError(500, nil, []byte(long), now, identity)
 		assert.LessOrEqual(t, len(got.Message), 520)
 		assert.True(t, strings.HasSuffix(got.Message, "…"))
 		assert.True(t, strings.HasPrefix(got.Message, "ééé"))
 	})
 }
+
+// identity is a scrub that removes nothing.
+func identity(s string) string { return s }

@@ -506,6 +506,8 @@ func TestErrorsNeverContainTheAPIKey(t *testing.T) {
 		{"current category echo", `{"category":"` + testAPIKey + `","message":"bad"}`},
 		{"echo straddling the length bound", strings.Repeat("x", 500) + testAPIKey},
 		{"echo straddling the JSON length bound", `{"err_code":"X","err_msg":"` + strings.Repeat("x", 500) + testAPIKey + `"}`},
+		{"escaped echo straddling the JSON length bound", `{"err_code":"X","err_msg":"` + strings.Repeat("x", 500) + jsonEscaped(testAPIKey) + `"}`},
+		{"escaped echo straddling the details bound", `{"category":"X","message":"bad","details":"` + strings.Repeat("x", 500) + jsonEscaped(testAPIKey) + `"}`},
 	}
 	for _, st := range []int{400, 401, 403, 500} {
 		for _, tt := range tests {
@@ -522,4 +524,14 @@ func TestErrorsNeverContainTheAPIKey(t *testing.T) {
 			})
 		}
 	}
+}
+
+// jsonEscaped writes s as JSON \u escapes, which a raw-byte scrub of the
+// body cannot see.
+func jsonEscaped(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		fmt.Fprintf(&b, "\\u%04x", r)
+	}
+	return b.String()
 }

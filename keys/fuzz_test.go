@@ -39,7 +39,7 @@ func FuzzParseError(f *testing.F) {
 	}
 	now := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	f.Fuzz(func(t *testing.T, status int, body []byte) {
-		e := parseError(status, http.Header{"Retry-After": {string(body)}}, body, now)
+		e := parseError(status, http.Header{"Retry-After": {string(body)}}, body, now, identity)
 		if e == nil {
 			t.Fatal("nil *APIError")
 		}
