@@ -65,8 +65,7 @@ func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
 		select {
 		case result <- res:
 		case gen := <-left:
-			r.flushGen = &gen
-			m.orphan(r, res)
+			m.orphan(r, res, gen)
 		}
 	}()
 	select {
@@ -113,7 +112,7 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 		return nil, denied
 	}
 	us := m.userLocked(user, now)
-	r := &record{m: m, us: us, leaseID: newID(), user: user}
+	r := &record{us: us, leaseID: newID()}
 	us.live++
 	m.pending++
 	m.creates[r] = struct{}{}
@@ -216,7 +215,7 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 		}
 	}
 	if err != nil {
-		return nil, m.failAcquire(r, err, now, res.latency)
+		return nil, m.failAcquire(r, err, now, res.latency, nil)
 	}
 	m.mu.Lock()
 	if m.closed {
@@ -224,13 +223,13 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 		m.mu.Unlock()
 		r.releaseSlot(false)
 		defer m.creating.Done() // deleteKey may run hooks (the deleter is stopped)
-		m.deleteKey(r)
+		m.deleteKey(r, nil)
 		return nil, ErrClosed
 	}
 	m.pending--
 	delete(m.creates, r)
-	r.acquired = now
-	m.live[r.leaseID] = r
+	r.acquired = now.Sub(m.epoch)
+	m.live[r.liveKey()] = r
 	m.insertExpiryLocked(r)
 	m.stats.Acquired++
 	r.us.usage.Acquired++
@@ -240,13 +239,13 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 	l := &Lease{h: &handle{r: r}}
 	r.arm(ctx, l.h)
 	m.creating.Done()
-	r.announce(Event{Time: now, User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Latency: res.latency})
+	r.announce(Event{Time: now, User: r.us.name, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Latency: res.latency})
 	// Never return an ended lease: ctx may have ended as the result
 	// arrived, and the lease may have ended while OnAcquire ran (Close, a
 	// Release from the hook, its TTL).
 	if ctx.Err() != nil {
 		r.end(ReasonContext) // its context AfterFunc may be doing so too
-		return nil, fmt.Errorf("lease: acquire for user %q: %w", r.user, ctx.Err())
+		return nil, fmt.Errorf("lease: acquire for user %q: %w", r.us.name, ctx.Err())
 	}
 	switch reason := l.Reason(); reason {
 	case 0:
@@ -254,14 +253,14 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 	case ReasonClosed:
 		return nil, ErrClosed
 	default:
-		return nil, fmt.Errorf("lease: acquire for user %q: the lease ended (%s) before Acquire could return it", r.user, reason)
+		return nil, fmt.Errorf("lease: acquire for user %q: the lease ended (%s) before Acquire could return it", r.us.name, reason)
 	}
 }
 
 // failAcquire settles a failed create and returns Acquire's error: a
 // *DeniedError when Deepgram refused with 429, else the create's error.
-func (m *Manager) failAcquire(r *record, err error, now time.Time, latency time.Duration) error {
-	denied := deniedByDeepgram(r.user, err)
+func (m *Manager) failAcquire(r *record, err error, now time.Time, latency time.Duration, gen *uint64) error {
+	denied := deniedByDeepgram(r.us.name, err)
 	m.mu.Lock()
 	m.noteUnconfirmedLocked(r, err)
 	m.unreserveLocked(r)
@@ -275,24 +274,24 @@ func (m *Manager) failAcquire(r *record, err error, now time.Time, latency time.
 	r.releaseSlot(false)
 	func() {
 		defer m.creating.Done() // deleteKey may run hooks (the deleter is stopped)
-		m.deleteKey(r)          // a key that came without a usable answer
+		m.deleteKey(r, gen)     // a key that came without a usable answer
 	}()
 	if denied != nil {
-		m.hooks.run(m.hooks.denied, Event{Time: now, User: r.user, LeaseID: r.leaseID, Err: denied, RetryAfter: denied.RetryAfter, Latency: latency})
+		m.hooks.run(m.hooks.denied, Event{Time: now, User: r.us.name, LeaseID: r.leaseID, Err: denied, RetryAfter: denied.RetryAfter, Latency: latency})
 		return denied
 	}
-	err = fmt.Errorf("lease: acquire for user %q: %w", r.user, err)
-	m.hooks.run(m.hooks.errs, Event{Time: now, Op: "create", User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Err: err, Final: true, Latency: latency})
+	err = fmt.Errorf("lease: acquire for user %q: %w", r.us.name, err)
+	m.hooks.run(m.hooks.errs, Event{Time: now, Op: "create", User: r.us.name, LeaseID: r.leaseID, KeyID: r.keyID, Err: err, Final: true, Latency: latency})
 	return err
 }
 
 // orphan disposes of a create outcome whose caller has left.
 // It is counted and reported as a failed Acquire would be; a key it made
-// is deleted at once, in the Flush generation the caller reserved.
-func (m *Manager) orphan(r *record, res issued) {
-	defer m.del.unreserve(*r.flushGen) // once the key, if any, is queued
+// is deleted at once, in the Flush generation gen the caller reserved.
+func (m *Manager) orphan(r *record, res issued, gen uint64) {
+	defer m.del.unreserve(gen) // once the key, if any, is queued
 	if res.err != nil {
-		_ = m.failAcquire(r, fmt.Errorf("caller gone: %w", res.err), time.Now(), res.latency)
+		_ = m.failAcquire(r, fmt.Errorf("caller gone: %w", res.err), time.Now(), res.latency, &gen)
 		return
 	}
 	m.mu.Lock()
@@ -300,7 +299,7 @@ func (m *Manager) orphan(r *record, res issued) {
 	m.mu.Unlock()
 	r.releaseSlot(false)
 	defer m.creating.Done()
-	m.deleteKey(r)
+	m.deleteKey(r, &gen)
 }
 
 func (m *Manager) unreserveLocked(r *record) {
@@ -319,6 +318,6 @@ func (m *Manager) noteUnconfirmedLocked(r *record, err error) {
 		return // a token (nothing to delete), a key the deleter has, or an answer (nothing created)
 	}
 	if m.closed && len(m.unconfirmed) < maxUnconfirmed {
-		m.unconfirmed = append(m.unconfirmed, Unconfirmed{LeaseID: r.leaseID, User: r.user, Err: err})
+		m.unconfirmed = append(m.unconfirmed, Unconfirmed{LeaseID: r.leaseID, User: r.us.name, Err: err})
 	}
 }

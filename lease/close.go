@@ -180,7 +180,7 @@ func (m *Manager) unconfirmedCreates(cause error) []Unconfirmed {
 	err := fmt.Errorf("lease: Close stopped waiting for the create: %w", cause)
 	inflight := make([]Unconfirmed, 0, len(m.creates))
 	for r := range m.creates {
-		inflight = append(inflight, Unconfirmed{LeaseID: r.leaseID, User: r.user, Err: err})
+		inflight = append(inflight, Unconfirmed{LeaseID: r.leaseID, User: r.us.name, Err: err})
 	}
 	sort.Slice(inflight, func(a, b int) bool { return inflight[a].LeaseID < inflight[b].LeaseID })
 	return append(out, inflight...)

@@ -84,10 +84,9 @@ func (c *apiKeys) issue(ctx context.Context, r *record, start time.Time) (time.T
 	if k.Secret == "" {
 		return time.Time{}, end, fmt.Errorf("lease: create returned key %s without its secret", k.ID)
 	}
-	// A copy, so that the lease keeps the secret alive, not the whole
-	// answer (comment, tags, scopes).
-	secret := k.Secret
-	r.secret = &secret
+	// The string alone, so that the lease keeps the secret alive, not the
+	// whole answer (comment, tags, scopes).
+	r.secret = k.Secret
 	return usableUntil, end, nil
 }
 
@@ -109,7 +108,6 @@ func (c *grantTokens) issue(ctx context.Context, r *record, _ time.Time) (time.T
 	if tok == nil || tok.Secret == "" {
 		return time.Time{}, end, errors.New("lease: grant returned no token")
 	}
-	secret := tok.Secret
-	r.secret, r.serverExpires = &secret, tok.Expires
+	r.secret, r.serverExpires = tok.Secret, tok.Expires
 	return tok.Expires, end, nil
 }

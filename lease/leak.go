@@ -25,7 +25,7 @@ func (r *record) leak() {
 	}
 	r.leaked = true
 	r.mu.Unlock()
-	m := r.m
+	m := r.us.m
 	m.leakMu.Lock()
 	m.leaks = append(m.leaks, r)
 	m.leaking.Store(true)

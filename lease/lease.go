@@ -35,33 +35,27 @@ type handle struct {
 // record is a lease's state. It must never point back to its handle, or
 // the cleanup that detects leaks could never run.
 type record struct {
-	m       *Manager
 	leaseID string
 	keyID   string // "" for a grant token, or until the key exists
-	user    string
-	// secret is behind a pointer so that printing a record (even through a
-	// copied Lease value) shows an address, never the secret.
-	secret   *string
-	acquired time.Time // when the lease became live
+	// secret is never printed: fmt shows a Lease's handle as an address,
+	// and Lease's String, GoString and LogValue redact it.
+	secret   string
+	acquired time.Duration // when the lease became live, as time since us.m.epoch (8 bytes, not 24)
 	expires  time.Time
 	// serverExpires is when the credential stops working on Deepgram's side.
 	serverExpires time.Time
-	// us is the user's state in m.users; it stays there while this
-	// record counts in us.live. Guarded by m.mu.
+	// us is the user's state in its Manager's users (us.m); it stays
+	// there while this record counts in us.live. The pointer, us.m and
+	// us.name never change; the rest of *us is guarded by us.m.mu.
 	us *userState
 	// release frees the lease's slot in the limiter.
 	release func(issued bool)
-	// flushGen, set when Acquire's caller left during the create, is the
-	// Flush generation reserved for the key the create may bring.
-	flushGen *uint64
 
-	mu     sync.Mutex
-	reason Reason
+	mu sync.Mutex
 	// done is made by the first Done call (most leases never need one)
 	// and closed once the lease has ended and its key is with the deleter
-	// (handedOver).
-	done       chan struct{}
-	handedOver bool
+	// (handedOver, below with the other flags to keep the record small).
+	done chan struct{}
 	// prevExp and nextExp link the live leases by expiry (Manager.exp);
 	// guarded by Manager.mu.
 	prevExp, nextExp *record
@@ -76,6 +70,10 @@ type record struct {
 	// announced is set once OnAcquire has returned; until then the end
 	// event waits in pendingEnd, so OnRelease never overtakes OnAcquire.
 	announced  bool
+	handedOver bool
+	// reason is why the lease ended, 0 while live: a Reason, kept in a
+	// byte beside the flags to keep the record small.
+	reason     uint8
 	pendingEnd *Event
 }
 
@@ -91,7 +89,7 @@ func (l *Lease) rec() *record {
 // credential is then deleted (or, for a grant token, expiring).
 func (l *Lease) Secret() string {
 	if r := l.rec(); r != nil {
-		return *r.secret
+		return r.secret
 	}
 	return ""
 }
@@ -105,7 +103,7 @@ func (l *Lease) Subprotocol() []string {
 	if r == nil {
 		return nil
 	}
-	return []string{r.m.cred.scheme(), *r.secret}
+	return []string{r.us.m.cred.scheme(), r.secret}
 }
 
 // ID is the lease's own ID: 16 lowercase hex characters, written into the
@@ -129,7 +127,7 @@ func (l *Lease) KeyID() string {
 // User is the user the lease was acquired for.
 func (l *Lease) User() string {
 	if r := l.rec(); r != nil {
-		return r.user
+		return r.us.name
 	}
 	return ""
 }
@@ -156,7 +154,7 @@ func (l *Lease) ServerExpires() time.Time {
 // (an API key), or only expires (a grant token: see WithGrantTokens).
 func (l *Lease) Revocable() bool {
 	if r := l.rec(); r != nil {
-		return r.m.cred.revocable()
+		return r.us.m.cred.revocable()
 	}
 	return false
 }
@@ -186,7 +184,7 @@ func (l *Lease) Reason() Reason {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.reason
+	return Reason(r.reason)
 }
 
 // Release ends the lease and hands its key to the background deleter. It
@@ -224,10 +222,10 @@ func (l Lease) String() string {
 		return "lease.Lease{}"
 	}
 	kind := "key"
-	if !r.m.cred.revocable() {
+	if !r.us.m.cred.revocable() {
 		kind = "grant token"
 	}
-	return fmt.Sprintf("lease.Lease{%s ID:%q KeyID:%q User:%q Expires:%s Secret:%q}", kind, r.leaseID, r.keyID, r.user, r.expires.UTC().Format(time.RFC3339), "[REDACTED]")
+	return fmt.Sprintf("lease.Lease{%s ID:%q KeyID:%q User:%q Expires:%s Secret:%q}", kind, r.leaseID, r.keyID, r.us.name, r.expires.UTC().Format(time.RFC3339), "[REDACTED]")
 }
 
 // Format prints the redacted description for every verb, %#v included.
@@ -248,7 +246,7 @@ func (l Lease) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("lease", r.leaseID),
 		slog.String("key_id", r.keyID),
-		slog.String("user", r.user),
+		slog.String("user", r.us.name),
 		slog.Time("expires", r.expires),
 		slog.String("secret", "[REDACTED]"),
 	)
@@ -288,19 +286,19 @@ func (r *record) end(reason Reason) {
 		r.mu.Unlock()
 		return
 	}
-	r.reason = reason
+	r.reason = uint8(reason)
 	// Counted before the reason is visible to anyone else: Close, which
 	// may find this lease already ending, waits for m.ended to hand its
 	// key to the deleter before it drains the deleter.
-	r.m.ending.Add(1)
+	r.us.m.ending.Add(1)
 	if r.stopCtx != nil {
 		r.stopCtx()
 	}
 	r.mu.Unlock()
-	e := r.m.ended(r, reason)
+	e := r.us.m.ended(r, reason)
 	// Done is closed once the key is with the deleter: a Flush after
 	// <-Done() covers it.
-	r.m.ending.Done()
+	r.us.m.ending.Done()
 	r.mu.Lock()
 	r.handedOver = true
 	if r.done != nil {
@@ -312,7 +310,7 @@ func (r *record) end(reason Reason) {
 		return
 	}
 	r.mu.Unlock()
-	r.m.emitEnd(e)
+	r.us.m.emitEnd(e)
 }
 
 // announce runs the OnAcquire hooks with e, then delivers the lease's end
@@ -326,8 +324,8 @@ func (r *record) announce(e Event) {
 		r.pendingEnd = nil
 		r.mu.Unlock()
 		if pending != nil {
-			r.m.emitEnd(*pending)
+			r.us.m.emitEnd(*pending)
 		}
 	}()
-	r.m.hooks.run(r.m.hooks.acquire, e)
+	r.us.m.hooks.run(r.us.m.hooks.acquire, e)
 }

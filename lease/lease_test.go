@@ -739,6 +739,12 @@ func TestDetachedLeaseIsReleasedByID(t *testing.T) {
 		user, ok := m.Owner(id)
 		require.True(t, ok, "a detached lease is not ended as leaked")
 		assert.Equal(t, "alice", user)
+		// Only the ID exactly as issued finds the lease.
+		for _, other := range []string{strings.ToUpper(id), id[:len(id)-1], id + "0", " " + id, ""} {
+			_, ok := m.Owner(other)
+			assert.False(t, ok, "Owner(%q)", other)
+			assert.False(t, m.Release(other), "Release(%q)", other)
+		}
 		assert.True(t, m.Release(id))
 		assert.False(t, m.Release(id), "already ended")
 		_, ok = m.Owner(id)

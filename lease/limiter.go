@@ -84,6 +84,7 @@ type localLimiter struct {
 
 // localUser is one user's rate limiter and held slots.
 type localUser struct {
+	l      *localLimiter // the limiter u belongs to
 	name   string
 	bucket *rate.Limiter
 	held   int
@@ -106,7 +107,7 @@ func (l *localLimiter) Admit(_ context.Context, a Admission) (func(bool), error)
 		l.idle.evict(func(o *localUser) bool { return now.Sub(o.last) > userRetention },
 			func(o *localUser) bool { return o.held == 0 && o.bucket.TokensAt(now) >= float64(o.bucket.Burst()) },
 			func(o *localUser) { delete(l.users, o.name) })
-		u = &localUser{name: a.User, bucket: rate.NewLimiter(rate.Every(lim.Every), lim.Burst)}
+		u = &localUser{l: l, name: a.User, bucket: rate.NewLimiter(rate.Every(lim.Every), lim.Burst)}
 		u.idle.v = u
 		l.users[a.User] = u
 	}
@@ -131,15 +132,20 @@ func (l *localLimiter) Admit(_ context.Context, a Admission) (func(bool), error)
 	}
 	l.held++
 	u.held++
-	var once sync.Once
+	// The Manager calls release once; a second call is ignored all the
+	// same. The closure holds only u (which points to l) and its flag: a
+	// live lease keeps it, so it is kept small.
+	released := false
 	return func(bool) {
-		once.Do(func() {
-			l.mu.Lock()
+		l := u.l
+		l.mu.Lock()
+		if !released {
+			released = true
 			l.held--
 			u.held--
 			u.last = time.Now()
 			l.idle.touch(&u.idle)
-			l.mu.Unlock()
-		})
+		}
+		l.mu.Unlock()
 	}, nil
 }

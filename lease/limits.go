@@ -105,6 +105,7 @@ func deniedByDeepgram(user string, err error) *DeniedError {
 
 // userState is one user's usage counters. Guarded by Manager.mu.
 type userState struct {
+	m    *Manager // the Manager this state is kept by (its records reach it here)
 	name string
 	// commentField and tag are what a key's marker says of the user
 	// (userMarks), computed once per user.
@@ -123,7 +124,7 @@ func (m *Manager) userLocked(user string, now time.Time) *userState {
 		m.idle.evict(func(o *userState) bool { return now.Sub(o.last) > userRetention },
 			func(o *userState) bool { return o.live == 0 },
 			func(o *userState) { delete(m.users, o.name) })
-		us = &userState{name: user}
+		us = &userState{m: m, name: user}
 		us.commentField, us.tag = userMarks(user)
 		us.idle.v = us
 		m.users[user] = us

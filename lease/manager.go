@@ -53,12 +53,13 @@ type Manager struct {
 	// reportLimit is m.reportLimit, bound once.
 	reportLimit func(error)
 	id          string
+	epoch       time.Time // New's time, which record.acquired counts from
 	hooks       *hookSet
 	del         *deleter
 
 	mu      sync.Mutex
 	closed  bool
-	live    map[string]*record // by lease ID
+	live    map[uint64]*record // by idKey of the lease ID
 	pending int                // Acquire calls between admission and result
 	users   map[string]*userState
 	stats   Stats
@@ -110,8 +111,9 @@ func New(api KeyService, opts ...Option) (*Manager, error) {
 		api:       api,
 		cfg:       cfg,
 		id:        newID(),
+		epoch:     time.Now(),
 		hooks:     &hookSet{},
-		live:      map[string]*record{},
+		live:      map[uint64]*record{},
 		users:     map[string]*userState{},
 		creates:   map[*record]struct{}{},
 		closeDone: make(chan struct{}),
@@ -161,8 +163,14 @@ func newID() string {
 	v := ids.Uint64()
 	ids.Unlock()
 	var b [idLen / 2]byte
-	binary.LittleEndian.PutUint64(b[:], v)
+	binary.BigEndian.PutUint64(b[:], v)
 	return hex.EncodeToString(b[:])
+}
+
+// liveKey is r's key in Manager.live.
+func (r *record) liveKey() uint64 {
+	k, _ := idKey(r.leaseID) // newID made it
+	return k
 }
 
 // Release ends the live lease whose ID is leaseID, as Lease.Release does,
@@ -171,8 +179,12 @@ func newID() string {
 // open. Like Lease.Release it never waits on the network. Check that the
 // caller owns the lease ([Manager.Owner]) before releasing on its behalf.
 func (m *Manager) Release(leaseID string) bool {
+	k, ok := idKey(leaseID)
+	if !ok {
+		return false
+	}
 	m.mu.Lock()
-	r := m.live[leaseID]
+	r := m.live[k]
 	m.mu.Unlock()
 	if r == nil {
 		return false
@@ -183,10 +195,14 @@ func (m *Manager) Release(leaseID string) bool {
 
 // Owner returns the user of the live lease leaseID, and whether it is live.
 func (m *Manager) Owner(leaseID string) (user string, ok bool) {
+	k, ok := idKey(leaseID)
+	if !ok {
+		return "", false
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if r := m.live[leaseID]; r != nil {
-		return r.user, true
+	if r := m.live[k]; r != nil {
+		return r.us.name, true
 	}
 	return "", false
 }
@@ -200,7 +216,7 @@ func (m *Manager) Undeleted() []Undeleted { return m.del.undeleted() }
 func (m *Manager) ended(r *record, reason Reason) Event {
 	now := time.Now()
 	m.mu.Lock()
-	delete(m.live, r.leaseID)
+	delete(m.live, r.liveKey())
 	m.removeExpiryLocked(r)
 	m.stats.Released++
 	us := r.us
@@ -215,8 +231,8 @@ func (m *Manager) ended(r *record, reason Reason) Event {
 	m.idle.touch(&us.idle)
 	m.mu.Unlock()
 	r.releaseSlot(true)
-	m.deleteKey(r)
-	return Event{Time: now, User: r.user, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Reason: reason, Lifetime: now.Sub(r.acquired)}
+	m.deleteKey(r, nil)
+	return Event{Time: now, User: r.us.name, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Reason: reason, Lifetime: now.Sub(m.epoch) - r.acquired}
 }
 
 // emitEnd runs the hooks of a lease's end.
@@ -227,10 +243,11 @@ func (m *Manager) emitEnd(e Event) {
 	m.hooks.run(m.hooks.release, e)
 }
 
-// deleteKey hands r's key, if one was created, to the deleter.
-func (m *Manager) deleteKey(r *record) {
+// deleteKey hands r's key, if one was created, to the deleter; gen, if
+// not nil, is the Flush generation reserved for it (see orphan).
+func (m *Manager) deleteKey(r *record, gen *uint64) {
 	if r.keyID == "" {
 		return // no key was created, or a grant token: nothing to delete
 	}
-	m.del.add(&job{keyID: r.keyID, leaseID: r.leaseID, user: r.user, serverExpires: r.serverExpires}, r.flushGen)
+	m.del.add(&job{keyID: r.keyID, leaseID: r.leaseID, user: r.us.name, serverExpires: r.serverExpires}, gen)
 }

@@ -163,16 +163,31 @@ func ParseMarker(comment string, tags []string) (Marker, error) {
 
 // isID reports whether s is a lowercase hex ID as newID makes them.
 func isID(s string) bool {
+	_, ok := idKey(s)
+	return ok
+}
+
+// idKey is the number a lowercase hex ID spells (big-endian), and whether
+// s is such an ID: one number per ID, so that a map keyed by it needs no
+// string hashing or comparison.
+func idKey(s string) (uint64, bool) {
 	if len(s) != idLen {
-		return false
+		return 0, false
 	}
+	var v uint64
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		default:
+			return 0, false
 		}
+		v = v<<4 | uint64(c)
 	}
-	return true
+	return v, true
 }
 
 const hexDigits = "0123456789ABCDEF"

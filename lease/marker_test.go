@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -344,4 +345,20 @@ func FuzzMarkerPair(f *testing.F) {
 			t.Fatalf("%q's comment with %q's tags: %+v, %v", a, b, got, err)
 		}
 	})
+}
+
+func TestIDKeyIsOneToOne(t *testing.T) {
+	seen := map[uint64]string{}
+	for range 1000 {
+		id := newID()
+		k, ok := idKey(id)
+		require.True(t, ok, "newID %q is an ID", id)
+		require.NotContains(t, seen, k, "two IDs share a key")
+		seen[k] = id
+		assert.Equal(t, id, fmt.Sprintf("%016x", k), "the key spells the ID back")
+	}
+	for _, bad := range []string{"", "0123456789abcde", "0123456789abcdef0", "0123456789ABCDEF", "0123456789abcdeg", "+123456789abcdef", "0x23456789abcdef"} {
+		_, ok := idKey(bad)
+		assert.False(t, ok, "idKey(%q)", bad)
+	}
 }

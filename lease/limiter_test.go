@@ -1,0 +1,38 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/dglease/dglease/lease"
+)
+
+// TestLocalLimiterReleaseIsIdempotent: a slot's release called twice
+// frees the slot once, so that a caller's double call cannot lift a cap.
+func TestLocalLimiterReleaseIsIdempotent(t *testing.T) {
+	l := lease.NewLocalLimiter()
+	a := lease.Admission{User: "alice", LeaseID: "0123456789abcdef",
+		Limits: lease.Limits{MaxLeases: 10, MaxPerUser: 2, TTL: time.Minute}, Hold: time.Minute}
+	r1, err := l.Admit(context.Background(), a)
+	require.NoError(t, err)
+	r2, err := l.Admit(context.Background(), a)
+	require.NoError(t, err)
+	_, err = l.Admit(context.Background(), a)
+	var denied *lease.DeniedError
+	require.True(t, errors.As(err, &denied), "the third is over the per-user cap of 2: %v", err)
+	assert.Equal(t, lease.LimitUserCap, denied.Limit)
+
+	r1(true)
+	r1(true) // ignored: frees nothing more
+	r3, err := l.Admit(context.Background(), a)
+	require.NoError(t, err, "the slot r1 freed")
+	_, err = l.Admit(context.Background(), a)
+	require.ErrorAs(t, err, &denied, "r1's second call must not have freed r2's or r3's slot")
+	r2(false)
+	r3(true)
+}
