@@ -155,7 +155,7 @@ type errorBody struct {
 // goes through scrub before it is cut short, so a secret that scrub
 // removes cannot survive in part.
 func parseError(status int, header http.Header, body []byte, now time.Time, scrub func(string) string) *APIError {
-	cut := func(s string) string { return clean(scrub(s), maxMessage) }
+	cut := func(s string) string { return cleanScrubbed(s, maxMessage, scrub) }
 	e := &APIError{StatusCode: status}
 	if header != nil {
 		e.RetryAfter = parseRetryAfter(header.Get("Retry-After"), now)
@@ -198,13 +198,31 @@ func detailsText(raw json.RawMessage) string {
 	if json.Unmarshal(raw, &s) == nil {
 		return s
 	}
+	// Re-encoded, so that what JSON escapes hid (\u0030…) is plain text
+	// that a scrub can find.
+	var v any
+	if json.Unmarshal(raw, &v) == nil {
+		if b, err := json.Marshal(v); err == nil {
+			return string(b)
+		}
+	}
 	return string(raw)
 }
 
 // clean makes s valid, printable UTF-8 of at most n bytes.
-func clean(s string, n int) string {
+func clean(s string, n int) string { return truncate(sanitize(s), n) }
+
+// cleanScrubbed is clean with scrub applied before and after the control
+// characters go (a key split by one is whole again once it is removed)
+// and before the cut (a key cut in two would no longer be found).
+func cleanScrubbed(s string, n int, scrub func(string) string) string {
+	return truncate(scrub(sanitize(scrub(s))), n)
+}
+
+// sanitize makes s valid, printable UTF-8 on one line.
+func sanitize(s string) string {
 	s = strings.ToValidUTF8(s, "\uFFFD")
-	s = strings.Map(func(r rune) rune {
+	return strings.Map(func(r rune) rune {
 		if r == '\n' || r == '\r' || r == '\t' {
 			return ' '
 		}
@@ -213,6 +231,10 @@ func clean(s string, n int) string {
 		}
 		return r
 	}, s)
+}
+
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}

@@ -507,6 +507,10 @@ func TestErrorsNeverContainTheAPIKey(t *testing.T) {
 		{"echo straddling the length bound", strings.Repeat("x", 500) + testAPIKey},
 		{"echo straddling the JSON length bound", `{"err_code":"X","err_msg":"` + strings.Repeat("x", 500) + testAPIKey + `"}`},
 		{"escaped echo straddling the JSON length bound", `{"err_code":"X","err_msg":"` + strings.Repeat("x", 500) + jsonEscaped(testAPIKey) + `"}`},
+		{"echo split by an escaped NUL", `{"err_code":"X","err_msg":"token ` + testAPIKey[:20] + `\u0000` + testAPIKey[20:] + `"}`},
+		{"echo split by an escaped DEL", `{"err_code":"X","err_msg":"token ` + testAPIKey[:20] + `\u007f` + testAPIKey[20:] + `"}`},
+		{"plain text echo split by a NUL", "token " + testAPIKey[:20] + "\x00" + testAPIKey[20:]},
+		{"escaped echo in object details", `{"category":"X","message":"bad","details":{"k":"` + jsonEscaped(testAPIKey) + `"}}`},
 		{"escaped echo straddling the details bound", `{"category":"X","message":"bad","details":"` + strings.Repeat("x", 500) + jsonEscaped(testAPIKey) + `"}`},
 	}
 	for _, st := range []int{400, 401, 403, 500} {
@@ -520,6 +524,7 @@ func TestErrorsNeverContainTheAPIKey(t *testing.T) {
 				for what, s := range map[string]string{"Error()": err.Error(), "%+v": fmt.Sprintf("%+v", err), "%#v": fmt.Sprintf("%#v", apiErr),
 					"Code": apiErr.Code, "Message": apiErr.Message, "RequestID": apiErr.RequestID} {
 					testenv.NoSecret(t, what, s, testAPIKey[:12]) // a prefix: no cut-off key either
+					testenv.NoSecret(t, what+" (as JSON escapes)", s, jsonEscaped(testAPIKey))
 				}
 			})
 		}

@@ -248,7 +248,7 @@ func parseUsageDate(s string, scrub func(string) string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
 		return dayOf(t), nil
 	}
-	return time.Time{}, fmt.Errorf("%q is not a date (YYYY-MM-DD)", clean(scrub(s), 64))
+	return time.Time{}, fmt.Errorf("%q is not a date (YYYY-MM-DD)", cleanScrubbed(s, 64, scrub))
 }
 
 // hoursToDuration converts fractional hours to a duration rounded to the

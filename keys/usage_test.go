@@ -180,3 +180,10 @@ func TestUsageUnusableAnswerIsScrubbedBeforeItIsCut(t *testing.T) {
 	_, err := c.Usage(context.Background(), keys.UsageQuery{})
 	assertKeysError(t, err, "get usage", "start:")
 }
+
+func TestUsageUnusableAnswerSplitByAControlCharacterIsScrubbed(t *testing.T) {
+	// Removing the NUL would make the key whole again after the scrub.
+	c, _ := recordOne(t, testProject, http.MethodGet, usageURL, `{"start":"`+testAPIKey[:20]+`\u0000`+testAPIKey[20:]+`"}`)
+	_, err := c.Usage(context.Background(), keys.UsageQuery{})
+	assertKeysError(t, err, "get usage", "start:")
+}
