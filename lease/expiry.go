@@ -9,70 +9,43 @@ import "time"
 // end unlinks its lease in constant time. Guarded by Manager.mu; the timer
 // is created by the first Acquire, so inside its testing/synctest bubble.
 type expiries struct {
-	head, tail *record
-	timer      *time.Timer
-	at         time.Time // what the timer is set for; zero when stopped
+	list  dlist[record, *record]
+	timer *time.Timer
+	at    time.Time // what the timer is set for; zero when stopped
 }
 
-// insertLocked adds r, and sets the timer if r is now the earliest.
+// insertExpiryLocked adds r, and sets the timer if r is now the earliest.
 func (m *Manager) insertExpiryLocked(r *record) {
-	e := &m.exp
-	at := e.tail
+	at := m.exp.list.back
 	for at != nil && at.expires.After(r.expires) {
-		at = at.prevExp
+		at = at.exp.prev
 	}
+	m.exp.list.insertAfter(at, r)
 	if at == nil { // the earliest
-		r.nextExp = e.head
-		if e.head != nil {
-			e.head.prevExp = r
-		}
-		e.head = r
-		if e.tail == nil {
-			e.tail = r
-		}
 		m.setExpiryTimerLocked()
-		return
 	}
-	r.prevExp, r.nextExp = at, at.nextExp
-	if at.nextExp != nil {
-		at.nextExp.prevExp = r
-	} else {
-		e.tail = r
-	}
-	at.nextExp = r
 }
 
-// removeExpiryLocked takes r out (it ended); the timer, if set for r,
-// fires for nothing and is set again then.
+// removeExpiryLocked takes r out (it ended), if it is in; the timer, if
+// set for r, fires for nothing and is set again then.
 func (m *Manager) removeExpiryLocked(r *record) {
-	e := &m.exp
-	if r.prevExp == nil && e.head != r {
-		return // not in the list
+	if m.exp.list.contains(r) {
+		m.exp.list.remove(r)
 	}
-	if r.prevExp != nil {
-		r.prevExp.nextExp = r.nextExp
-	} else {
-		e.head = r.nextExp
-	}
-	if r.nextExp != nil {
-		r.nextExp.prevExp = r.prevExp
-	} else {
-		e.tail = r.prevExp
-	}
-	r.prevExp, r.nextExp = nil, nil
 }
 
 // setExpiryTimerLocked sets the timer for the earliest lease, if it is
 // not already set for then or earlier.
 func (m *Manager) setExpiryTimerLocked() {
 	e := &m.exp
-	if e.head == nil || m.closed {
+	first := e.list.front
+	if first == nil || m.closed {
 		return
 	}
-	if !e.at.IsZero() && !e.at.After(e.head.expires) {
+	if !e.at.IsZero() && !e.at.After(first.expires) {
 		return // it fires in time; expireDue sets it again after
 	}
-	e.at = e.head.expires
+	e.at = first.expires
 	if e.timer == nil {
 		e.timer = time.AfterFunc(time.Until(e.at), m.expireDue)
 		return
@@ -92,7 +65,7 @@ func (m *Manager) expireDue() {
 	now := time.Now()
 	var due []*record
 	m.mu.Lock()
-	for r := m.exp.head; r != nil && !r.expires.After(now); r = r.nextExp {
+	for r := m.exp.list.front; r != nil && !r.expires.After(now); r = r.exp.next {
 		due = append(due, r)
 	}
 	m.mu.Unlock()

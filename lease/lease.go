@@ -56,10 +56,10 @@ type record struct {
 	// and closed once the lease has ended and its key is with the deleter
 	// (handedOver, below with the other flags to keep the record small).
 	done chan struct{}
-	// prevExp and nextExp link the live leases by expiry (Manager.exp);
-	// guarded by Manager.mu.
-	prevExp, nextExp *record
-	stopCtx          func() bool
+	// exp links the live leases by expiry (Manager.exp); guarded by
+	// Manager.mu.
+	exp     links[record]
+	stopCtx func() bool
 	// detached: Detach was called; a leak is no longer reported. The
 	// cleanup is never stopped (stopping walks the span's list of
 	// cleanups, which made Release slow with a million leases live): it
@@ -329,3 +329,5 @@ func (r *record) announce(e Event) {
 	}()
 	r.us.m.hooks.run(r.us.m.hooks.acquire, e)
 }
+
+func (r *record) link() *links[record] { return &r.exp }

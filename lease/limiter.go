@@ -79,7 +79,7 @@ type localLimiter struct {
 	mu    sync.Mutex
 	held  int // slots held, all users
 	users map[string]*localUser
-	idle  lru[*localUser] // users by last activity
+	idle  lru[localUser, *localUser] // users by last activity
 }
 
 // localUser is one user's rate limiter and held slots.
@@ -89,7 +89,7 @@ type localUser struct {
 	bucket *rate.Limiter
 	held   int
 	last   time.Time
-	idle   lruNode[*localUser]
+	idle   links[localUser] // in localLimiter.idle
 }
 
 // userRetention is how long an idle user's state is kept.
@@ -108,11 +108,10 @@ func (l *localLimiter) Admit(_ context.Context, a Admission) (func(bool), error)
 			func(o *localUser) bool { return o.held == 0 && o.bucket.TokensAt(now) >= float64(o.bucket.Burst()) },
 			func(o *localUser) { delete(l.users, o.name) })
 		u = &localUser{l: l, name: a.User, bucket: rate.NewLimiter(rate.Every(lim.Every), lim.Burst)}
-		u.idle.v = u
 		l.users[a.User] = u
 	}
 	u.last = now
-	l.idle.touch(&u.idle)
+	l.idle.touch(u)
 	switch {
 	case l.held >= lim.MaxLeases:
 		return nil, &DeniedError{User: a.User, Limit: LimitTotalCap, RetryAfter: lim.TTL}
@@ -144,8 +143,10 @@ func (l *localLimiter) Admit(_ context.Context, a Admission) (func(bool), error)
 			l.held--
 			u.held--
 			u.last = time.Now()
-			l.idle.touch(&u.idle)
+			l.idle.touch(u)
 		}
 		l.mu.Unlock()
 	}, nil
 }
+
+func (u *localUser) link() *links[localUser] { return &u.idle }

@@ -113,7 +113,7 @@ type userState struct {
 	usage             Usage
 	live              int // leases live plus Acquire calls admitted and not finished
 	last              time.Time
-	idle              lruNode[*userState] // in Manager.idle
+	idle              links[userState] // in Manager.idle
 }
 
 // userLocked returns user's counters, creating them (and forgetting a few
@@ -126,10 +126,11 @@ func (m *Manager) userLocked(user string, now time.Time) *userState {
 			func(o *userState) { delete(m.users, o.name) })
 		us = &userState{m: m, name: user}
 		us.commentField, us.tag = userMarks(user)
-		us.idle.v = us
 		m.users[user] = us
 	}
 	us.last = now
-	m.idle.touch(&us.idle)
+	m.idle.touch(us)
 	return us
 }
+
+func (us *userState) link() *links[userState] { return &us.idle }

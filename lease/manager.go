@@ -78,7 +78,7 @@ type Manager struct {
 	baseCancel context.CancelFunc
 	closeErr   error // set before closeDone is closed
 	closeDone  chan struct{}
-	idle       lru[*userState] // users by last activity, for forgetting idle ones
+	idle       lru[userState, *userState] // users by last activity, for forgetting idle ones
 
 	leakMu  sync.Mutex
 	leaks   []*record   // unreachable leases waiting to be ended
@@ -228,7 +228,7 @@ func (m *Manager) ended(r *record, reason Reason) Event {
 		us.usage.Leaked++
 	}
 	us.last = now
-	m.idle.touch(&us.idle)
+	m.idle.touch(us)
 	m.mu.Unlock()
 	r.releaseSlot(true)
 	m.deleteKey(r, nil)
