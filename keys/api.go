@@ -27,26 +27,29 @@ type keyJSON struct {
 }
 
 // toKey converts k. Its error, without the "keys: " prefix, names the time
-// field that does not parse and quotes its value.
-func (k keyJSON) toKey() (Key, error) {
+// field that does not parse and quotes its value through scrub: the answer
+// could echo anything, a secret included.
+func (k keyJSON) toKey(scrub func(string) string) (Key, error) {
 	out := Key{ID: k.APIKeyID, Secret: k.Key, Comment: k.Comment, Scopes: k.Scopes, Tags: k.Tags}
 	var err error
-	if out.Created, err = parseTime(k.Created); err != nil {
+	if out.Created, err = parseTime(k.Created, scrub); err != nil {
 		return Key{}, fmt.Errorf("created: %w", err)
 	}
-	if out.Expires, err = parseTime(k.ExpirationDate); err != nil {
+	if out.Expires, err = parseTime(k.ExpirationDate, scrub); err != nil {
 		return Key{}, fmt.Errorf("expiration_date: %w", err)
 	}
 	return out, nil
 }
 
-func parseTime(s string) (time.Time, error) {
+// parseTime reads an RFC 3339 time; "" is the zero time. Its error
+// quotes s through scrub, cut short.
+func parseTime(s string, scrub func(string) string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time", s)
+		return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time", cleanScrubbed(s, 64, scrub))
 	}
 	return t, nil
 }
@@ -74,9 +77,6 @@ func checkSpec(s Spec, now time.Time) (createRequest, error) {
 	}
 	req.Scopes = s.Scopes
 	for _, tag := range s.Tags {
-		if tag == "" {
-			return req, errors.New("keys: tags must not be empty strings")
-		}
 		if err := checkTag("tag", tag); err != nil {
 			return req, err
 		}
@@ -129,11 +129,9 @@ func (c *Client) Create(ctx context.Context, s Spec) (*Key, error) {
 	if out.Key == "" {
 		return nil, &UnusableKeyError{KeyID: out.APIKeyID, Err: errors.New("its answer has no secret (key)")}
 	}
-	k, err := out.toKey()
+	k, err := out.toKey(func(s string) string { return strings.ReplaceAll(c.scrub(s), out.Key, redacted) })
 	if err != nil {
-		// A time field could echo anything, the secret included.
-		msg := strings.ReplaceAll(err.Error(), out.Key, redacted)
-		return nil, &UnusableKeyError{KeyID: out.APIKeyID, Err: fmt.Errorf("its answer has an unusable %s", msg)}
+		return nil, &UnusableKeyError{KeyID: out.APIKeyID, Err: fmt.Errorf("its answer has an unusable %w", err)}
 	}
 	return &k, nil
 }
@@ -193,7 +191,7 @@ func (c *Client) list(ctx context.Context, statuses ...string) ([]Key, error) {
 				continue
 			}
 			seen[item.APIKey.APIKeyID] = true
-			k, err := item.APIKey.toKey()
+			k, err := item.APIKey.toKey(c.scrub)
 			if err != nil {
 				return nil, fmt.Errorf("keys: %s: key %s: %w", op, item.APIKey.APIKeyID, err)
 			}

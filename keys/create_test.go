@@ -241,6 +241,18 @@ func TestCreateUnusableAnswer(t *testing.T) {
 			wantText:  `created: "[REDACTED]"`,
 		},
 		{
+			name:      "created echoes the project API key",
+			answer:    `{"api_key_id":"key-5","key":"` + newSecret + `","scopes":["usage:write"],"created":"` + testAPIKey + `"}`,
+			wantKeyID: "key-5",
+			wantText:  `created: "[REDACTED]"`,
+		},
+		{
+			name:      "created echoes the secret split by a control character",
+			answer:    `{"api_key_id":"key-6","key":"` + newSecret + `","scopes":["usage:write"],"created":"` + newSecret[:10] + `\u0001` + newSecret[10:] + `"}`,
+			wantKeyID: "key-6",
+			wantText:  `created: "[REDACTED]"`,
+		},
+		{
 			name:     "no api_key_id",
 			answer:   `{"key":"` + newSecret + `","scopes":["usage:write"],` + created + `}`,
 			wantText: "without api_key_id",

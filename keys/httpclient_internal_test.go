@@ -24,7 +24,6 @@ func TestPoolClonesStockAndSizesIt(t *testing.T) {
 	p := newPool(stock)
 	assert.Same(t, stock, p.stock)
 	assert.NotSame(t, stock, p.t, "a clone: the program's transport is not changed")
-	assert.Equal(t, 2, http.DefaultMaxIdleConnsPerHost, "stock keeps 2 idle connections per host")
 	assert.Zero(t, stock.MaxIdleConnsPerHost, "stock left alone")
 	assert.Equal(t, maxIdleConnsPerHost, p.t.MaxIdleConnsPerHost)
 	assert.GreaterOrEqual(t, p.t.MaxIdleConns, maxIdleConnsPerHost, "the total cap does not undo the per-host one")

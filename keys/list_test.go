@@ -151,6 +151,15 @@ func TestListRejectsBadTimes(t *testing.T) {
 	assert.Contains(t, err.Error(), "created")
 }
 
+// A time that echoes the project API key does not carry it into the error.
+func TestListBadTimeEchoingTheAPIKeyIsScrubbed(t *testing.T) {
+	c, mock := newClient(t, testProject)
+	mock.RegisterResponder(http.MethodGet, keysURL, jsonResponder(200,
+		`{"api_keys":[{"api_key":{"api_key_id":"key-1","scopes":[],"created":"`+testAPIKey[:20]+`\u0000`+testAPIKey[20:]+`"}}]}`))
+	_, err := c.List(context.Background())
+	assertKeysError(t, err, "created", "[REDACTED]")
+}
+
 // An answer larger than the limit is an error that says so, never a list
 // cut short (or a JSON error that hides why).
 func TestListRefusesAnOversizedAnswer(t *testing.T) {

@@ -6,7 +6,8 @@ import (
 	"math"
 	"net/http"
 	"time"
-	"unicode/utf8"
+
+	"github.com/dglease/dglease/internal/dgtag"
 )
 
 // MaxTagLen is the longest tag Deepgram accepts: "Tags are limited to 128
@@ -15,21 +16,20 @@ import (
 // it counts characters; this package counts UTF-8 bytes, the strictest
 // reading, so a tag it lets through is within the limit however Deepgram
 // counts (for ASCII tags every reading agrees).
-const MaxTagLen = 128
+const MaxTagLen = dgtag.MaxLen
 
-// checkTag reports a tag Deepgram would refuse: empty, not UTF-8, or
-// longer than MaxTagLen. Its error quotes at most the tag's start.
+// checkTag reports a tag Deepgram would refuse (see internal/dgtag: empty
+// or only spaces, not UTF-8, or longer than MaxTagLen). Its error quotes
+// at most the tag's start.
 func checkTag(what, tag string) error {
+	p := dgtag.Problem(tag)
 	switch {
-	case tag == "":
-		return fmt.Errorf("keys: %s must not be empty", what)
-	case !utf8.ValidString(tag):
-		return fmt.Errorf("keys: %s %q is not valid UTF-8", what, clean(tag, 48))
+	case p == "":
+		return nil
 	case len(tag) > MaxTagLen:
-		return fmt.Errorf("keys: %s %q is %d bytes long; Deepgram limits tags to %d characters (counted here in UTF-8 bytes): shorten it, or send a digest of it",
-			what, clean(tag, 48), len(tag), MaxTagLen)
+		return fmt.Errorf("keys: %s %q %s: shorten it, or send a digest of it", what, clean(tag, 48), p)
 	}
-	return nil
+	return fmt.Errorf("keys: %s %q %s", what, clean(tag, 48), p)
 }
 
 // usageDate is the format of the dates the usage API takes and answers.

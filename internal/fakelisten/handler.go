@@ -9,7 +9,7 @@ import (
 
 	"github.com/dvonthenen/websocket"
 
-	"github.com/dglease/dglease/keys"
+	"github.com/dglease/dglease/internal/dgtag"
 )
 
 // Authenticate reports whether a credential may open a stream now: a nil
@@ -177,18 +177,12 @@ func refuse(w http.ResponseWriter, requestID string, status int, code, msg strin
 	_, _ = w.Write(body)
 }
 
-// checkTags returns why the query's tag parameters would be refused, or
-// "": each must be non-empty and at most keys.MaxTagLen (128) bytes, the
-// strictest reading of Deepgram's "Tags are limited to 128 characters per
-// tag" (https://developers.deepgram.com/docs/tagging). The message quotes
-// no tag.
+// checkTags returns why the query's tag parameters would be refused
+// (internal/dgtag's rule), or "". The message quotes no tag.
 func checkTags(tags []string) string {
 	for i, t := range tags {
-		switch {
-		case t == "":
-			return fmt.Sprintf("tag parameter %d is empty", i+1)
-		case len(t) > keys.MaxTagLen:
-			return fmt.Sprintf("tag parameter %d is %d bytes long; tags are limited to %d characters", i+1, len(t), keys.MaxTagLen)
+		if p := dgtag.Problem(t); p != "" {
+			return fmt.Sprintf("tag parameter %d %s", i+1, p)
 		}
 	}
 	return ""

@@ -11,8 +11,9 @@ import (
 	"github.com/dvonthenen/websocket"
 )
 
-// frameBytes is one frame of [PCM]'s format: 100 ms.
-const frameBytes = 3200
+// frameBytes is one frame of [PCM]'s format (linear16: 2 bytes a
+// sample): 100 ms.
+const frameBytes = SampleRate * Channels * 2 / 10
 
 // streamWait bounds each wait of [Stream] on the server: a safety net for
 // a broken fake, never a sleep.

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dglease/dglease/internal/dgtag"
 	"github.com/dglease/dglease/internal/fakelisten"
-	"github.com/dglease/dglease/keys"
 )
 
 // Wire shapes (see /v1 key management in Deepgram's API reference).
@@ -446,11 +446,8 @@ func (s *Server) create(c *call, caller rights) answer {
 		}
 	}
 	for i, tag := range req.Tags {
-		if strings.TrimSpace(tag) == "" {
-			return bad("tags must be non-empty strings")
-		}
-		if len(tag) > keys.MaxTagLen {
-			return bad(fmt.Sprintf("tags[%d] is %d bytes long; tags are limited to %d characters per tag (counted here in UTF-8 bytes)", i, len(tag), keys.MaxTagLen))
+		if p := dgtag.Problem(tag); p != "" {
+			return bad(fmt.Sprintf("tags[%d] %s", i, p))
 		}
 	}
 	if len(req.Comment) > MaxCommentLen {

@@ -313,7 +313,7 @@ func TestCreateRefusesWhatDeepgramRefuses(t *testing.T) {
 		message string
 	}{
 		{"tag of 128 bytes", spec("c", strings.Repeat("t", 128)), http.StatusOK, ""},
-		{"tag of 129 bytes", spec("c", "ok", strings.Repeat("t", 129)), http.StatusBadRequest, "tags[1] is 129 bytes long; tags are limited to 128 characters"},
+		{"tag of 129 bytes", spec("c", "ok", strings.Repeat("t", 129)), http.StatusBadRequest, "tags[1] is 129 bytes long; Deepgram limits tags to 128 characters"},
 		{"tag of 43 three-byte runes", spec("c", strings.Repeat("日", 43)), http.StatusBadRequest, "129 bytes"},
 		{"comment of 256 bytes", spec(strings.Repeat("c", keystest.MaxCommentLen)), http.StatusOK, ""},
 		{"comment of 257 bytes", spec(strings.Repeat("c", keystest.MaxCommentLen+1)), http.StatusBadRequest, "comment is 257 bytes long"},
