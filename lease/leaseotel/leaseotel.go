@@ -20,7 +20,7 @@
 // All are created on the meter named [ScopeName]:
 //
 //	dglease.lease.acquired       counter    {lease}    leases issued
-//	dglease.lease.refused        counter    {lease}    refusals; dglease.limit: rate, user_cap, total_cap, deepgram
+//	dglease.lease.refused        counter    {lease}    refusals; dglease.limit: rate, user_cap, total_cap, keys_cap, deepgram
 //	dglease.lease.ended          counter    {lease}    leases ended; dglease.reason: released, context, expired, leaked, closed
 //	dglease.lease.leaked         counter    {lease}    leases dropped without Release (a caller bug)
 //	dglease.lease.lifetime       histogram  s          how long leases lived; dglease.reason
@@ -119,6 +119,7 @@ func Hooks(mp metric.MeterProvider) (lease.Hooks, error) {
 		lease.LimitRate:     attrs(limit.String("rate")),
 		lease.LimitUserCap:  attrs(limit.String("user_cap")),
 		lease.LimitTotalCap: attrs(limit.String("total_cap")),
+		lease.LimitKeys:     attrs(limit.String("keys_cap")),
 		lease.LimitDeepgram: attrs(limit.String("deepgram")),
 	}
 	reason := attribute.Key("dglease.reason")

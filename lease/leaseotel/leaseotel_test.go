@@ -3,6 +3,7 @@ package leaseotel_test
 import (
 	"context"
 	"runtime"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -264,4 +265,35 @@ func TestBadInput(t *testing.T) {
 	var mp metric.MeterProvider
 	_, err = leaseotel.Observe(&lease.Manager{}, mp)
 	assert.ErrorContains(t, err, "MeterProvider")
+}
+
+// Every Limit the lease package names is counted under an attribute of its
+// own: a limit added to lease without one here would be lost silently.
+func TestEveryLimitIsCounted(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	hooks, err := leaseotel.Hooks(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader)))
+	require.NoError(t, err)
+	n := 0
+	for l := lease.Limit(1); !strings.HasPrefix(l.String(), "Limit("); l++ {
+		hooks.OnDenied(lease.Event{User: "alice", Err: &lease.DeniedError{User: "alice", Limit: l}})
+		n++
+	}
+	require.GreaterOrEqual(t, n, 5, "the lease package names at least five limits")
+	var rm metricdata.ResourceMetrics
+	require.NoError(t, reader.Collect(context.Background(), &rm))
+	seen := map[string]bool{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != "dglease.lease.refused" {
+				continue
+			}
+			for _, p := range m.Data.(metricdata.Sum[int64]).DataPoints {
+				v, ok := p.Attributes.Value("dglease.limit")
+				require.True(t, ok)
+				assert.Equal(t, int64(1), p.Value, v.AsString())
+				seen[v.AsString()] = true
+			}
+		}
+	}
+	assert.Len(t, seen, n, "one attribute value per limit: %v", seen)
 }
