@@ -127,7 +127,8 @@ func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl 
 	if redisURL != "" {
 		ropts, err := redis.ParseURL(redisURL)
 		if err != nil {
-			return fmt.Errorf("-redis: %w", err)
+			// Not err: go-redis quotes the whole URL, password included.
+			return errors.New("-redis: not a valid redis:// or rediss:// URL (redis://[:password@]host:port/db)")
 		}
 		// Deadlines on the socket, and no resending of an admission that
 		// may have run (see leaseredis.New).
@@ -135,11 +136,6 @@ func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl 
 		rdb := redis.NewClient(ropts)
 		defer rdb.Close()
 		limiter := leaseredis.New(rdb, leaseredis.WithPrefix("dglease-demo"))
-		defer func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = limiter.Flush(ctx) // the last releases reach Redis before the client closes
-		}()
 		cfg.Limiter = limiter
 		logger.Info("limits shared through Redis", "addr", ropts.Addr)
 	}

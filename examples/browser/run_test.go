@@ -95,6 +95,7 @@ func TestRunWithEmbeddedFake(t *testing.T) {
 	testenv.NoSecret(t, "the /metrics scrape", string(scrape), c.secret())
 
 	// A second credential, still leased when the program stops.
+	firstSecret := c.secret()
 	req, _ = http.NewRequest("POST", page+"api/credential", nil)
 	req.Header.Set(apiHeader, apiHeaderValue)
 	req.AddCookie(cookies[0])
@@ -120,7 +121,7 @@ func TestRunWithEmbeddedFake(t *testing.T) {
 	assert.Equal(t, []string{"released", "manager closed"}, reasons, "the page released the first lease; shutdown ended the second")
 	for _, r := range logs.all() {
 		assert.Less(t, r.Level, slog.LevelWarn, "unexpected %s log: %s", r.Level, r.Message)
-		testenv.NoSecret(t, fmt.Sprintf("log line %q", r.Message), r.Message+" "+attrs(r), c.secret())
+		testenv.NoSecret(t, fmt.Sprintf("log line %q", r.Message), r.Message+" "+attrs(r), firstSecret, c.secret())
 	}
 }
 
@@ -224,4 +225,16 @@ func TestBackendWithAPIKey(t *testing.T) {
 	require.Len(t, logs.all(), 1)
 	assert.Equal(t, "using Deepgram", logs.all()[0].Message)
 	assert.Equal(t, "https://api.deepgram.com", attr(logs.all()[0], "host"))
+}
+
+// A mistyped -redis URL is refused with an error that does not repeat the
+// URL: it may hold the Redis password.
+func TestRunRefusesABadRedisURLWithoutItsPassword(t *testing.T) {
+	const password = "s3cret-redis-password"
+	logs := &testenv.Buffer{}
+	err := run(context.Background(), slog.New(slog.NewTextHandler(logs, nil)), "127.0.0.1:0", false, 10*time.Second, "redis://:"+password+"@host:bad/0", "")
+	require.Error(t, err)
+	assert.True(t, strings.Contains(err.Error(), "-redis"), "the error names the flag")
+	testenv.NoSecret(t, "run's error", err.Error(), password)
+	testenv.NoSecret(t, "the log", logs.String(), password)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/dglease/dglease/internal/testaudio"
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
 )
@@ -117,7 +118,7 @@ func TestOfficialJavaScriptSDK(t *testing.T) {
 	require.NoError(t, os.WriteFile(audioFile, testaudio.PCM(), 0o600))
 
 	cmd := exec.CommandContext(ctx, node, "sdk.mjs")
-	cmd.Env = append(environWithoutDeepgram(),
+	cmd.Env = append(os.Environ(), // without DEEPGRAM_*: see TestMain
 		"DG_BASE_URL="+srv.URL,
 		"DG_WS_URL="+strings.TrimSuffix(srv.ListenURL(), "/v1/listen"),
 		"DG_PROJECT="+srv.ProjectID(),
@@ -127,7 +128,7 @@ func TestOfficialJavaScriptSDK(t *testing.T) {
 		"DG_LEASED_TOKEN="+tokenLease.Secret(),
 		"DG_AUDIO="+audioFile,
 	)
-	var stderr strings.Builder
+	var stderr testenv.Buffer // exec fills it from its own goroutine
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
 	require.NoError(t, err)
@@ -231,17 +232,4 @@ func requireStreamMessages(t *testing.T, msgs []message) {
 		"hello from the fake deepgram",
 	}, finals)
 	assert.Equal(t, msgs[0+2].RequestID, msgs[len(msgs)-1].RequestID, "Metadata and Results share the request ID")
-}
-
-// environWithoutDeepgram is the process environment without DEEPGRAM_*
-// variables: the SDK reads DEEPGRAM_API_KEY and DEEPGRAM_ACCESS_TOKEN, and
-// the latter would override the credential under test.
-func environWithoutDeepgram() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "DEEPGRAM_") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
