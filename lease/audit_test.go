@@ -132,15 +132,18 @@ func auditPrintErr(w io.Writer, err error) {
 }
 
 // auditLeaks returns, redacted, the secrets found in text. A secret counts
-// as found when its last 40 characters appear (all of an API key; a grant
-// token's signature). Only runs of hex or base64url characters at least
-// 40 long are examined, so a large text is checked in one pass.
+// as found when any 16 consecutive characters of its last 40 appear (all of
+// an API key; a grant token's signature), so a secret cut short is found
+// too, as testenv.NoSecret finds it. Only runs of hex or base64url
+// characters at least 16 long are examined, so a large text with many
+// secrets is checked in one pass.
 func auditLeaks(text string, secrets []string) []string {
-	const w = 40
+	const tail, w = 40, 16
 	want := map[string]string{}
 	for _, s := range secrets {
-		if len(s) >= w {
-			want[s[len(s)-w:]] = s
+		t := s[max(0, len(s)-tail):]
+		for i := 0; i+w <= len(t); i++ {
+			want[t[i:i+w]] = s
 		}
 	}
 	found := map[string]bool{}
@@ -174,7 +177,9 @@ func auditLeaks(text string, secrets []string) []string {
 func TestAuditLeaksFindsSecrets(t *testing.T) {
 	key := strings.Repeat("ab12", 10)
 	jwt := "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJ4In0.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
-	assert.Empty(t, auditLeaks("nothing here "+key[:39], []string{key, jwt}))
+	assert.Empty(t, auditLeaks("nothing here "+key[:15], []string{key, jwt}), "15 characters are not enough")
+	assert.Len(t, auditLeaks("cut short: "+key[:16]+"…", []string{key, jwt}), 1, "a secret cut short")
+	assert.Len(t, auditLeaks("cut short: "+jwt[:len(jwt)-20]+"…", []string{key, jwt}), 1, "a token cut inside its signature")
 	assert.Len(t, auditLeaks(`{"err":"token `+key+`"}`, []string{key, jwt}), 1)
 	assert.Len(t, auditLeaks("Bearer "+jwt+"\n", []string{key, jwt}), 1)
 	assert.Len(t, auditLeaks("x"+key+"y", []string{key}), 1, "inside a longer run")
