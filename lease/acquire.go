@@ -102,7 +102,7 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	// Back-pressure: keys in existence (live or in flight, waiting to be
 	// deleted, or given up on and still working until their expiry) are
 	// bounded, whatever the per-user limits say.
-	if len(m.live)+m.pending+m.del.count()+m.del.stillWorking(now) >= m.cfg.maxKeys {
+	if len(m.live)+len(m.creates)+m.del.count()+m.del.stillWorking(now) >= m.cfg.maxKeys {
 		us := m.userLocked(user, now)
 		us.usage.Denied++
 		m.stats.Denied++
@@ -114,7 +114,6 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	us := m.userLocked(user, now)
 	r := &record{us: us, leaseID: newID()}
 	us.live++
-	m.pending++
 	m.creates[r] = struct{}{}
 	// Counted under m.mu, where Close sets m.closed: Close's wait for
 	// creates in flight then sees every Acquire it did not refuse.
@@ -226,7 +225,6 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 		m.deleteKey(r, nil)
 		return nil, ErrClosed
 	}
-	m.pending--
 	delete(m.creates, r)
 	r.acquired = now.Sub(m.epoch)
 	m.live[r.liveKey()] = r
@@ -303,7 +301,6 @@ func (m *Manager) orphan(r *record, res issued, gen uint64) {
 }
 
 func (m *Manager) unreserveLocked(r *record) {
-	m.pending--
 	delete(m.creates, r)
 	r.us.live--
 }

@@ -27,7 +27,7 @@ func (m *Manager) Flush(ctx context.Context) error {
 	if ctx == nil {
 		return errors.New("lease: Flush needs a non-nil context")
 	}
-	done, _ := m.del.flush()
+	done := m.del.flush()
 	select {
 	case <-done:
 		return nil

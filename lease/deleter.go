@@ -429,9 +429,8 @@ func (d *deleter) unreserve(gen uint64) {
 	d.donePendingLocked(gen)
 }
 
-// flush returns a channel closed once every job added so far is done, and
-// how many jobs it waits for.
-func (d *deleter) flush() (<-chan struct{}, int) {
+// flush returns a channel closed once every job added so far is done.
+func (d *deleter) flush() <-chan struct{} {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	gen := d.gen
@@ -439,10 +438,10 @@ func (d *deleter) flush() (<-chan struct{}, int) {
 	done := make(chan struct{})
 	if d.flushedLocked(gen) {
 		close(done)
-		return done, 0
+		return done
 	}
 	d.flushes = append(d.flushes, flushWait{gen: gen, done: done})
-	return done, len(d.inflight)
+	return done
 }
 
 // isPending reports whether the key is queued, being deleted or waiting.
@@ -488,7 +487,7 @@ func (h *expiryHeap) Pop() any {
 // deleter. Once ctx has ended it waits for nothing: what is left is
 // recorded as given up.
 func (d *deleter) drain(ctx context.Context) {
-	done, _ := d.flush()
+	done := d.flush()
 	select {
 	case <-done:
 	case <-ctx.Done():
@@ -497,12 +496,7 @@ func (d *deleter) drain(ctx context.Context) {
 	// Workers end quickly once the queue is empty and their calls are
 	// cancelled; wait for them as long as ctx allows, so that after Close
 	// the KeyService is no longer called.
-	idle := make(chan struct{})
-	go func() { d.wg.Wait(); close(idle) }()
-	select {
-	case <-idle:
-	case <-ctx.Done():
-	}
+	waitCtx(ctx, &d.wg)
 }
 
 // stop ends the deleter for good: retries and running calls are

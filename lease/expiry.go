@@ -69,7 +69,7 @@ func (m *Manager) expireDue() {
 		due = append(due, r)
 	}
 	m.mu.Unlock()
-	each(due, (*record).expire)
+	each(due, func(r *record) { r.end(ReasonExpired) })
 }
 
 // stopExpiryTimerLocked stops the timer for good; called by Close with

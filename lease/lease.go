@@ -266,25 +266,17 @@ func (r *record) arm(ctx context.Context, h *handle) {
 	runtime.AddCleanup(h, (*record).leak, r)
 }
 
-// expire ends the lease whose TTL passed (Manager.expireDue).
-func (r *record) expire() {
-	r.mu.Lock()
-	leaked := r.leaked
-	r.mu.Unlock()
-	if leaked {
-		r.end(ReasonLeaked)
-		return
-	}
-	r.end(ReasonExpired)
-}
-
 // end ends the lease once; later calls do nothing. It updates the
 // Manager's state and hands the key to the deleter before any hook runs.
+// A lease found leaked ends as leaked even when its TTL passes first.
 func (r *record) end(reason Reason) {
 	r.mu.Lock()
 	if r.reason != 0 {
 		r.mu.Unlock()
 		return
+	}
+	if reason == ReasonExpired && r.leaked {
+		reason = ReasonLeaked
 	}
 	r.reason = uint8(reason)
 	// Counted before the reason is visible to anyone else: Close, which

@@ -209,6 +209,32 @@ func TestLeakedLeaseIsDeletedAndReported(t *testing.T) {
 	})
 }
 
+// A lease found leaked whose TTL passes before the leak check runs ends
+// by its TTL timer, reported as leaked (not as expired).
+func TestLeakedLeaseReachingItsTTLIsReportedLeaked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		ended := make(chan lease.Event, 1)
+		m := newManager(t, srv.Client(), lease.WithTTL(1500*time.Millisecond), lease.WithHooks(lease.Hooks{OnRelease: func(e lease.Event) { ended <- e }}))
+		time.Sleep(1200 * time.Millisecond) // the leak check, armed by Acquire, would run at 1 s after it
+		func() {
+			_, err := m.Acquire(context.Background(), "careless")
+			require.NoError(t, err)
+		}()
+		// Acquired at 1.2 s: the TTL ends it at 2.7 s, the leak check runs at 2.2 s.
+		// Let the leak check pass first with nothing found, then find the leak.
+		time.Sleep(1100 * time.Millisecond) // 2.3 s: the check ran at 2.2 s, next at 3.2 s
+		synctest.Wait()
+		require.True(t, awaitLeaks(m, 1), "the dropped lease was not found by the garbage collector")
+		require.Equal(t, 1, lease.QueuedLeaks(m))
+		time.Sleep(500 * time.Millisecond) // 2.8 s: the TTL passed, the leak check has not run again
+		synctest.Wait()
+		ev := <-ended
+		assert.Equal(t, lease.ReasonLeaked, ev.Reason)
+		assert.Equal(t, uint64(1), m.Usage("careless").Leaked)
+	})
+}
+
 // A Lease copied by value shares its leak detection: dropping the
 // original while a copy is held is not a leak, and the copy releases.
 func TestCopiedLeaseIsNotALeak(t *testing.T) {

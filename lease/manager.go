@@ -57,12 +57,11 @@ type Manager struct {
 	hooks       *hookSet
 	del         *deleter
 
-	mu      sync.Mutex
-	closed  bool
-	live    map[uint64]*record // by idKey of the lease ID
-	pending int                // Acquire calls between admission and result
-	users   map[string]*userState
-	stats   Stats
+	mu     sync.Mutex
+	closed bool
+	live   map[uint64]*record // by idKey of the lease ID
+	users  map[string]*userState
+	stats  Stats
 	// creates are the Acquire calls between admission and result, for
 	// Close to name when it gives up on them.
 	creates map[*record]struct{}
