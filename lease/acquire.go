@@ -94,6 +94,7 @@ func checkUser(u string) error {
 // returns the new lease's record, holding its slot in the limits.
 func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	now := time.Now()
+	leaseID := newID() // before m.mu: newID takes a lock of its own
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -112,7 +113,7 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 		return nil, denied
 	}
 	us := m.userLocked(user, now)
-	r := &record{us: us, leaseID: newID()}
+	r := &record{us: us, leaseID: leaseID}
 	us.live++
 	m.creates[r] = struct{}{}
 	// Counted under m.mu, where Close sets m.closed: Close's wait for
@@ -220,9 +221,7 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 	if m.closed {
 		m.unreserveLocked(r)
 		m.mu.Unlock()
-		r.releaseSlot(false)
-		defer m.creating.Done() // deleteKey may run hooks (the deleter is stopped)
-		m.deleteKey(r, nil)
+		m.dropCreate(r, nil)
 		return nil, ErrClosed
 	}
 	delete(m.creates, r)
@@ -237,7 +236,7 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 	l := &Lease{h: &handle{r: r}}
 	r.arm(ctx, l.h)
 	m.creating.Done()
-	r.announce(Event{Time: now, User: r.us.name, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Latency: res.latency})
+	ended := r.announce(Event{Time: now, User: r.us.name, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Latency: res.latency})
 	// Never return an ended lease: ctx may have ended as the result
 	// arrived, and the lease may have ended while OnAcquire ran (Close, a
 	// Release from the hook, its TTL).
@@ -245,13 +244,13 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 		r.end(ReasonContext) // its context AfterFunc may be doing so too
 		return nil, fmt.Errorf("lease: acquire for user %q: %w", r.us.name, ctx.Err())
 	}
-	switch reason := l.Reason(); reason {
+	switch ended {
 	case 0:
 		return l, nil
 	case ReasonClosed:
 		return nil, ErrClosed
 	default:
-		return nil, fmt.Errorf("lease: acquire for user %q: the lease ended (%s) before Acquire could return it", r.us.name, reason)
+		return nil, fmt.Errorf("lease: acquire for user %q: the lease ended (%s) before Acquire could return it", r.us.name, ended)
 	}
 }
 
@@ -269,11 +268,7 @@ func (m *Manager) failAcquire(r *record, err error, now time.Time, latency time.
 		m.stats.Errors++
 	}
 	m.mu.Unlock()
-	r.releaseSlot(false)
-	func() {
-		defer m.creating.Done() // deleteKey may run hooks (the deleter is stopped)
-		m.deleteKey(r, gen)     // a key that came without a usable answer
-	}()
+	m.dropCreate(r, gen) // a key that came without a usable answer is deleted
 	if denied != nil {
 		m.hooks.run(m.hooks.denied, Event{Time: now, User: r.us.name, LeaseID: r.leaseID, Err: denied, RetryAfter: denied.RetryAfter, Latency: latency})
 		return denied
@@ -295,11 +290,19 @@ func (m *Manager) orphan(r *record, res issued, gen uint64) {
 	m.mu.Lock()
 	m.unreserveLocked(r)
 	m.mu.Unlock()
-	r.releaseSlot(false)
-	defer m.creating.Done()
-	m.deleteKey(r, &gen)
+	m.dropCreate(r, &gen)
 }
 
+// dropCreate settles a create that yields no lease, after unreserveLocked:
+// its limiter slot is freed, the key it made (if any) goes to the deleter
+// (in Flush generation gen, if set), and its count in m.creating ends.
+func (m *Manager) dropCreate(r *record, gen *uint64) {
+	r.releaseSlot(false)
+	defer m.creating.Done() // deleteKey may run hooks (the deleter is stopped)
+	m.deleteKey(r, gen)
+}
+
+// unreserveLocked takes r out of the creates in flight and its user's count.
 func (m *Manager) unreserveLocked(r *record) {
 	delete(m.creates, r)
 	r.us.live--

@@ -307,11 +307,13 @@ func (r *record) end(reason Reason) {
 
 // announce runs the OnAcquire hooks with e, then delivers the lease's end
 // event if the lease ended meanwhile: also when a hook exits the goroutine
-// (runtime.Goexit), since deferred calls still run.
-func (r *record) announce(e Event) {
+// (runtime.Goexit), since deferred calls still run. It returns why the
+// lease has ended, or 0 if it is live, as of the end of the hooks.
+func (r *record) announce(e Event) (ended Reason) {
 	defer func() {
 		r.mu.Lock()
 		r.announced = true
+		ended = Reason(r.reason)
 		pending := r.pendingEnd
 		r.pendingEnd = nil
 		r.mu.Unlock()
@@ -320,6 +322,7 @@ func (r *record) announce(e Event) {
 		}
 	}()
 	r.us.m.hooks.run(r.us.m.hooks.acquire, e)
+	return 0 // set by the deferred call
 }
 
 func (r *record) link() *links[record] { return &r.exp }

@@ -1,8 +1,10 @@
 package lease
 
 // Locks. Each guards bookkeeping only and is released before any other is
-// taken, so there is no lock order to respect; no hook and no KeyService
-// call ever runs with one held:
+// taken, with one exception: admit's back-pressure count takes deleter.mu
+// (only while keys given up on still work) with Manager.mu held, and
+// nothing takes Manager.mu with deleter.mu held, so the order is fixed. No
+// hook and no KeyService call ever runs with a lock held:
 //
 //	Manager.mu      live leases, users, counters, closed, creates in flight
 //	record.mu       one lease's ending (reason, context, detach, announce)
