@@ -194,17 +194,17 @@ func detailsText(raw json.RawMessage) string {
 	if len(raw) == 0 || string(raw) == "null" {
 		return ""
 	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
+	var v any
+	if json.Unmarshal(raw, &v) != nil {
+		return string(raw)
+	}
+	if s, ok := v.(string); ok {
 		return s
 	}
 	// Re-encoded, so that what JSON escapes hid (\u0030…) is plain text
 	// that a scrub can find.
-	var v any
-	if json.Unmarshal(raw, &v) == nil {
-		if b, err := json.Marshal(v); err == nil {
-			return string(b)
-		}
+	if b, err := json.Marshal(v); err == nil {
+		return string(b)
 	}
 	return string(raw)
 }

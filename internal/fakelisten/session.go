@@ -1,7 +1,6 @@
 package fakelisten
 
 import (
-	"strings"
 	"time"
 )
 
@@ -33,13 +32,6 @@ type Session struct {
 	// Raw reports that Audio was computed from Bytes, not wall time.
 	Raw bool
 }
-
-// rawEncodings are the encodings whose samples have a fixed size: audio
-// time follows from a byte count.
-var rawEncodings = map[string]bool{"linear16": true, "linear32": true, "mulaw": true, "alaw": true}
-
-// isRaw reports whether encoding (any case) has a fixed sample size.
-func isRaw(encoding string) bool { return rawEncodings[strings.ToLower(encoding)] }
 
 // duration is the exact play time of n bytes of raw audio in format f.
 func (f audioFormat) duration(n int64) time.Duration {

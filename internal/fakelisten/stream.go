@@ -42,7 +42,6 @@ type stream struct {
 	tags      []string
 	model     string
 	format    audioFormat
-	raw       bool      // format has a fixed sample size: audio time from bytes
 	events    events    // the optional messages the query asked for
 	created   time.Time // on cfg.now's clock
 	opened    time.Time // on time.Now's monotonic clock
@@ -82,7 +81,6 @@ func newStream(conn *websocket.Conn, cfg config, requestID, account string, q ur
 		tags:      q["tag"],
 		model:     model,
 		format:    formatOf(q),
-		raw:       isRaw(q.Get("encoding")),
 		events:    eventsOf(q),
 		created:   cfg.now().UTC(),
 		opened:    time.Now(),
@@ -327,10 +325,10 @@ func (s *stream) record() {
 		Opened:    s.created,
 		Ended:     s.cfg.now().UTC(),
 		Bytes:     s.bytes,
-		Raw:       s.raw,
+		Raw:       s.format.fixed,
 	}
 	switch {
-	case s.raw:
+	case s.format.fixed:
 		sess.Audio = s.format.duration(s.bytes)
 	case !s.lastAudio.IsZero():
 		sess.Audio = s.lastAudio.Sub(s.opened)
@@ -370,6 +368,10 @@ type audioFormat struct {
 	bytesPerSample int
 	sampleRate     int
 	channels       int
+	// fixed: the encoding names samples of a fixed size (linear16,
+	// linear32, mulaw, alaw), so audio time follows from a byte count;
+	// otherwise (a container, or compressed) bytesPerSample is a guess.
+	fixed bool
 }
 
 // Bounds of the sample_rate and channels the fake takes; beyond them a
@@ -385,10 +387,12 @@ const (
 func formatOf(q url.Values) audioFormat {
 	f := audioFormat{bytesPerSample: 2, sampleRate: 16000, channels: 1}
 	switch strings.ToLower(q.Get("encoding")) {
+	case "linear16":
+		f.fixed = true
 	case "mulaw", "alaw":
-		f.bytesPerSample = 1
+		f.bytesPerSample, f.fixed = 1, true
 	case "linear32":
-		f.bytesPerSample = 4
+		f.bytesPerSample, f.fixed = 4, true
 	}
 	if n, err := strconv.Atoi(q.Get("sample_rate")); err == nil && n > 0 && n <= maxSampleRate {
 		f.sampleRate = n

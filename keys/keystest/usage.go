@@ -129,10 +129,11 @@ func (s *Server) usage(c *call) answer {
 	tags, accessor := q["tag"], q.Get("accessor")
 	method, endpoint := q.Get("method"), q.Get("endpoint")
 
-	byDay := map[time.Time]*struct {
+	type dayUsage struct {
 		audio    time.Duration
 		requests int
-	}{}
+	}
+	byDay := map[time.Time]*dayUsage{}
 	first := time.Time{}
 	for _, st := range s.ended {
 		day := dayOf(st.Opened)
@@ -149,10 +150,7 @@ func (s *Server) usage(c *call) answer {
 		}
 		d := byDay[day]
 		if d == nil {
-			d = &struct {
-				audio    time.Duration
-				requests int
-			}{}
+			d = &dayUsage{}
 			byDay[day] = d
 		}
 		d.audio += st.Audio
