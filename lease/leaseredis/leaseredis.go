@@ -87,6 +87,16 @@ var releaseScript string
 //go:embed usage.lua
 var usageScript string
 
+// The scripts as go-redis runs them: by hash (EVALSHA), sending the source
+// only when Redis does not know it yet, instead of on every call. The
+// admission's caps script inside the rate limit's transaction is the
+// exception (see joined).
+var (
+	admitLua   = redis.NewScript(admitScript)
+	releaseLua = redis.NewScript(releaseScript)
+	usageLua   = redis.NewScript(usageScript)
+)
+
 // Limiter is a lease.Limiter whose state lives in Redis. It is safe for
 // concurrent use, by any number of Managers. Its goroutine (sending
 // releases, up to 128 per round trip) exists only while releases are
@@ -237,7 +247,7 @@ func (l *Limiter) Admit(ctx context.Context, a lease.Admission) (func(bool), err
 		rate, err = redis_rate.NewLimiter(j).Allow(rctx, k.rate, redis_rate.Limit{Rate: 1, Burst: lim.Burst, Period: lim.Every})
 		caps = j.capsCmd
 	} else {
-		caps = l.rdb.Eval(rctx, admitScript, capsKeys, capsArgs(false)...)
+		caps = admitLua.Run(rctx, l.rdb, capsKeys, capsArgs(false)...)
 	}
 	if caps == nil {
 		return l.unavailable(ctx, a, err)
@@ -264,7 +274,9 @@ func (l *Limiter) Admit(ctx context.Context, a lease.Admission) (func(bool), err
 		return l.unavailable(ctx, a, err)
 	}
 	if rate != nil && rate.Allowed == 0 {
-		l.send(ctx, release{user: a.User, leaseID: a.LeaseID, mode: "denied", report: a.Report})
+		// Now, not queued: the caller's next Acquire must find the slot
+		// free and be told about the rate, not a cap.
+		l.send([]release{{user: a.User, leaseID: a.LeaseID, mode: "denied", report: a.Report}})
 		return nil, &lease.DeniedError{User: a.User, Limit: lease.LimitRate, RetryAfter: max(rate.RetryAfter, time.Millisecond)}
 	}
 	var once sync.Once
@@ -299,17 +311,6 @@ func (l *Limiter) unavailable(ctx context.Context, a lease.Admission, cause erro
 	return release, fmt.Errorf("%w; admitted by the in-process limiter (WithFailOpen)", err)
 }
 
-// send runs one release now, on the calling goroutine.
-func (l *Limiter) send(ctx context.Context, r release) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), l.timeout)
-	defer cancel()
-	k := l.keys(r.user)
-	err := l.rdb.Eval(ctx, releaseScript, []string{k.slots, k.userSlots, k.usage}, r.leaseID, r.mode, int64(l.retention.Seconds())).Err()
-	if err != nil && r.report != nil {
-		r.report(fmt.Errorf("leaseredis: could not free the slot of lease %s in Redis (it frees itself at its deadline): %w", r.leaseID, err))
-	}
-}
-
 // enqueue queues a release for the sending goroutine, starting it if idle.
 func (l *Limiter) enqueue(r release) {
 	l.mu.Lock()
@@ -342,30 +343,53 @@ func (l *Limiter) sendQueued() {
 		clear(l.queue[:n])
 		l.queue = l.queue[n:]
 		l.mu.Unlock()
-		l.sendBatch(batch)
+		l.send(batch)
 	}
 }
 
-// sendBatch sends releases in one pipeline.
-func (l *Limiter) sendBatch(batch []release) {
-	if len(batch) == 1 {
-		l.send(context.Background(), batch[0])
-		return
-	}
+// send sends releases in one pipeline (one round trip), by the script's
+// hash; those Redis answers NOSCRIPT (it had not seen the script, so they
+// did not run) are sent once more with the source.
+func (l *Limiter) send(batch []release) {
 	ctx, cancel := context.WithTimeout(context.Background(), l.timeout)
 	defer cancel()
-	pipe := l.rdb.Pipeline()
-	cmds := make([]*redis.Cmd, len(batch))
-	for i, r := range batch {
-		k := l.keys(r.user)
-		cmds[i] = pipe.Eval(ctx, releaseScript, []string{k.slots, k.userSlots, k.usage}, r.leaseID, r.mode, int64(l.retention.Seconds()))
+	cmds := l.sendOnce(ctx, batch, func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd {
+		return releaseLua.EvalSha(ctx, p, keys, args...)
+	})
+	var again []int
+	for i, c := range cmds {
+		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
+			again = append(again, i)
+		}
 	}
-	_, _ = pipe.Exec(ctx) // each command carries its own error
+	if len(again) > 0 {
+		retry := make([]release, len(again))
+		for j, i := range again {
+			retry[j] = batch[i]
+		}
+		for j, c := range l.sendOnce(ctx, retry, func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd {
+			return releaseLua.Eval(ctx, p, keys, args...)
+		}) {
+			cmds[again[j]] = c
+		}
+	}
 	for i, r := range batch {
 		if err := cmds[i].Err(); err != nil && r.report != nil {
 			r.report(fmt.Errorf("leaseredis: could not free the slot of lease %s in Redis (it frees itself at its deadline): %w", r.leaseID, err))
 		}
 	}
+}
+
+// sendOnce runs the release script for each of batch in one pipeline.
+func (l *Limiter) sendOnce(ctx context.Context, batch []release, run func(p redis.Pipeliner, keys []string, args ...any) *redis.Cmd) []*redis.Cmd {
+	pipe := l.rdb.Pipeline()
+	cmds := make([]*redis.Cmd, len(batch))
+	for i, r := range batch {
+		k := l.keys(r.user)
+		cmds[i] = run(pipe, []string{k.slots, k.userSlots, k.usage}, r.leaseID, r.mode, int64(l.retention.Seconds()))
+	}
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	return cmds
 }
 
 // Flush waits until every release queued so far has been sent to Redis
@@ -398,7 +422,7 @@ func (l *Limiter) Usage(ctx context.Context, user string) (lease.Usage, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	k := l.keys(user)
-	res, err := l.rdb.Eval(ctx, usageScript, []string{k.userSlots, k.usage}).Int64Slice()
+	res, err := usageLua.Run(ctx, l.rdb, []string{k.userSlots, k.usage}).Int64Slice()
 	if err != nil || len(res) != 4 {
 		return lease.Usage{}, fmt.Errorf("leaseredis: usage of user %q: %w", user, errors.Join(err, errors.New("no answer")))
 	}

@@ -420,3 +420,26 @@ func TestCloseSendsQueuedReleases(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, lease.Usage{Acquired: 20, Released: 20}, u)
 }
+
+// The scripts run by hash; when Redis has forgotten them (SCRIPT FLUSH, or
+// a restart without persistence) each call still runs once, with the
+// source: admissions without a rate limit, releases (which free the slot)
+// and Usage.
+func TestScriptsForgottenByRedisStillRunOnce(t *testing.T) {
+	mr := miniredis.RunT(t)
+	f := newFleet(t, mr.Addr(), 1, nil, lease.WithRateLimit(0, 1), lease.WithMaxLeases(10, 1))
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	for round := range 3 {
+		require.NoError(t, rdb.ScriptFlush(context.Background()).Err())
+		l, err := f.managers[0].Acquire(context.Background(), "alice")
+		require.NoError(t, err, "round %d", round)
+		require.NoError(t, rdb.ScriptFlush(context.Background()).Err())
+		l.Release()
+		f.flush()
+		require.NoError(t, rdb.ScriptFlush(context.Background()).Err())
+		u, err := f.limiters[0].Usage(context.Background(), "alice")
+		require.NoError(t, err)
+		assert.Equal(t, lease.Usage{Acquired: uint64(round + 1), Released: uint64(round + 1)}, u, "each counted once; the slot is free again")
+	}
+}
