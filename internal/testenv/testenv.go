@@ -102,3 +102,15 @@ func NoSecret(t testing.TB, what, text string, secrets ...string) bool {
 
 // secretFragment is the shortest piece of a secret NoSecret looks for.
 const secretFragment = 16
+
+// Missing reports that something a test needs from the machine (a
+// program, an installed package) is absent: the test is skipped with why,
+// except under CI=true, where .ci/run installs everything and an absence
+// is a failure.
+func Missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(why + " (CI=true: .ci/run should have installed it)")
+	}
+	t.Skip(why)
+}

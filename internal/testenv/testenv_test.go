@@ -2,6 +2,7 @@ package testenv_test
 
 import (
 	"fmt"
+	"runtime"
 	"os"
 	"strings"
 	"testing"
@@ -97,4 +98,42 @@ func TestNoSecretCatchesATruncatedSecret(t *testing.T) {
 	// 15 bytes of it are not enough to count.
 	assert.True(t, testenv.NoSecret(rec, "the error", secret[:15], secret))
 	assert.Empty(t, rec.errors)
+}
+
+func TestMissingSkipsOrFailsUnderCI(t *testing.T) {
+	for _, ci := range []string{"", "true"} {
+		t.Run("CI="+ci, func(t *testing.T) {
+			t.Setenv("CI", ci)
+			rec := &skipRecorder{recordingTB: recordingTB{TB: t}}
+			done := make(chan struct{})
+			go func() { // Skip and Fatal end the goroutine
+				defer close(done)
+				testenv.Missing(rec, "no widget")
+			}()
+			<-done
+			if ci == "true" {
+				assert.Equal(t, []string{"no widget (CI=true: .ci/run should have installed it)"}, rec.fatals)
+				assert.Empty(t, rec.skips)
+			} else {
+				assert.Equal(t, []string{"no widget"}, rec.skips)
+				assert.Empty(t, rec.fatals)
+			}
+		})
+	}
+}
+
+// skipRecorder records Skip and Fatal, which end the calling goroutine.
+type skipRecorder struct {
+	recordingTB
+	skips, fatals []string
+}
+
+func (r *skipRecorder) Skip(args ...any) {
+	r.skips = append(r.skips, fmt.Sprint(args...))
+	runtime.Goexit()
+}
+
+func (r *skipRecorder) Fatal(args ...any) {
+	r.fatals = append(r.fatals, fmt.Sprint(args...))
+	runtime.Goexit()
 }

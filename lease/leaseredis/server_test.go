@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/lease"
 	"github.com/dglease/dglease/lease/leaseredis"
 )
@@ -26,11 +27,11 @@ type redisServer struct {
 }
 
 // startRedis starts redis-server, or skips the test when the binary is
-// absent (.ci/packages installs it, so CI always runs these tests).
+// absent (fails it under CI=true: .ci/packages installs it).
 func startRedis(t testing.TB) *redisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skip("redis-server is not installed (apt-get install redis-server); CI installs it from .ci/packages")
+		testenv.Missing(t, "redis-server is not installed (apt-get install redis-server); CI installs it from .ci/packages")
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
