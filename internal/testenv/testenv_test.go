@@ -2,8 +2,8 @@ package testenv_test
 
 import (
 	"fmt"
-	"runtime"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
