@@ -254,14 +254,13 @@ func (d *deleter) attempt(j *job, start time.Time) {
 	now := time.Now()
 	j.latency = now.Sub(start)
 	cancel()
-	d.mu.Lock()
 	if errors.Is(err, keys.ErrNotFound) {
-		d.adaptLocked(nil, now)
-	} else {
-		d.adaptLocked(err, now)
+		err = nil // already gone: as good as deleted
 	}
+	d.mu.Lock()
+	d.adaptLocked(err, now)
 	d.mu.Unlock()
-	if err == nil || errors.Is(err, keys.ErrNotFound) {
+	if err == nil {
 		d.done(j, now)
 		return
 	}

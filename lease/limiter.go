@@ -87,9 +87,12 @@ type localUser struct {
 	l      *localLimiter // the limiter u belongs to
 	name   string
 	bucket *rate.Limiter
-	held   int
-	last   time.Time
-	idle   links[localUser] // in localLimiter.idle
+	// every and burst are what bucket was last set to.
+	every time.Duration
+	burst int
+	held  int
+	last  time.Time
+	idle  links[localUser] // in localLimiter.idle
 }
 
 // userRetention is how long an idle user's state is kept.
@@ -107,7 +110,7 @@ func (l *localLimiter) Admit(_ context.Context, a Admission) (func(bool), error)
 		l.idle.evict(func(o *localUser) bool { return now.Sub(o.last) > userRetention },
 			func(o *localUser) bool { return o.held == 0 && o.bucket.TokensAt(now) >= float64(o.bucket.Burst()) },
 			func(o *localUser) { delete(l.users, o.name) })
-		u = &localUser{l: l, name: a.User, bucket: rate.NewLimiter(rate.Every(lim.Every), lim.Burst)}
+		u = &localUser{l: l, name: a.User, bucket: rate.NewLimiter(rate.Every(lim.Every), lim.Burst), every: lim.Every, burst: lim.Burst}
 		l.users[a.User] = u
 	}
 	u.last = now
@@ -119,9 +122,11 @@ func (l *localLimiter) Admit(_ context.Context, a Admission) (func(bool), error)
 		return nil, &DeniedError{User: a.User, Limit: LimitUserCap, RetryAfter: lim.TTL}
 	}
 	// A Manager's limits are fixed, but Managers sharing this limiter may
-	// differ: each Admission brings its own.
-	if r := rate.Every(lim.Every); u.bucket.Limit() != r || u.bucket.Burst() != lim.Burst {
-		u.bucket.SetLimitAt(now, r)
+	// differ: each Admission brings its own. Compared with what u was set
+	// to, not read back from the bucket (each read takes its lock).
+	if u.every != lim.Every || u.burst != lim.Burst {
+		u.every, u.burst = lim.Every, lim.Burst
+		u.bucket.SetLimitAt(now, rate.Every(lim.Every))
 		u.bucket.SetBurstAt(now, lim.Burst)
 	}
 	res := u.bucket.ReserveN(now, 1)

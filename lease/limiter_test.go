@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -35,4 +36,28 @@ func TestLocalLimiterReleaseIsIdempotent(t *testing.T) {
 	require.ErrorAs(t, err, &denied, "r1's second call must not have freed r2's or r3's slot")
 	r2(false)
 	r3(true)
+}
+
+// Managers sharing the local limiter may set different rates: each
+// Admission's limits are applied to the user's bucket.
+func TestLocalLimiterTakesEachAdmissionsRate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := lease.NewLocalLimiter()
+		slow := lease.Admission{User: "alice", LeaseID: "0123456789abcdef",
+			Limits: lease.Limits{Every: time.Hour, Burst: 1, MaxLeases: 10, MaxPerUser: 10, TTL: time.Minute}, Hold: time.Minute}
+		r, err := l.Admit(context.Background(), slow)
+		require.NoError(t, err)
+		r(true)
+		_, err = l.Admit(context.Background(), slow)
+		require.ErrorIs(t, err, lease.ErrDenied, "one an hour")
+
+		fast := slow
+		fast.Limits.Every = time.Millisecond
+		_, err = l.Admit(context.Background(), fast) // sets the faster rate; its bucket is still empty
+		require.ErrorIs(t, err, lease.ErrDenied)
+		time.Sleep(time.Millisecond)
+		r, err = l.Admit(context.Background(), fast)
+		require.NoError(t, err, "a millisecond later at one a millisecond")
+		r(true)
+	})
 }
