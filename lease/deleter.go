@@ -102,6 +102,7 @@ type deleter struct {
 	failTotal uint64 // every key given up on (Stats.DeleteFailed)
 	overflow  int    // failures not kept in failures (past maxFailures)
 	deleted   uint64
+	gone      uint64 // found already deleted (Stats.AlreadyDeleted)
 	attempts  uint64
 	peak      int
 	stopped   bool
@@ -254,14 +255,15 @@ func (d *deleter) attempt(j *job, start time.Time) {
 	now := time.Now()
 	j.latency = now.Sub(start)
 	cancel()
-	if errors.Is(err, keys.ErrNotFound) {
+	gone := errors.Is(err, keys.ErrNotFound)
+	if gone {
 		err = nil // already gone: as good as deleted
 	}
 	d.mu.Lock()
 	d.adaptLocked(err, now)
 	d.mu.Unlock()
 	if err == nil {
-		d.done(j, now)
+		d.done(j, now, gone)
 		return
 	}
 	if !retryable(err) {
@@ -320,12 +322,17 @@ func backoff(n int) time.Duration {
 	return d/2 + rand.N(d/2+1)
 }
 
-// done settles j, deleted. Its OnDelete hooks run before j is finished,
-// so that a Flush that waits for j also waits for them; the deferred
-// finish runs even if a hook ends the goroutine.
-func (d *deleter) done(j *job, now time.Time) {
+// done settles j, deleted (or, with gone, found already deleted). Its
+// OnDelete hooks run before j is finished, so that a Flush that waits for
+// j also waits for them; the deferred finish runs even if a hook ends the
+// goroutine.
+func (d *deleter) done(j *job, now time.Time, gone bool) {
 	d.mu.Lock()
-	d.deleted++
+	if gone {
+		d.gone++
+	} else {
+		d.deleted++
+	}
 	late := d.inflight[j.keyID] != j
 	if late {
 		// Close gave up on the key while this attempt ran, which then
@@ -338,7 +345,7 @@ func (d *deleter) done(j *job, now time.Time) {
 	if !late {
 		defer d.finish(j)
 	}
-	d.hooks.run(d.hooks.deleted, Event{Time: now, User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Attempt: j.attempt, Latency: j.latency})
+	d.hooks.run(d.hooks.deleted, Event{Time: now, User: j.user, LeaseID: j.leaseID, KeyID: j.keyID, Attempt: j.attempt, Latency: j.latency, AlreadyDeleted: gone})
 }
 
 // fail gives up on j for good. As in done, its final OnError hooks run
@@ -541,6 +548,7 @@ func (d *deleter) addStats(s *Stats) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	s.Deleted = d.deleted
+	s.AlreadyDeleted = d.gone
 	s.DeletePending = len(d.inflight)
 	s.DeletePeak = d.peak
 	s.DeleteFailed = d.failTotal

@@ -53,7 +53,8 @@ type Hooks struct {
 	// the key.
 	OnError func(Event)
 	// OnDelete: the deleter deleted a key, or Deepgram answered that it
-	// was already gone. Event.Latency is the successful call's.
+	// was already gone (Event.AlreadyDeleted). Event.Latency is the
+	// successful call's.
 	OnDelete func(Event)
 	// OnLeak: a live *Lease became unreachable without Release or Detach,
 	// a caller bug. OnRelease fires first, with ReasonLeaked, and the key
@@ -134,6 +135,10 @@ type Event struct {
 	Latency time.Duration
 	// Lifetime is how long the lease was live (release and leak events).
 	Lifetime time.Duration
+	// AlreadyDeleted is true when Deepgram answered that the key was
+	// already gone (delete events), e.g. because another replica deleted
+	// it (Manager.ReleaseForeign).
+	AlreadyDeleted bool
 }
 
 // LogValue renders the event for log/slog.
@@ -165,6 +170,9 @@ func (e Event) LogValue() slog.Value {
 	}
 	if e.Lifetime > 0 {
 		attrs = append(attrs, slog.Duration("lifetime", e.Lifetime))
+	}
+	if e.AlreadyDeleted {
+		attrs = append(attrs, slog.Bool("already_deleted", true))
 	}
 	if e.Err != nil {
 		attrs = append(attrs, slog.String("err", e.Err.Error()))

@@ -194,6 +194,68 @@ func (m *Manager) Release(leaseID string) bool {
 	return true
 }
 
+// ID is the Manager's own random ID (16 lowercase hex characters), written
+// into the marker of every key it creates. No two Managers share one, so
+// it tells which Manager, replica or process issued a lease: a hand-off
+// endpoint behind a load balancer (lease/leasehttp) puts it in its release
+// handles to know whether a release reaches the replica holding the lease.
+func (m *Manager) ID() string { return m.id }
+
+// ForeignLease is a lease another Manager issued (on another replica or
+// in another process), described as far as ReleaseForeign needs to delete
+// its key. Its fields come from that Manager's Lease (ID, KeyID, the
+// user, ServerExpires), carried e.g. in a signed release handle.
+type ForeignLease struct {
+	LeaseID string
+	// KeyID is the Deepgram api_key_id to delete; required.
+	KeyID string
+	User  string
+	// ServerExpires is when the key stops working on Deepgram's side: no
+	// retry waits past it. Required.
+	ServerExpires time.Time
+}
+
+// ReleaseForeign deletes the key of a lease that another Manager issued,
+// e.g. when a browser reports its stream open to a replica other than
+// the one that leased its credential. The key goes to this Manager's
+// deleter, with its retries, hooks (OnDelete, OnError) and counters
+// (Stats.ForeignReleases, Stats.Deleted), and counts against WithMaxKeys
+// until deleted. The Manager that holds the lease is not told: when its
+// lease ends (TTL, Release, Close), Deepgram answers that the key is gone,
+// which it counts in Stats.AlreadyDeleted, with no error reported. A lease
+// that is live in this Manager is simply released.
+//
+// Like Release it never waits on the network. It returns ErrClosed after
+// Close, and an error when l names no key (a grant token cannot be
+// deleted) or no expiry. A key whose ServerExpires has passed no longer
+// works and is not deleted; ReleaseForeign returns nil. Check that the
+// caller may release the lease first (e.g. by a signature, as
+// lease/leasehttp does): any key the project's API key can delete would
+// be deleted. Safe for concurrent use.
+func (m *Manager) ReleaseForeign(l ForeignLease) error {
+	if l.KeyID == "" {
+		return errors.New("lease: ReleaseForeign needs the lease's KeyID (a grant token has none and cannot be deleted)")
+	}
+	if l.ServerExpires.IsZero() {
+		return errors.New("lease: ReleaseForeign needs the lease's ServerExpires, which bounds the deleter's retries")
+	}
+	if m.Release(l.LeaseID) {
+		return nil
+	}
+	if !time.Now().Before(l.ServerExpires) {
+		return nil // it no longer works: nothing to delete
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return ErrClosed
+	}
+	m.stats.ForeignReleases++
+	m.mu.Unlock()
+	m.del.add(&job{keyID: l.KeyID, leaseID: l.LeaseID, user: l.User, serverExpires: l.ServerExpires}, nil)
+	return nil
+}
+
 // Owner returns the user of the live lease leaseID, and whether it is live.
 func (m *Manager) Owner(leaseID string) (user string, ok bool) {
 	k, ok := idKey(leaseID)

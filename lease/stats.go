@@ -14,8 +14,16 @@ type Stats struct {
 	Usage
 	// Errors counts failed creates (refusals count in Denied).
 	Errors uint64
-	// Deleted counts keys deleted (or found already gone) by the deleter.
+	// Deleted counts keys the deleter deleted.
 	Deleted uint64
+	// AlreadyDeleted counts keys Deepgram answered were already gone when
+	// the deleter came to delete them, e.g. released through another
+	// replica (see Manager.ReleaseForeign). They are not in Deleted, so
+	// that across replicas Deleted adds up to the keys deleted.
+	AlreadyDeleted uint64
+	// ForeignReleases counts keys of other Managers' leases this Manager
+	// was asked to delete (Manager.ReleaseForeign).
+	ForeignReleases uint64
 	// DeletePending counts keys queued, being deleted or waiting to retry.
 	DeletePending int
 	// DeletePeak is the most keys ever pending deletion at once.
