@@ -58,7 +58,10 @@
 // the lease deletes its key at once through its own Manager
 // (lease.Manager.ReleaseForeign, with its deleter's retries, hooks and
 // counters), and the holding replica later finds the key gone and counts
-// it in lease.Stats.AlreadyDeleted, with no error. Without a shared key a
+// it in lease.Stats.AlreadyDeleted, with no error. Until then that lease
+// still counts in its issuer's caps (lease.WithMaxLeases): the issuer
+// cannot know its key is gone. Size the per-user cap for a TTL's worth of
+// streams, or route each user to one replica. Without a shared key a
 // release reaching another replica is refused with a message that says to
 // set one, and the key lives until its TTL.
 //
