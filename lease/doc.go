@@ -14,8 +14,8 @@
 //	streamWith(l.Secret())
 //
 // To test code that uses a Manager, build it on keys/keystest's fake
-// Deepgram; examples/testing in this module shows a handler with its tests,
-// each showing one technique (synctest bubbles, faults, Flush).
+// Deepgram; examples/testing in this module shows a leasehttp handler with
+// its tests, each showing one technique (synctest bubbles, faults, Flush).
 //
 // # How deletion is guaranteed
 //
@@ -57,18 +57,25 @@
 //
 // # Handing a credential to a browser
 //
-// The HTTP request's context ends when the handler returns, which would
-// end the lease before the browser can use it. Pass
-// context.WithoutCancel(r.Context()) to Acquire, return l.Subprotocol()
-// (the WebSocket subprotocol list a browser opens Deepgram with) and l.ID()
-// with Cache-Control: no-store, and Release the lease when the browser
-// reports its WebSocket open (Deepgram checks a credential when the socket
-// opens, so the stream outlives the key), or let the TTL end it. A handler
-// that does not keep the *Lease must call l.Detach(): a dropped lease
-// counts as leaked and its key is deleted within a second. Later, release
-// it with Manager.Release(leaseID) after checking Manager.Owner(leaseID).
-// See the Lease.Detach example. Answer a *DeniedError with 429 and its
-// RetryAfter, whichever limit refused, Deepgram's included.
+// Package [github.com/dglease/dglease/lease/leasehttp] does it: an
+// http.Handler on a Manager that serves POST /credential and POST /release
+// (signed release handles, verified by any replica sharing the release
+// key) and GET /client.js, whose connect({endpoint, url}) gives a page an open
+// Deepgram WebSocket in three lines. Mobile apps and workers in any
+// language use the same two routes.
+//
+// Writing your own endpoint instead: the request's context ends when the
+// handler returns, so pass context.WithoutCancel(r.Context()) to Acquire;
+// call l.Detach(), since a dropped *Lease counts as leaked and its key is
+// deleted within a second; answer l.Subprotocol() (the WebSocket
+// subprotocol list a browser opens Deepgram with) and l.ID() with
+// Cache-Control: no-store. When the page reports its WebSocket open
+// (Deepgram checks a credential when the socket opens, so the stream
+// outlives the key), release the lease with Manager.Release after checking
+// Manager.Owner, or let the TTL end it; a replica that did not issue it
+// can delete its key with Manager.ReleaseForeign. Answer a *DeniedError
+// with 429 and its RetryAfter, whichever limit refused, Deepgram's
+// included. See the Lease.Detach example.
 //
 // # API keys or grant tokens?
 //
