@@ -280,8 +280,9 @@ func TestReleaseDeletesTheKey(t *testing.T) {
 // Technique: two replicas behind a load balancer are two Managers (and two
 // handlers) on the same fake. The page's release may land on the replica
 // that did not issue the credential: with the same release key it deletes
-// the key at once, and the issuing replica later finds it gone without an
-// error. synctest lets the test run to the TTL without waiting.
+// the key at once, and the issuing replica finds it gone at the TTL,
+// without an error; until then the lease counts in the issuer's caps.
+// synctest lets the test run to the TTL without waiting.
 func TestReleaseOnAnotherReplica(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv := keystest.NewServer(t, keystest.WithoutListener())
@@ -299,9 +300,11 @@ func TestReleaseOnAnotherReplica(t *testing.T) {
 		assert.Equal(t, keystest.StatusDeleted, k.Status)
 		assert.Equal(t, k.Key.Created, k.DeletedAt, "deleted before any time passed")
 		assert.Equal(t, uint64(1), other.Stats().ForeignReleases)
+		assert.Equal(t, 1, issuer.Stats().Live, "the issuer cannot know: the lease counts in its caps until the TTL")
 
 		time.Sleep(10 * time.Second) // the issuer's TTL ends the lease
 		synctest.Wait()
+		assert.Zero(t, issuer.Stats().Live)
 		assert.Equal(t, uint64(1), issuer.Stats().AlreadyDeleted, "found gone, not an error")
 		assert.Zero(t, issuer.Stats().DeleteFailed)
 		assert.Equal(t, 1, keyOf(t, srv, cred.LeaseID).Deletes)
