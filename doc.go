@@ -12,11 +12,16 @@
 //	defer l.Release()                           // returns at once; deletion is guaranteed and retried
 //	stream(l.Secret())
 //
-// A handler that gives the credential to a browser must not end the lease
-// when it returns: it sends the page the lease's Subprotocol, detaches the
-// lease (Lease.Detach, or leak detection deletes the key of the dropped
-// *Lease early) and releases it by ID (Manager.Release) once the page
-// reports its WebSocket open. See the README and examples/browser.
+// To hand credentials to browsers, mount lease/leasehttp's Handler and
+// import its client.js in the page: it mints a credential per request,
+// keeps the lease alive past the handler, deletes the key once the page
+// reports its WebSocket open (on whichever replica the report lands), and
+// answers limits with 429 and Retry-After:
+//
+//	h, err := leasehttp.New(leases, identify, leasehttp.WithReleaseKey(key))
+//	mux.Handle("/deepgram/", http.StripPrefix("/deepgram", h))
+//
+// See the README and examples/browser.
 //
 // Which package to import:
 //
@@ -27,6 +32,11 @@
 //     grant tokens, /v1/listen) for unit tests without a network.
 //   - [github.com/dglease/dglease/lease]: leases with guaranteed deletion,
 //     synchronous hooks, per-user rate limits and sweeping.
+//   - [github.com/dglease/dglease/lease/leasehttp]: the browser hand-off
+//     endpoint (credential, release, client.js), safe behind a load
+//     balancer (optional; linked only when imported).
+//   - [github.com/dglease/dglease/lease/leaseredis]: rate limits and caps
+//     shared by every replica through Redis (optional).
 //   - [github.com/dglease/dglease/lease/leaseotel]: the lease lifecycle as
 //     OpenTelemetry metrics (optional; linked only when imported).
 //
