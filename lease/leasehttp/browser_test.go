@@ -339,6 +339,7 @@ func TestBrowserCrossOriginNeedsAllowedOrigin(t *testing.T) {
 	// The other origin: 127.0.0.1 on another port, serving its own copy of
 	// client.js (a module from the API's origin would need CORS itself).
 	other := httptest.NewUnstartedServer(nil) // listening already: its origin is known
+	t.Cleanup(other.Close)
 	otherOrigin := "http://" + other.Listener.Addr().String()
 	s := newBrowserSite(t, "/dg/client.js") // its own page is not used here
 	s.mount("/dg")
@@ -359,7 +360,6 @@ func TestBrowserCrossOriginNeedsAllowedOrigin(t *testing.T) {
 	})
 	other.Config.Handler = pageMux
 	other.Start()
-	t.Cleanup(other.Close)
 
 	p := openBrowserPage(t, otherOrigin+"/")
 
