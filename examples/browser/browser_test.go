@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -46,6 +47,12 @@ func TestBrowserStreamsWithDeletedKey(t *testing.T) {
 		// The audio used, read back from the fake by the visitor's tag.
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="usage"]`)),
 	)
+	if n := e.count(`li[data-step="closed"].err, #error:not([hidden])`); n != 0 {
+		t.Errorf("Stop ended the stream with an error: %s", e.describe())
+	}
+	if issued := e.text(`li[data-step="issued"]`); !regexp.MustCompile(`API key issued \(\S+, lease [0-9a-f]{16}\): usage only`).MatchString(issued) {
+		t.Errorf("issued step = %q, want it to name the key and the lease", issued)
+	}
 	used := e.text(`li[data-step="usage"]`)
 	m := regexp.MustCompile(`This stream used ([0-9.]+) s of audio as the fake counts it by your tag: ([0-9.]+) s in 1 stream on `).FindStringSubmatch(used)
 	if m == nil || m[1] != m[2] || m[1] == "0.0" {
@@ -133,7 +140,7 @@ func TestBrowserShowsDenial(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="denied"]`)),
 	)
 	msg := e.text("#error")
-	if !regexp.MustCompile(`try again in [0-9]+ s`).MatchString(msg) {
+	if !regexp.MustCompile(`retry in [0-9]+ s`).MatchString(msg) {
 		t.Errorf("error shown = %q, want the Retry-After", msg)
 	}
 	if n := len(e.created()); n != 1 {
@@ -390,7 +397,7 @@ func (c *consoleLog) String() string {
 func TestBrowserShowsUnusableCredential(t *testing.T) {
 	wrap := func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if r.Method == http.MethodPost && r.URL.Path == "/api/credential" {
+			if r.Method == http.MethodPost && r.URL.Path == "/api/deepgram/credential" {
 				w.Header().Set("Content-Type", "text/html")
 				_, _ = w.Write([]byte("<html>a captive portal</html>"))
 				return
@@ -404,10 +411,163 @@ func TestBrowserShowsUnusableCredential(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("error")),
 		chromedp.WaitEnabled(chromedp.ID("start")),
 	)
-	if msg := e.text("#error"); !strings.Contains(msg, "without a usable credential") {
-		t.Errorf("error shown = %q, want it to say the credential was unusable", msg)
+	// client.js's connect opens the socket with whatever it got, and
+	// Deepgram refuses it.
+	if msg := e.text("#error"); !strings.Contains(msg, "The stream could not be opened: Deepgram closed the socket before it opened") {
+		t.Errorf("error shown = %q, want it to say the stream could not be opened", msg)
 	}
 	if n := len(e.created()); n != 0 {
 		t.Errorf("%d keys created, want 0", n)
 	}
+}
+
+// TestBrowserStaleStreamWritesNothing: after a 429, the previous stream's
+// status poll, still in flight, must not write into the fresh timeline
+// (it used to add "Key deleted … This stream keeps running" there). The
+// status requests of the first stream are held until the second attempt
+// was refused; then they are answered, and the test waits until the page
+// has handled both answers before it reads the timeline.
+func TestBrowserStaleStreamWritesNothing(t *testing.T) {
+	var (
+		held     atomic.Int32
+		heldNote = make(chan struct{}, 16)
+		gate     = make(chan struct{})
+		openGate = sync.OnceFunc(func() { close(gate) })
+	)
+	t.Cleanup(openGate)
+	wrap := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/api/status") {
+				held.Add(1)
+				heldNote <- struct{}{}
+				select {
+				case <-gate:
+				case <-r.Context().Done():
+					return
+				}
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	e := startBrowserOn(t, wrap, "/", `#about code`, func(c *config) { c.RateEvery, c.Burst = time.Hour, 1 })
+	e.do(
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="released"]`)),
+	)
+	// Held: the page's question about its lease when the socket opened,
+	// and the first status poll after the release.
+	for held.Load() < 2 {
+		select {
+		case <-heldNote:
+		case <-time.After(time.Until(e.deadline)):
+			t.Fatalf("%d status requests held, want 2\n%s", held.Load(), e.describe())
+		}
+	}
+	e.do(
+		chromedp.Click(chromedp.ID("stop")),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
+		chromedp.WaitEnabled(chromedp.ID("start")),
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="denied"]`)),
+	)
+	// Count the status answers the page has handled: a macrotask queued
+	// when the body is parsed runs after every microtask that the page's
+	// awaits on it run, and so after whatever the page writes.
+	e.eval(`(() => {
+		window.statusHandled = 0;
+		const json = Response.prototype.json;
+		Response.prototype.json = function () {
+			const p = json.call(this);
+			if (new URL(this.url).pathname.startsWith('/api/status')) {
+				const handled = () => setTimeout(() => { window.statusHandled++; }, 0);
+				p.then(handled, handled);
+			}
+			return p;
+		};
+		return true;
+	})()`)
+	openGate()
+	e.do(chromedp.Poll[chromedp.Void](`window.statusHandled >= 2`, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(0)))
+
+	got := e.eval(`[...document.querySelectorAll('#timeline li')].map((li) => li.dataset.step).join(' ')`)
+	if got != "mic denied" {
+		t.Errorf("timeline after the 429 = %q, want %q: the first stream wrote into it\n%s", got, "mic denied", e.describe())
+	}
+	if state := e.text("#state"); state != "Stopped." {
+		t.Errorf("state = %q, want Stopped.", state)
+	}
+}
+
+// TestBrowserShowsStreamClosedByServer: a stream the server closes (here
+// the fake shutting down: 1001) ends with an error that says so, with the
+// code, not with "Done".
+func TestBrowserShowsStreamClosedByServer(t *testing.T) {
+	e := startBrowserDemo(t)
+	e.do(
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="deleted"]`)),
+	)
+	e.fake.Close() // closes the open stream with 1001
+	e.do(
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
+		chromedp.WaitEnabled(chromedp.ID("start")),
+	)
+	if n := e.count(`li[data-step="closed"].err`); n != 1 {
+		t.Errorf("the closed step is not shown as an error\n%s", e.describe())
+	}
+	if n := e.count(`#error:not([hidden])`); n != 1 {
+		t.Fatalf("no error shown\n%s", e.describe())
+	}
+	if msg := e.text("#error"); !strings.Contains(msg, "The server closed the stream (code 1001") {
+		t.Errorf("error shown = %q, want it to say the server closed the stream, with code 1001", msg)
+	}
+	if state := e.text("#state"); strings.Contains(state, "Done") {
+		t.Errorf("state = %q, want no Done", state)
+	}
+}
+
+// TestBrowserCountsDownRetryAfter: after a 429 with Retry-After: 3, Start
+// says "Try again in 3 s", 2 s, 1 s, then is Start again and enabled.
+func TestBrowserCountsDownRetryAfter(t *testing.T) {
+	e := startBrowserDemo(t)
+	e.fake.Fail(keystest.OpCreate, keystest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 3 * time.Second})
+	e.eval(`(() => {
+		const b = document.getElementById('start');
+		window.startLabels = [];
+		new MutationObserver(() => {
+			const label = b.textContent + (b.disabled ? ' (disabled)' : '');
+			if (window.startLabels.at(-1) !== label) window.startLabels.push(label);
+		}).observe(b, { childList: true, characterData: true, subtree: true, attributes: true });
+		return true;
+	})()`)
+	e.do(
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="denied"]`)),
+		chromedp.WaitEnabled(chromedp.ID("start")),
+	)
+	got := e.eval(`window.startLabels.join(' | ')`)
+	want := "Start (disabled) | Try again in 3 s (disabled) | Try again in 2 s (disabled) | Try again in 1 s (disabled) | Start"
+	if got != want {
+		t.Errorf("Start's labels = %q\nwant %q", got, want)
+	}
+	// And Start works again.
+	e.do(
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
+	)
+}
+
+// eval evaluates a JavaScript expression in the page and returns its
+// value as text.
+func (e *browserDemo) eval(expr string) string {
+	e.t.Helper()
+	ctx, cancel := context.WithDeadline(e.ctx, e.deadline)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
+	if err != nil {
+		e.t.Fatalf("browser: %v\n%s", err, e.describe())
+	}
+	return fmt.Sprint(v)
 }

@@ -123,7 +123,7 @@ func (h *harness) visitor() *browser {
 }
 
 // do sends a request as this visitor; body, if not nil, is sent as JSON.
-// POSTs carry the API header unless hdr sets it (to "" to leave it out).
+// hdr's headers are added.
 func (b *browser) do(method, path string, body any, hdr http.Header) *http.Response {
 	b.h.t.Helper()
 	var rd io.Reader
@@ -135,9 +135,6 @@ func (b *browser) do(method, path string, body any, hdr http.Header) *http.Respo
 		rd = bytes.NewReader(data)
 	}
 	req := httptest.NewRequest(method, path, rd)
-	if method == http.MethodPost {
-		req.Header.Set(apiHeader, apiHeaderValue)
-	}
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
@@ -156,47 +153,70 @@ func (b *browser) do(method, path string, body any, hdr http.Header) *http.Respo
 	return res
 }
 
+// credentialPath and releasePath are where the demo mounts leasehttp's
+// routes.
+const (
+	credentialPath = "/api/deepgram/credential"
+	releasePath    = "/api/deepgram/release"
+)
+
+// credential is leasehttp's answer to POST /credential.
+type credential struct {
+	Secret      string    `json:"secret"`
+	Subprotocol []string  `json:"subprotocol"`
+	LeaseID     string    `json:"lease_id"`
+	Expires     time.Time `json:"expires"`
+	Revocable   bool      `json:"revocable"`
+	Release     string    `json:"release"`
+}
+
 // credential asks for a credential and requires it to be issued.
 func (b *browser) credential() credential {
 	b.h.t.Helper()
-	res := b.do("POST", "/api/credential", nil, nil)
+	res := b.do("POST", credentialPath, nil, nil)
 	if res.StatusCode != http.StatusOK {
-		b.h.t.Fatalf("POST /api/credential = %d %s", res.StatusCode, readAll(res))
+		b.h.t.Fatalf("POST %s = %d %s", credentialPath, res.StatusCode, readAll(res))
 	}
 	var c credential
 	decode(b.h.t, res, &c)
-	if c.secret() == "" {
-		b.h.t.Fatalf("POST /api/credential: subprotocol has %d elements, want 2", len(c.Subprotocol))
+	if c.Secret == "" || len(c.Subprotocol) != 2 || c.Subprotocol[1] != c.Secret {
+		b.h.t.Fatalf("POST %s: no secret, or a subprotocol list (%d elements) that does not carry it", credentialPath, len(c.Subprotocol))
 	}
-	b.h.sawSecret(c.secret())
+	b.h.sawSecret(c.Secret)
 	return c
 }
 
-// secret is the credential's secret, the second element of its
-// subprotocol list, or "" if the list is malformed.
-func (c credential) secret() string {
-	if len(c.Subprotocol) != 2 {
-		return ""
-	}
-	return c.Subprotocol[1]
-}
-
-// release releases a lease and returns the status code.
-func (b *browser) release(leaseID string) int {
+// release releases a credential by its release handle and returns the
+// status code.
+func (b *browser) release(handle string) int {
 	b.h.t.Helper()
-	return b.do("POST", "/api/release", releaseRequest{LeaseID: leaseID}, nil).StatusCode
+	return b.do("POST", releasePath, map[string]string{"release": handle}, nil).StatusCode
 }
 
-// status returns the status of a lease.
+// status returns the status of a lease ("" for the visitor's latest).
 func (b *browser) status(leaseID string) status {
 	b.h.t.Helper()
-	res := b.do("GET", "/api/credential/"+leaseID+"/status", nil, nil)
+	path := "/api/status"
+	if leaseID != "" {
+		path += "/" + leaseID
+	}
+	res := b.do("GET", path, nil, nil)
 	if res.StatusCode != http.StatusOK {
-		b.h.t.Fatalf("status = %d %s", res.StatusCode, readAll(res))
+		b.h.t.Fatalf("GET %s = %d %s", path, res.StatusCode, readAll(res))
 	}
 	var st status
 	decode(b.h.t, res, &st)
 	return st
+}
+
+// keyID is the Deepgram key ID of the visitor's lease, from its status.
+func (b *browser) keyID(leaseID string) string {
+	b.h.t.Helper()
+	id := b.status(leaseID).KeyID
+	if id == "" {
+		b.h.t.Fatalf("lease %s has no key ID", leaseID)
+	}
+	return id
 }
 
 // keyStatus is the fake's view of a key.

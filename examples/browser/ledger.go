@@ -11,25 +11,34 @@ import (
 // the page can still ask for its status.
 const endedRetention = 5 * time.Minute
 
+// maxEnded bounds the ended leases the ledger keeps: past it, the oldest
+// are forgotten before endedRetention. Live leases are bounded by the
+// Manager (lease.WithMaxLeases).
+const maxEnded = 10000
+
 // ledger remembers which visitor holds which lease, so that only the
-// visitor a credential was issued to can release it or see its status, and
-// what became of each lease, for the status endpoint. It holds no *Lease:
-// leases are detached when issued and released by ID through the Manager,
-// which also says whether a lease is still live. The Manager's hooks tell
-// it how a lease ended (OnRelease) and whether its key could not be deleted
-// (a final OnError). Ended leases are kept for endedRetention. Safe for
-// concurrent use.
+// visitor a credential was issued to can see its status, and what became
+// of each lease. It is filled by the Manager's hooks alone: OnAcquire
+// records a lease as leasehttp issues it, OnRelease how it ended, and a
+// final delete OnError that its key could not be deleted. It holds no
+// *Lease (the Manager says whether a lease is still live) and no secret.
+// Safe for concurrent use.
 type ledger struct {
-	mu         sync.Mutex
-	byID       map[string]*handout
-	endedOrder []endedLease // in the order they ended
+	maxEnded int
+
+	mu     sync.Mutex
+	byID   map[string]*handout
+	newest map[string]string // visitor -> the ID of their latest lease
+	ended  []endedLease      // in the order they ended
 }
 
 // handout is one credential handed to a visitor.
 type handout struct {
-	visitor       string
-	keyID         string
-	serverExpires time.Time
+	visitor string
+	keyID   string // "" for a grant token
+	// expires is when the lease ends by itself; serverExpires when the
+	// credential stops working on Deepgram's side.
+	expires, serverExpires time.Time
 	// reason is how the lease ended, once the OnRelease hook has said so.
 	reason lease.Reason
 	// deleteFailed: the deleter gave up on the key.
@@ -41,39 +50,32 @@ type endedLease struct {
 	at time.Time
 }
 
-func newLedger() *ledger {
-	return &ledger{byID: map[string]*handout{}}
+func newLedger(maxEnded int) *ledger {
+	return &ledger{maxEnded: maxEnded, byID: map[string]*handout{}, newest: map[string]string{}}
 }
 
-// add records a lease just issued.
-func (lg *ledger) add(l *lease.Lease) {
-	lg.mu.Lock()
-	defer lg.mu.Unlock()
-	h := lg.entry(l.ID())
-	h.visitor, h.keyID, h.serverExpires = l.User(), l.KeyID(), l.ServerExpires()
-	lg.prune()
-}
-
-// entry returns the handout for id, creating it: a lease may end, and its
-// OnRelease hook run, between Acquire and add (a Close, say).
-func (lg *ledger) entry(id string) *handout {
-	h := lg.byID[id]
-	if h == nil {
-		h = &handout{}
-		lg.byID[id] = h
-	}
-	return h
-}
-
-// hooks are the Manager hooks that keep the ledger up to date.
-func (lg *ledger) hooks() lease.Hooks {
+// hooks are the Manager hooks that keep the ledger up to date;
+// serverExpiry says when a credential whose lease ends at a time stops
+// working on Deepgram's side.
+func (lg *ledger) hooks(serverExpiry func(expires time.Time) time.Time) lease.Hooks {
 	return lease.Hooks{
+		// OnAcquire returns before the same lease's OnRelease is called.
+		OnAcquire: func(e lease.Event) {
+			lg.mu.Lock()
+			defer lg.mu.Unlock()
+			lg.byID[e.LeaseID] = &handout{visitor: e.User, keyID: e.KeyID, expires: e.Expires, serverExpires: serverExpiry(e.Expires)}
+			lg.newest[e.User] = e.LeaseID
+			lg.prune()
+		},
 		OnRelease: func(e lease.Event) {
 			lg.mu.Lock()
 			defer lg.mu.Unlock()
-			h := lg.entry(e.LeaseID)
-			h.visitor, h.keyID, h.reason = e.User, e.KeyID, e.Reason
-			lg.endedOrder = append(lg.endedOrder, endedLease{e.LeaseID, time.Now()})
+			h := lg.byID[e.LeaseID]
+			if h == nil {
+				return // pruned: it outlived maxEnded others
+			}
+			h.reason = e.Reason
+			lg.ended = append(lg.ended, endedLease{e.LeaseID, time.Now()})
 			lg.prune()
 		},
 		OnError: func(e lease.Event) {
@@ -89,15 +91,20 @@ func (lg *ledger) hooks() lease.Hooks {
 	}
 }
 
-// prune forgets leases that ended more than endedRetention ago.
+// prune forgets leases that ended more than endedRetention ago, and the
+// oldest ended ones past maxEnded.
 func (lg *ledger) prune() {
 	cutoff := time.Now().Add(-endedRetention)
 	n := 0
-	for n < len(lg.endedOrder) && lg.endedOrder[n].at.Before(cutoff) {
-		delete(lg.byID, lg.endedOrder[n].id)
+	for n < len(lg.ended) && (lg.ended[n].at.Before(cutoff) || len(lg.ended)-n > lg.maxEnded) {
+		id := lg.ended[n].id
+		if h := lg.byID[id]; h != nil && lg.newest[h.visitor] == id {
+			delete(lg.newest, h.visitor)
+		}
+		delete(lg.byID, id)
 		n++
 	}
-	lg.endedOrder = lg.endedOrder[n:]
+	lg.ended = lg.ended[n:]
 }
 
 // lookup returns a copy of the lease id if visitor holds it.
@@ -109,4 +116,15 @@ func (lg *ledger) lookup(visitor, id string) (handout, bool) {
 		return handout{}, false
 	}
 	return *h, true
+}
+
+// latest returns the ID and a copy of visitor's latest lease.
+func (lg *ledger) latest(visitor string) (string, handout, bool) {
+	lg.mu.Lock()
+	defer lg.mu.Unlock()
+	id, ok := lg.newest[visitor]
+	if !ok {
+		return "", handout{}, false
+	}
+	return id, *lg.byID[id], true
 }

@@ -26,14 +26,22 @@
 //	        internal/conformance installs it); when present, the page
 //	        offers it as a second way to stream
 //
-// The browser never sees the project's API key: it gets a usage:write key
-// (or grant token) that lives seconds, through POST /api/credential, and
-// passes it to Deepgram in the WebSocket's Sec-WebSocket-Protocol list
-// (lease.Lease.Subprotocol: ["token", key] or ["bearer", jwt]), as browsers
-// cannot set headers on a WebSocket. Each visitor is identified by
-// a demo session cookie; see visitor.go for where a real application plugs
-// in its own authentication. GET /metrics serves the credentials' lifecycle
-// (lease/leaseotel) in the Prometheus text format.
+// The browser never sees the project's API key. The backend mounts
+// lease/leasehttp at /api/deepgram/: the page imports its client.js
+// (GET /api/deepgram/client.js) and calls connect, which asks POST
+// /api/deepgram/credential for a usage:write key (or grant token) that
+// lives seconds, opens the WebSocket with it in the Sec-WebSocket-Protocol
+// list (["token", key] or ["bearer", jwt]: browsers cannot set headers on
+// a WebSocket), and reports the socket open to POST /api/deepgram/release,
+// which deletes the key while the stream goes on. Each visitor is
+// identified by a demo session cookie set when the page loads; see
+// visitor.go for where a real application plugs in its own
+// authentication. The rest is the demo's own:
+//
+//	GET /api/about             the backend's name, the listen URL, what the page may offer
+//	GET /api/status[/{lease}]  the visitor's (latest) credential: live, released, deleted on Deepgram's side
+//	GET /api/usage[?from=day]  the audio the visitor streamed, read back from Deepgram by their tag
+//	GET /metrics               the credentials' lifecycle (lease/leaseotel), Prometheus text format
 package main
 
 import (

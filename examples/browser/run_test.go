@@ -43,37 +43,30 @@ func TestRunWithEmbeddedFake(t *testing.T) {
 	cookies := res.Cookies()
 	require.Len(t, cookies, 1)
 
-	req, _ := http.NewRequest("POST", page+"api/credential", nil)
-	req.Header.Set(apiHeader, apiHeaderValue)
-	req.AddCookie(cookies[0])
-	res, err = http.DefaultClient.Do(req)
+	// The page's module: leasehttp's client.js is served beside it.
+	res, err = http.Get(page + "api/deepgram/client.js")
 	require.NoError(t, err)
-	var c credential
-	require.NoError(t, json.NewDecoder(res.Body).Decode(&c))
 	res.Body.Close()
 	require.Equal(t, http.StatusOK, res.StatusCode)
-	require.NotEmpty(t, c.secret(), "subprotocol %d elements", len(c.Subprotocol))
-	assert.True(t, strings.HasPrefix(c.ListenURL, "ws://127.0.0.1:"), "listen_url %q is the fake's", c.ListenURL)
-	assert.True(t, strings.HasSuffix(c.ListenURL, "/v1/listen"), "listen_url %q", c.ListenURL)
+
+	var ab about
+	getJSON(t, page+"api/about", cookies[0], &ab)
+	assert.True(t, strings.HasPrefix(ab.ListenURL, "ws://127.0.0.1:"), "listen_url %q is the fake's", ab.ListenURL)
+	assert.True(t, strings.HasSuffix(ab.ListenURL, "/v1/listen"), "listen_url %q", ab.ListenURL)
+
+	c := postCredential(t, page, cookies[0])
 
 	// The hand-off ends: the page reports its socket open.
-	req, _ = http.NewRequest("POST", page+"api/release", strings.NewReader(`{"lease_id":"`+c.LeaseID+`"}`))
-	req.Header.Set(apiHeader, apiHeaderValue)
+	req, _ := http.NewRequest("POST", page+"api/deepgram/release", strings.NewReader(`{"release":"`+c.Release+`"}`))
 	req.AddCookie(cookies[0])
 	res, err = http.DefaultClient.Do(req)
 	require.NoError(t, err)
 	res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode)
+	require.Equal(t, http.StatusNoContent, res.StatusCode)
 
 	// The visitor's usage, read back from the fake: no stream, no audio.
-	req, _ = http.NewRequest("GET", page+"api/usage", nil)
-	req.AddCookie(cookies[0])
-	res, err = http.DefaultClient.Do(req)
-	require.NoError(t, err)
 	var u usage
-	require.NoError(t, json.NewDecoder(res.Body).Decode(&u))
-	res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode)
+	getJSON(t, page+"api/usage", cookies[0], &u)
 	assert.True(t, u.Attributable)
 	assert.Zero(t, u.Seconds)
 
@@ -92,18 +85,10 @@ func TestRunWithEmbeddedFake(t *testing.T) {
 	} {
 		assert.True(t, strings.Contains(string(scrape), "\n"+want+"\n"), "the scrape lacks %q", want)
 	}
-	testenv.NoSecret(t, "the /metrics scrape", string(scrape), c.secret())
+	testenv.NoSecret(t, "the /metrics scrape", string(scrape), c.Secret)
 
 	// A second credential, still leased when the program stops.
-	firstSecret := c.secret()
-	req, _ = http.NewRequest("POST", page+"api/credential", nil)
-	req.Header.Set(apiHeader, apiHeaderValue)
-	req.AddCookie(cookies[0])
-	res, err = http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	require.NoError(t, json.NewDecoder(res.Body).Decode(&c))
-	res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode)
+	second := postCredential(t, page, cookies[0])
 
 	stop() // as SIGINT does
 	select {
@@ -121,8 +106,36 @@ func TestRunWithEmbeddedFake(t *testing.T) {
 	assert.Equal(t, []string{"released", "manager closed"}, reasons, "the page released the first lease; shutdown ended the second")
 	for _, r := range logs.all() {
 		assert.Less(t, r.Level, slog.LevelWarn, "unexpected %s log: %s", r.Level, r.Message)
-		testenv.NoSecret(t, fmt.Sprintf("log line %q", r.Message), r.Message+" "+attrs(r), firstSecret, c.secret())
+		testenv.NoSecret(t, fmt.Sprintf("log line %q", r.Message), r.Message+" "+attrs(r), c.Secret, second.Secret, cookies[0].Value)
 	}
+}
+
+// postCredential asks the running demo at page for a credential, as the
+// visitor with the session cookie.
+func postCredential(t *testing.T, page string, cookie *http.Cookie) credential {
+	t.Helper()
+	req, _ := http.NewRequest("POST", page+"api/deepgram/credential", nil)
+	req.AddCookie(cookie)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode)
+	var c credential
+	require.NoError(t, json.NewDecoder(res.Body).Decode(&c))
+	require.NotEmpty(t, c.Secret)
+	return c
+}
+
+// getJSON decodes the answer to GET url, sent with cookie, into v.
+func getJSON(t *testing.T, url string, cookie *http.Cookie, v any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	req.AddCookie(cookie)
+	res, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer res.Body.Close()
+	require.Equal(t, http.StatusOK, res.StatusCode, url)
+	require.NoError(t, json.NewDecoder(res.Body).Decode(v))
 }
 
 // recordLog is a slog.Handler that keeps every record, for assertions.

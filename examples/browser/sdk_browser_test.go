@@ -30,12 +30,14 @@ func sdkBundleOrSkip(t *testing.T) string {
 }
 
 // sdkTestPage streams the fake microphone with Deepgram's own browser SDK,
-// unmodified, and the credential the demo's backend leases: it opens the
-// socket through the SDK (which offers [scheme, secret,
-// "x-deepgram-session-id", uuid] as subprotocols), asks the backend to
-// release the lease once the socket is open, polls the credential's status
-// until the key is deleted, and lists each final transcript as li.final
-// (li.outlived once one arrives after the deletion).
+// unmodified, and the credential the demo's backend leases through
+// leasehttp's client.js (credential and release, as a page that hands the
+// credential to another client does): it opens the socket through the SDK
+// (which offers [scheme, secret, "x-deepgram-session-id", uuid] as
+// subprotocols), releases the credential once the socket is open, polls
+// the credential's status until the key is deleted, and lists each final
+// transcript as li.final (li.outlived once one arrives after the
+// deletion).
 const sdkTestPage = `<!doctype html>
 <meta charset="utf-8">
 <title>Deepgram's browser SDK against the fake</title>
@@ -44,23 +46,20 @@ const sdkTestPage = `<!doctype html>
 <p id="state">official SDK test page</p>
 <p id="error"></p>
 <ol id="timeline"></ol>
-<script>
+<script type="module">
+import { credential, release } from '/api/deepgram/client.js';
 const log = (cls, text) => {
   const li = document.createElement('li');
   li.className = cls;
   li.textContent = text;
   document.getElementById('timeline').append(li);
 };
-const post = (path, body) => fetch(path, {
-  method: 'POST',
-  headers: { 'X-Requested-With': 'dglease-demo', 'Content-Type': 'application/json' },
-  body: body === undefined ? undefined : JSON.stringify(body),
-  credentials: 'same-origin',
-}).then((r) => r.json());
+const opts = { endpoint: '/api/deepgram' };
 async function run() {
-  const cred = await post('/api/credential');
+  const about = await fetch('/api/about').then((r) => r.json());
+  const cred = await credential(opts);
   const [scheme, secret] = cred.subprotocol;
-  const wsOrigin = cred.listen_url.replace(/\/v1\/listen$/, '');
+  const wsOrigin = new URL(about.listen_url).origin;
   const client = new Deepgram.DeepgramClient({
     ...(scheme === 'bearer' ? { accessToken: secret } : { apiKey: secret }),
     environment: { base: location.origin, production: wsOrigin, agent: wsOrigin, agentRest: location.origin },
@@ -80,9 +79,9 @@ async function run() {
   const rec = new MediaRecorder(media);
   rec.ondataavailable = (ev) => { if (ev.data.size > 0) socket.sendMedia(ev.data); };
   rec.start(250);
-  await post('/api/release', { lease_id: cred.lease_id });
+  if (!await release(opts, cred.release)) throw new Error('release refused');
   for (;;) {
-    const st = await fetch('/api/credential/' + encodeURIComponent(cred.lease_id) + '/status').then((r) => r.json());
+    const st = await fetch('/api/status/' + encodeURIComponent(cred.lease_id)).then((r) => r.json());
     if (st.credential === 'deleted') break;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -103,6 +102,7 @@ func TestOfficialBrowserSDKStreamsWithLeasedKey(t *testing.T) {
 		mux := http.NewServeMux()
 		mux.Handle("/", demo)
 		mux.HandleFunc("GET /sdk-test/{$}", func(w http.ResponseWriter, r *http.Request) {
+			startSession(w, r) // as the demo's page does
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			_, _ = w.Write([]byte(sdkTestPage))
 		})
@@ -170,6 +170,9 @@ func TestDemoPageStreamsWithTheOfficialSDK(t *testing.T) {
 		chromedp.Click(chromedp.ID("stop")),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
 	)
+	if n := e.count(`li[data-step="closed"].err, #error:not([hidden])`); n != 0 {
+		t.Errorf("Stop ended the stream with an error: %s", e.describe())
+	}
 	if got := e.text(`#transcript p.final`); got != "hello from the fake deepgram" {
 		t.Errorf("first final transcript = %q, want the fake's first phrase", got)
 	}

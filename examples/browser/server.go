@@ -16,19 +16,12 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/dglease/dglease/lease"
+	"github.com/dglease/dglease/lease/leasehttp"
 	"github.com/dglease/dglease/lease/leaseotel"
 )
 
 //go:embed static
 var static embed.FS
-
-// apiHeader must be sent, with apiHeaderValue, on every POST to /api/: a
-// cross-site form cannot set it, and a cross-site fetch that sets it needs
-// a CORS preflight this server never grants.
-const (
-	apiHeader      = "X-Requested-With"
-	apiHeaderValue = "dglease-demo"
-)
 
 // config is what newServer needs. Keys and ListenURL are required.
 type config struct {
@@ -74,9 +67,11 @@ type config struct {
 	Usage lease.UsageReader
 }
 
-// server is the demo's backend: it serves the page and leases credentials
-// to visitors. It is an http.Handler, safe for concurrent use; Close it to
-// delete whatever is still leased.
+// server is the demo's backend: it serves the page, hands credentials to
+// visitors through a leasehttp.Handler mounted at /api/deepgram/, and
+// answers the page's own questions (/api/about, /api/status, /api/usage).
+// It is an http.Handler, safe for concurrent use; Close it to delete
+// whatever is still leased.
 type server struct {
 	cfg     config
 	leases  *lease.Manager
@@ -111,7 +106,7 @@ func newServer(cfg config) (*server, error) {
 	if r, ok := cfg.Keys.(lease.UsageReader); ok && cfg.Usage == nil {
 		cfg.Usage = r
 	}
-	s := &server{cfg: cfg, ledger: newLedger()}
+	s := &server{cfg: cfg, ledger: newLedger(maxEnded)}
 	if s.index, err = static.ReadFile("static/index.html"); err != nil {
 		return nil, err
 	}
@@ -126,9 +121,10 @@ func newServer(cfg config) (*server, error) {
 
 	opts := []lease.Option{
 		lease.WithTTL(cfg.TTL),
-		// Log every event, and keep the ledger up to date however a lease
-		// ends (release, TTL, shutdown): no goroutine per lease.
-		lease.WithHooks(lease.LogHooks(cfg.Logger), s.ledger.hooks()),
+		// Log every event, and keep the ledger (who holds which lease, for
+		// the status route) up to date however a lease ends: release, TTL,
+		// shutdown. No goroutine per lease.
+		lease.WithHooks(lease.LogHooks(cfg.Logger), s.ledger.hooks(s.serverExpiry)),
 	}
 	if cfg.Limiter != nil {
 		opts = append(opts, lease.WithLimiter(cfg.Limiter))
@@ -149,14 +145,22 @@ func newServer(cfg config) (*server, error) {
 	if s.leases, err = lease.New(cfg.Keys, opts...); err != nil {
 		return nil, err
 	}
-	if cfg.Metrics != nil {
-		if s.gauges, err = leaseotel.Observe(s.leases, cfg.Metrics); err != nil {
-			return nil, err
-		}
+	// POST /api/deepgram/credential, POST /api/deepgram/release and GET
+	// /api/deepgram/client.js, for the visitor the session cookie names.
+	// Several copies of the demo behind one load balancer would also pass
+	// leasehttp.WithReleaseKey, the same on each.
+	credentials, err := leasehttp.New(s.leases, identify, leasehttp.WithLogger(cfg.Logger))
+	if err == nil && cfg.Metrics != nil {
+		s.gauges, err = leaseotel.Observe(s.leases, cfg.Metrics)
+	}
+	if err != nil {
+		_ = s.leases.Close(context.Background()) // nothing was leased yet
+		return nil, err
 	}
 
 	// The page may connect to itself and to the listen endpoint, nothing
-	// else: no CDN, no inline script.
+	// else: no CDN, no inline script. Its module imports client.js from
+	// this origin.
 	s.csp = "default-src 'self'; connect-src 'self' " + u.Scheme + "://" + u.Host +
 		"; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 
@@ -170,13 +174,14 @@ func newServer(cfg config) (*server, error) {
 			http.ServeFile(w, r, cfg.SDKBundle)
 		})
 	}
+	// leasehttp refuses cross-site POSTs itself (http.CrossOriginProtection);
+	// the demo's own routes are all GETs.
+	mux.Handle("/api/deepgram/", http.StripPrefix("/api/deepgram", credentials))
 	mux.HandleFunc("GET /api/about", s.handleAbout)
-	mux.HandleFunc("POST /api/credential", s.handleCredential)
-	mux.HandleFunc("POST /api/release", s.handleRelease)
-	mux.HandleFunc("GET /api/credential/{lease_id}/status", s.handleStatus)
+	mux.HandleFunc("GET /api/status", s.handleStatus)
+	mux.HandleFunc("GET /api/status/{lease_id}", s.handleStatus)
 	mux.HandleFunc("GET /api/usage", s.handleUsage)
-	// Reject unsafe cross-origin browser requests (Sec-Fetch-Site, Origin).
-	s.handler = http.NewCrossOriginProtection().Handler(mux)
+	s.handler = mux
 	return s, nil
 }
 
@@ -202,7 +207,7 @@ func (s *server) Close(ctx context.Context) error {
 }
 
 func (s *server) handleIndex(w http.ResponseWriter, r *http.Request) {
-	s.visitor(w, r, true) // start the demo session on page load
+	startSession(w, r) // the visitor's credentials are theirs from now on
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Write(s.index)
@@ -213,7 +218,8 @@ type about struct {
 	Backend    string `json:"backend"`
 	Kind       string `json:"kind"`
 	TTLSeconds int    `json:"ttl_seconds"`
-	ListenURL  string `json:"listen_url"`
+	// ListenURL is the WebSocket URL to stream to, without query.
+	ListenURL string `json:"listen_url"`
 	// Usage says whether GET /api/usage can read usage back.
 	Usage bool `json:"usage"`
 	// SDK says whether the page may stream with Deepgram's browser SDK.
@@ -233,111 +239,36 @@ func (s *server) kind() string {
 	return "token"
 }
 
-// credential is the answer to POST /api/credential: the only answer that
-// carries a secret.
-type credential struct {
-	// Subprotocol is the WebSocket subprotocol list that carries the
-	// secret to Deepgram: ["token", key] or ["bearer", jwt].
-	Subprotocol []string  `json:"subprotocol"`
-	Expires     time.Time `json:"expires"`
-	LeaseID     string    `json:"lease_id"`
-	// KeyID is the Deepgram key's ID; grant tokens have none.
-	KeyID     string `json:"key_id,omitempty"`
-	ListenURL string `json:"listen_url"`
+// serverExpiry is when a credential whose lease ends at expires stops
+// working on Deepgram's side at the latest: a grant token at the lease's
+// end; an API key the TTL plus lease.DefaultExpiryMargin (this demo sets no
+// other), rounded up to whole seconds, after its create answered, as the
+// Manager asks Deepgram (lease.Lease.ServerExpires is exact, but the
+// handler that holds the *Lease is leasehttp's).
+func (s *server) serverExpiry(expires time.Time) time.Time {
+	if s.cfg.Grant {
+		return expires
+	}
+	life := (s.cfg.TTL + lease.DefaultExpiryMargin + time.Second - 1).Truncate(time.Second)
+	return expires.Add(life - s.cfg.TTL)
 }
 
-// apiError is every error answer of the API.
+// apiError is every error answer of the demo's own routes (leasehttp's
+// have the same shape).
 type apiError struct {
 	Error string `json:"error"`
-	// RetryAfter is in whole seconds, as the Retry-After header (429 only).
-	RetryAfter int `json:"retry_after,omitempty"`
 }
 
-func (s *server) handleCredential(w http.ResponseWriter, r *http.Request) {
-	if !checkAPIHeader(w, r) {
-		return
-	}
-	visitor, _ := s.visitor(w, r, true)
-	// The lease must outlive this request: it ends on Release or its TTL.
-	l, err := s.leases.Acquire(context.WithoutCancel(r.Context()), visitor)
-	var denied *lease.DeniedError
-	switch {
-	case errors.As(err, &denied):
-		// Every refusal, by the Manager's limits or by Deepgram's own rate
-		// limit (a 429 on the create), with a positive RetryAfter.
-		secs := int(math.Ceil(denied.RetryAfter.Seconds()))
-		w.Header().Set("Retry-After", fmt.Sprint(secs))
-		writeJSON(w, http.StatusTooManyRequests, apiError{
-			Error:      fmt.Sprintf("Too many credentials requested (%s): try again in %d s.", denied.Limit, secs),
-			RetryAfter: secs,
-		})
-		return
-	case errors.Is(err, lease.ErrClosed):
-		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "The server is shutting down."})
-		return
-	case err != nil:
-		// The Manager's hooks (LogHooks) have logged the failure, without
-		// a secret; the page gets a generic message.
-		writeJSON(w, http.StatusBadGateway, apiError{Error: "Could not get a credential from " + s.cfg.Backend + "; try again later."})
-		return
-	}
-	// The page reports back by lease ID (POST /api/release), or the TTL
-	// ends the lease. This handler keeps no *Lease, so it must detach it:
-	// leak detection would otherwise find the dropped *Lease and delete
-	// its key within about a second, before the page could use it.
-	l.Detach()
-	s.ledger.add(l)
-	writeJSON(w, http.StatusOK, credential{
-		Subprotocol: l.Subprotocol(),
-		Expires:     l.Expires(),
-		LeaseID:     l.ID(),
-		KeyID:       l.KeyID(),
-		ListenURL:   s.cfg.ListenURL,
-	})
-}
-
-// releaseRequest is the body of POST /api/release.
-type releaseRequest struct {
-	LeaseID string `json:"lease_id"`
-}
-
-// released is the answer to POST /api/release.
-type released struct {
-	LeaseID string `json:"lease_id"`
-	// Revocable is false for grant tokens: they work until they expire.
-	Revocable bool `json:"revocable"`
-	// Expires is when the credential stops working on Deepgram's side
-	// even if its deletion failed.
-	Expires time.Time `json:"expires"`
-}
-
-func (s *server) handleRelease(w http.ResponseWriter, r *http.Request) {
-	if !checkAPIHeader(w, r) {
-		return
-	}
-	var req releaseRequest
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
-	if err := dec.Decode(&req); err != nil || req.LeaseID == "" {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: `The body must be {"lease_id": "..."}.`})
-		return
-	}
-	visitor, ok := s.visitor(w, r, false)
-	h, found := s.ledger.lookup(visitor, req.LeaseID)
-	if !ok || !found {
-		// Someone else's lease looks exactly like no lease at all.
-		writeJSON(w, http.StatusNotFound, apiError{Error: "No such credential."})
-		return
-	}
-	s.leases.Release(req.LeaseID) // returns at once; the deleter deletes the key
-	writeJSON(w, http.StatusOK, released{LeaseID: req.LeaseID, Revocable: !s.cfg.Grant, Expires: h.serverExpires})
-}
-
-// status is the answer to GET /api/credential/{lease_id}/status.
+// status is the answer to GET /api/status[/{lease_id}].
 type status struct {
 	LeaseID string `json:"lease_id"`
+	// KeyID is the Deepgram key's ID; grant tokens have none.
+	KeyID string `json:"key_id,omitempty"`
 	// Lease is "live", or how the lease ended: "released", "expired",
 	// "manager closed", ...
 	Lease string `json:"lease"`
+	// Ends is when the lease ends by itself if never released.
+	Ends time.Time `json:"ends"`
 	// Credential is the credential's state: "active", "deleted" or
 	// "expired" when known; "deletion requested" or "deletion failed"
 	// when only the lease's side is known.
@@ -350,11 +281,24 @@ type status struct {
 	Expires time.Time `json:"expires"`
 }
 
+// handleStatus answers GET /api/status/{lease_id}, or, without an ID, the
+// status of the visitor's latest lease: the page streams through
+// client.js's connect, which keeps the credential (and its lease ID) to
+// itself. Only the visitor a lease was issued to may ask about it; to
+// anyone else it does not exist.
 func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
-	visitor, ok := s.visitor(w, r, false)
+	visitor, _ := visitorOf(r)
 	id := r.PathValue("lease_id")
-	h, found := s.ledger.lookup(visitor, id)
-	if !ok || !found {
+	var h handout
+	found := false
+	if visitor != "" {
+		if id == "" {
+			id, h, found = s.ledger.latest(visitor)
+		} else {
+			h, found = s.ledger.lookup(visitor, id)
+		}
+	}
+	if !found {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "No such credential."})
 		return
 	}
@@ -364,7 +308,7 @@ func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
 // statusOf describes a handed-out credential as of now.
 func (s *server) statusOf(id string, h handout) status {
 	_, live := s.leases.Owner(id)
-	st := status{LeaseID: id, Lease: "live", Expires: h.serverExpires}
+	st := status{LeaseID: id, KeyID: h.keyID, Lease: "live", Ends: h.expires, Expires: h.serverExpires}
 	switch {
 	case live:
 	case h.reason != 0:
@@ -401,17 +345,8 @@ func (s *server) statusOf(id string, h handout) status {
 	return st
 }
 
-// checkAPIHeader answers 403 unless the request carries the API header.
-func checkAPIHeader(w http.ResponseWriter, r *http.Request) bool {
-	if r.Header.Get(apiHeader) == apiHeaderValue {
-		return true
-	}
-	writeJSON(w, http.StatusForbidden, apiError{Error: "Missing " + apiHeader + " header."})
-	return false
-}
-
-// writeJSON answers v as JSON. API answers are never cached: one of them
-// carries a secret, and the others describe a moment.
+// writeJSON answers v as JSON. API answers are never cached: they describe
+// a moment.
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")

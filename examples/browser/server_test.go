@@ -28,36 +28,49 @@ func TestCredentialIssued(t *testing.T) {
 		assert.True(t, b.cookie.HttpOnly, "session cookie HttpOnly")
 		assert.Equal(t, http.SameSiteStrictMode, b.cookie.SameSite, "session cookie SameSite")
 
-		res := b.do("POST", "/api/credential", nil, nil)
+		res := b.do("POST", credentialPath, nil, nil)
 		require.Equal(t, http.StatusOK, res.StatusCode)
 		assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
 		assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
+		assert.NotEmpty(t, res.Header.Get("Content-Security-Policy"), "the demo's headers on leasehttp's answers too")
 
-		var got map[string]any
-		decode(t, res, &got)
-		fields := make([]string, 0, len(got))
-		for k := range got {
-			fields = append(fields, k)
-		}
-		assert.ElementsMatch(t, []string{"subprotocol", "expires", "lease_id", "key_id", "listen_url"}, fields)
-		assert.Equal(t, testListenURL, got["listen_url"])
-		sp, _ := got["subprotocol"].([]any)
-		require.Len(t, sp, 2, "subprotocol")
-		assert.Equal(t, "token", sp[0])
-		secret, _ := sp[1].(string)
-		h.sawSecret(secret)
-		assert.Regexp(t, "^[0-9a-f]{40}$", secret)
-		expires, err := time.Parse(time.RFC3339Nano, got["expires"].(string))
-		require.NoError(t, err)
-		assert.True(t, time.Now().Add(10*time.Second).Equal(expires), "expires = now + TTL, got %v", expires)
+		var c credential
+		decode(t, res, &c)
+		h.sawSecret(c.Secret)
+		assert.Regexp(t, "^[0-9a-f]{40}$", c.Secret)
+		assert.Equal(t, []string{"token", c.Secret}, c.Subprotocol)
+		assert.True(t, c.Revocable)
+		assert.NotEmpty(t, c.Release)
+		assert.True(t, time.Now().Add(10*time.Second).Equal(c.Expires), "expires = now + TTL, got %v", c.Expires)
+		assert.Regexp(t, "^[0-9a-f]{16}$", c.LeaseID)
 
-		keyID, _ := got["key_id"].(string)
-		assert.Equal(t, keystest.StatusActive, h.keyStatus(keyID))
-		leaseID, _ := got["lease_id"].(string)
-		assert.Regexp(t, "^[0-9a-f]{16}$", leaseID)
-		st := b.status(leaseID)
-		want := status{LeaseID: leaseID, Lease: "live", Credential: "active", Source: "deepgram", Expires: expires.Add(lease.DefaultExpiryMargin)}
+		st := b.status(c.LeaseID)
+		assert.Equal(t, keystest.StatusActive, h.keyStatus(st.KeyID))
+		want := status{LeaseID: c.LeaseID, KeyID: st.KeyID, Lease: "live", Ends: c.Expires, Credential: "active", Source: "deepgram", Expires: c.Expires.Add(lease.DefaultExpiryMargin)}
 		assert.Equal(t, want, st, "the key works until the lease's TTL plus the expiry margin")
+		assert.Equal(t, want, b.status(""), "the visitor's latest lease")
+	})
+}
+
+// TestStatusOfTheLatestLease: GET /api/status answers the visitor's latest
+// lease (the page's connect keeps the lease ID to itself), and nobody
+// else's.
+func TestStatusOfTheLatestLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		alice, bob := h.visitor(), h.visitor()
+		res := alice.do("GET", "/api/status", nil, nil)
+		assert.Equal(t, http.StatusNotFound, res.StatusCode, "no lease yet")
+
+		first := alice.credential()
+		second := alice.credential()
+		bob.credential()
+		assert.Equal(t, second.LeaseID, alice.status("").LeaseID)
+		require.Equal(t, http.StatusNoContent, alice.release(second.Release))
+		synctest.Wait()
+		assert.Equal(t, second.LeaseID, alice.status("").LeaseID, "still the latest once released")
+		assert.Equal(t, "live", alice.status(first.LeaseID).Lease)
+		assert.Equal(t, "released", alice.status("").Lease)
 	})
 }
 
@@ -66,19 +79,16 @@ func TestReleaseDeletesKey(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
 		c := b.credential()
+		keyID := b.keyID(c.LeaseID)
 		start := time.Now()
 
-		res := b.do("POST", "/api/release", releaseRequest{LeaseID: c.LeaseID}, nil)
-		require.Equal(t, http.StatusOK, res.StatusCode)
-		var rel released
-		decode(t, res, &rel)
-		assert.Equal(t, c.LeaseID, rel.LeaseID)
-		assert.True(t, rel.Revocable)
+		res := b.do("POST", releasePath, map[string]string{"release": c.Release}, nil)
+		require.Equal(t, http.StatusNoContent, res.StatusCode)
 
 		synctest.Wait() // the deleter and the hooks have done their work
 		assert.Equal(t, time.Duration(0), time.Since(start), "no time passed: the TTL did not do it")
-		assert.Equal(t, keystest.StatusDeleted, h.keyStatus(c.KeyID))
-		fk, _ := h.fake.Key(c.KeyID)
+		assert.Equal(t, keystest.StatusDeleted, h.keyStatus(keyID))
+		fk, _ := h.fake.Key(keyID)
 		assert.Equal(t, 1, fk.Deletes, "API deletes")
 		assert.Zero(t, h.s.leases.Stats().Live, "the lease has ended")
 
@@ -88,9 +98,9 @@ func TestReleaseDeletesKey(t *testing.T) {
 		assert.Equal(t, "deepgram", st.Source)
 
 		// Releasing again is harmless.
-		assert.Equal(t, http.StatusOK, b.release(c.LeaseID))
+		assert.Equal(t, http.StatusNoContent, b.release(c.Release))
 		synctest.Wait()
-		fk, _ = h.fake.Key(c.KeyID)
+		fk, _ = h.fake.Key(keyID)
 		assert.Equal(t, 1, fk.Deletes, "API deletes")
 	})
 }
@@ -100,19 +110,27 @@ func TestTTLDeletesUnreleasedKey(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
 		c := b.credential()
+		keyID := b.keyID(c.LeaseID)
 
 		time.Sleep(10*time.Second - time.Nanosecond)
 		synctest.Wait()
-		assert.Equal(t, keystest.StatusActive, h.keyStatus(c.KeyID), "before the TTL")
+		assert.Equal(t, keystest.StatusActive, h.keyStatus(keyID), "before the TTL")
 
 		time.Sleep(time.Nanosecond)
 		synctest.Wait()
-		assert.Equal(t, keystest.StatusDeleted, h.keyStatus(c.KeyID), "at the TTL")
+		assert.Equal(t, keystest.StatusDeleted, h.keyStatus(keyID), "at the TTL")
 		st := b.status(c.LeaseID)
 		assert.Equal(t, "expired", st.Lease)
 		assert.Equal(t, "deleted", st.Credential)
 		assert.Zero(t, h.s.leases.Stats().Live)
 	})
+}
+
+// errorAnswer is the body of every error answer, leasehttp's and the
+// demo's.
+type errorAnswer struct {
+	Error      string `json:"error"`
+	RetryAfter int    `json:"retry_after"`
 }
 
 func TestRateLimitAnswers429(t *testing.T) {
@@ -122,14 +140,14 @@ func TestRateLimitAnswers429(t *testing.T) {
 		b.credential()
 
 		time.Sleep(500 * time.Millisecond) // 89.5s to wait: rounded up to 90
-		res := b.do("POST", "/api/credential", nil, nil)
+		res := b.do("POST", credentialPath, nil, nil)
 		require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 		assert.Equal(t, "90", res.Header.Get("Retry-After"))
 		assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
-		var got apiError
+		var got errorAnswer
 		decode(t, res, &got)
 		assert.Equal(t, 90, got.RetryAfter)
-		assert.Contains(t, got.Error, "try again in 90 s")
+		assert.Contains(t, got.Error, "retry in 90 s")
 
 		// The limit is per visitor.
 		h.visitor().credential()
@@ -141,16 +159,38 @@ func TestVisitorCannotTouchAnotherVisitorsLease(t *testing.T) {
 		h := newHarness(t)
 		alice, mallory := h.visitor(), h.visitor()
 		c := alice.credential()
+		keyID := alice.keyID(c.LeaseID)
 		anonymous := &browser{h: h}
 
+		assert.Equal(t, http.StatusForbidden, mallory.release(c.Release), "release with alice's handle")
+		assert.Equal(t, http.StatusUnauthorized, anonymous.release(c.Release), "release without a session")
 		for _, b := range []*browser{mallory, anonymous} {
-			assert.Equal(t, http.StatusNotFound, b.release(c.LeaseID), "release")
-			res := b.do("GET", "/api/credential/"+c.LeaseID+"/status", nil, nil)
-			assert.Equal(t, http.StatusNotFound, res.StatusCode, "status")
+			for _, path := range []string{"/api/status/" + c.LeaseID, "/api/status"} {
+				res := b.do("GET", path, nil, nil)
+				assert.Equal(t, http.StatusNotFound, res.StatusCode, path)
+			}
 		}
 		synctest.Wait()
-		assert.Equal(t, keystest.StatusActive, h.keyStatus(c.KeyID))
+		assert.Equal(t, keystest.StatusActive, h.keyStatus(keyID))
 		assert.Equal(t, "live", alice.status(c.LeaseID).Lease)
+	})
+}
+
+// TestNoSessionAnswers401: a credential asked for without the session
+// cookie (the page was not loaded, or the cookie was lost) is refused with
+// 401 and a message that says what to do.
+func TestNoSessionAnswers401(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t)
+		for _, cookie := range []*http.Cookie{nil, {Name: sessionCookie, Value: "not-a-token"}} {
+			res := (&browser{h: h, cookie: cookie}).do("POST", credentialPath, nil, nil)
+			require.Equal(t, http.StatusUnauthorized, res.StatusCode)
+			var got errorAnswer
+			decode(t, res, &got)
+			assert.Contains(t, got.Error, "reload the page")
+		}
+		synctest.Wait()
+		assert.Len(t, h.fake.LiveKeys(), 1, "only the admin key: nothing was issued")
 	})
 }
 
@@ -158,7 +198,9 @@ func TestRequestsRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
-		noHeader := http.Header{apiHeader: nil}
+		c := b.credential()
+		forged := []byte(c.Release)
+		forged[len(forged)/2] ^= 1
 		crossSite := http.Header{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://evil.example"}}
 		tests := []struct {
 			name         string
@@ -167,15 +209,16 @@ func TestRequestsRefused(t *testing.T) {
 			hdr          http.Header
 			want         int
 		}{
-			{"GET credential", "GET", "/api/credential", nil, nil, http.StatusMethodNotAllowed},
-			{"GET release", "GET", "/api/release", nil, nil, http.StatusMethodNotAllowed},
-			{"POST status", "POST", "/api/credential/x/status", nil, nil, http.StatusMethodNotAllowed},
-			{"credential without API header", "POST", "/api/credential", nil, noHeader, http.StatusForbidden},
-			{"release without API header", "POST", "/api/release", releaseRequest{LeaseID: "x"}, noHeader, http.StatusForbidden},
-			{"cross-site credential", "POST", "/api/credential", nil, crossSite, http.StatusForbidden},
-			{"release without body", "POST", "/api/release", nil, nil, http.StatusBadRequest},
-			{"release of unknown lease", "POST", "/api/release", releaseRequest{LeaseID: "nope"}, nil, http.StatusNotFound},
-			{"status of unknown lease", "GET", "/api/credential/nope/status", nil, nil, http.StatusNotFound},
+			{"GET credential", "GET", credentialPath, nil, nil, http.StatusMethodNotAllowed},
+			{"GET release", "GET", releasePath, nil, nil, http.StatusMethodNotAllowed},
+			{"POST status", "POST", "/api/status/" + c.LeaseID, nil, nil, http.StatusMethodNotAllowed},
+			{"cross-site credential", "POST", credentialPath, nil, crossSite, http.StatusForbidden},
+			{"cross-site release", "POST", releasePath, map[string]string{"release": c.Release}, crossSite, http.StatusForbidden},
+			{"release without body", "POST", releasePath, nil, nil, http.StatusBadRequest},
+			{"release by lease ID", "POST", releasePath, map[string]string{"lease_id": c.LeaseID}, nil, http.StatusBadRequest},
+			{"forged release handle", "POST", releasePath, map[string]string{"release": string(forged)}, nil, http.StatusForbidden},
+			{"status of unknown lease", "GET", "/api/status/nope", nil, nil, http.StatusNotFound},
+			{"unknown API route", "GET", "/api/deepgram/nope", nil, nil, http.StatusNotFound},
 			{"unknown page", "GET", "/nope", nil, nil, http.StatusNotFound},
 		}
 		for _, tt := range tests {
@@ -183,7 +226,8 @@ func TestRequestsRefused(t *testing.T) {
 			assert.Equal(t, tt.want, res.StatusCode, tt.name)
 		}
 		synctest.Wait()
-		assert.Len(t, h.fake.LiveKeys(), 1, "only the admin key: nothing was issued")
+		assert.Equal(t, "live", b.status(c.LeaseID).Lease, "nothing released the lease")
+		assert.Len(t, h.fake.LiveKeys(), 2, "the admin key and the one issued: nothing else was")
 	})
 }
 
@@ -192,17 +236,22 @@ func TestPageAndAssets(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
 		tests := []struct{ path, contentType, contains string }{
-			{"/", "text/html", `<button id="start"`},
-			{"/static/app.js", "text/javascript", "new WebSocket("},
+			{"/", "text/html", `<script type="module" src="/static/app.js">`},
+			{"/static/app.js", "text/javascript", "from '/api/deepgram/client.js'"},
 			{"/static/style.css", "text/css", ".timeline"},
+			{"/api/deepgram/client.js", "text/javascript", "export async function connect("},
 		}
 		for _, tt := range tests {
 			res := b.do("GET", tt.path, nil, nil)
 			require.Equal(t, http.StatusOK, res.StatusCode, tt.path)
 			assert.Contains(t, res.Header.Get("Content-Type"), tt.contentType, tt.path)
 			assert.Contains(t, readAll(res), tt.contains, tt.path)
+			// The page's module and the client.js it imports are scripts
+			// from 'self'; it connects to itself and the listen host only.
 			csp := res.Header.Get("Content-Security-Policy")
+			assert.Contains(t, csp, "default-src 'self';", tt.path)
 			assert.Contains(t, csp, "connect-src 'self' ws://listen.invalid;", tt.path)
+			assert.Equal(t, "nosniff", res.Header.Get("X-Content-Type-Options"), tt.path)
 		}
 
 		res := b.do("GET", "/api/about", nil, nil)
@@ -221,15 +270,17 @@ func TestDeepgramRateLimitAnswers429(t *testing.T) {
 		b := h.visitor()
 		h.fake.Fail(keystest.OpCreate, keystest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 7 * time.Second})
 
-		res := b.do("POST", "/api/credential", nil, nil)
+		res := b.do("POST", credentialPath, nil, nil)
 		require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 		assert.Equal(t, "7", res.Header.Get("Retry-After"))
-		var got apiError
+		var got errorAnswer
 		decode(t, res, &got)
 		assert.Equal(t, 7, got.RetryAfter)
-		assert.Equal(t, "Too many credentials requested (Deepgram's rate limit): try again in 7 s.", got.Error)
+		assert.Contains(t, got.Error, "Deepgram's rate limit")
+		assert.Contains(t, got.Error, "retry in 7 s")
 		assert.Len(t, h.fake.LiveKeys(), 1, "only the admin key: nothing was issued")
 
+		time.Sleep(7 * time.Second)
 		b.credential() // the fault answered one call
 	})
 }
@@ -240,21 +291,23 @@ func TestCreateFailureAnswers502(t *testing.T) {
 		b := h.visitor()
 		h.fake.Fail(keystest.OpCreate, keystest.Fault{Status: http.StatusServiceUnavailable})
 
-		res := b.do("POST", "/api/credential", nil, nil)
+		res := b.do("POST", credentialPath, nil, nil)
 		require.Equal(t, http.StatusBadGateway, res.StatusCode)
 		assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
 		body := readAll(res)
-		var got apiError
+		var got errorAnswer
 		require.NoError(t, json.Unmarshal([]byte(body), &got))
-		assert.Equal(t, "Could not get a credential from the fake; try again later.", got.Error)
+		assert.Equal(t, "Deepgram did not issue a credential; try again later", got.Error)
 		testenv.NoSecret(t, "the 502 answer", body, h.fake.AdminKey())
 
 		synctest.Wait()
-		// The Manager's LogHooks log the failure, once. (Counts only: a
-		// failure message must not show a log that may hold a secret.)
+		// The Manager's LogHooks log the failure once, and leasehttp the
+		// cause of its 502. (Counts only: a failure message must not show
+		// a log that may hold a secret.)
 		logs := h.logs.String()
-		assert.Equal(t, 1, strings.Count(logs, "level=ERROR"), "error lines in the log")
+		assert.Equal(t, 2, strings.Count(logs, "level=ERROR"), "error lines in the log")
 		assert.Equal(t, 1, strings.Count(logs, `level=ERROR msg="lease error" lease.event=error lease.user=`+visitorID(b.cookie.Value)+" "), "lease errors for the visitor")
+		assert.Equal(t, 1, strings.Count(logs, `level=ERROR msg="leasehttp: could not issue a credential"`), "the 502's cause")
 		assert.Equal(t, 1, strings.Count(logs, " lease.op=create "), "create failures in the log")
 	})
 }
@@ -264,22 +317,18 @@ func TestGrantTokens(t *testing.T) {
 		h := newHarness(t, func(c *config) { c.Grant = true })
 		b := h.visitor()
 		c := b.credential()
-		require.Len(t, c.Subprotocol, 2)
 		assert.Equal(t, "bearer", c.Subprotocol[0])
-		assert.Equal(t, 3, strings.Count(c.secret(), ".")+1, "a JWT")
-		assert.Empty(t, c.KeyID, "a grant token has no key ID")
+		assert.Equal(t, 3, strings.Count(c.Secret, ".")+1, "a JWT")
+		assert.False(t, c.Revocable, "grant tokens cannot be deleted")
+		assert.Empty(t, b.status(c.LeaseID).KeyID, "a grant token has no key ID")
 
-		res := b.do("POST", "/api/release", releaseRequest{LeaseID: c.LeaseID}, nil)
-		require.Equal(t, http.StatusOK, res.StatusCode)
-		var rel released
-		decode(t, res, &rel)
-		assert.False(t, rel.Revocable, "grant tokens cannot be deleted")
-
+		require.Equal(t, http.StatusNoContent, b.release(c.Release))
 		synctest.Wait()
 		st := b.status(c.LeaseID)
 		assert.Equal(t, "released", st.Lease)
 		assert.Equal(t, "active", st.Credential, "a released grant token works until it expires")
 		assert.Equal(t, "token expiry", st.Source)
+		assert.Equal(t, c.Expires, st.Expires, "the token's own expiry")
 
 		time.Sleep(time.Until(st.Expires))
 		assert.Equal(t, "expired", b.status(c.LeaseID).Credential)
@@ -294,21 +343,22 @@ func TestStatusFromLeaseRecords(t *testing.T) {
 		h := newHarness(t, func(c *config) { c.KeyStatus = nil })
 		b := h.visitor()
 		deleted, failed := b.credential(), b.credential()
+		deletedKey, failedKey := b.keyID(deleted.LeaseID), b.keyID(failed.LeaseID)
 		serverExpires := deleted.Expires.Add(lease.DefaultExpiryMargin)
-		want := status{LeaseID: deleted.LeaseID, Lease: "live", Credential: "active", Source: "lease", Expires: serverExpires}
+		want := status{LeaseID: deleted.LeaseID, KeyID: deletedKey, Lease: "live", Ends: deleted.Expires, Credential: "active", Source: "lease", Expires: serverExpires}
 		assert.Equal(t, want, b.status(deleted.LeaseID))
 
-		require.Equal(t, http.StatusOK, b.release(deleted.LeaseID))
+		require.Equal(t, http.StatusNoContent, b.release(deleted.Release))
 		synctest.Wait()
-		require.Equal(t, keystest.StatusDeleted, h.keyStatus(deleted.KeyID))
+		require.Equal(t, keystest.StatusDeleted, h.keyStatus(deletedKey))
 		want.Lease, want.Credential = "released", "deletion requested"
 		assert.Equal(t, want, b.status(deleted.LeaseID), "the backend does not know the deletion worked")
 
 		h.fake.Fail(keystest.OpDelete, keystest.Fault{Status: http.StatusForbidden}) // not retried
-		require.Equal(t, http.StatusOK, b.release(failed.LeaseID))
+		require.Equal(t, http.StatusNoContent, b.release(failed.Release))
 		synctest.Wait()
-		require.Equal(t, keystest.StatusActive, h.keyStatus(failed.KeyID))
-		assert.Equal(t, status{LeaseID: failed.LeaseID, Lease: "released", Credential: "deletion failed", Source: "lease", Expires: serverExpires},
+		require.Equal(t, keystest.StatusActive, h.keyStatus(failedKey))
+		assert.Equal(t, status{LeaseID: failed.LeaseID, KeyID: failedKey, Lease: "released", Ends: failed.Expires, Credential: "deletion failed", Source: "lease", Expires: serverExpires},
 			b.status(failed.LeaseID))
 
 		time.Sleep(time.Until(serverExpires) - time.Nanosecond)
@@ -323,6 +373,25 @@ func TestStatusFromLeaseRecords(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, 1, n, "keys swept")
 	})
+}
+
+// TestServerExpiry: the status's Expires is when Deepgram stops accepting
+// the key (the fake's record of it): TTL plus margin rounded up to whole
+// seconds, as the Manager asks for it, also for a TTL that is not whole
+// seconds.
+func TestServerExpiry(t *testing.T) {
+	for _, ttl := range []time.Duration{10 * time.Second, 2500 * time.Millisecond} {
+		synctest.Test(t, func(t *testing.T) {
+			h := newHarness(t, func(c *config) { c.TTL = ttl })
+			b := h.visitor()
+			c := b.credential()
+			st := b.status(c.LeaseID)
+			k, ok := h.fake.Key(st.KeyID)
+			require.True(t, ok)
+			assert.True(t, k.Key.Expires.Equal(st.Expires), "TTL %v: status says the key expires at %v, the fake at %v", ttl, st.Expires, k.Key.Expires)
+			assert.True(t, c.Expires.Equal(st.Ends), "TTL %v: status says the lease ends at %v, the credential at %v", ttl, st.Ends, c.Expires)
+		})
+	}
 }
 
 func TestRetryAfterRoundsUp(t *testing.T) {
@@ -340,7 +409,7 @@ func TestRetryAfterRoundsUp(t *testing.T) {
 			b := h.visitor()
 			b.credential()
 			time.Sleep(2*time.Second - tt.wait)
-			res := b.do("POST", "/api/credential", nil, nil)
+			res := b.do("POST", credentialPath, nil, nil)
 			require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 			assert.Equal(t, strconv.Itoa(tt.want), res.Header.Get("Retry-After"), "wait %v", tt.wait)
 		})
@@ -352,14 +421,42 @@ func TestEndedLeaseForgotten(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
 		c := b.credential()
-		require.Equal(t, http.StatusOK, b.release(c.LeaseID))
+		require.Equal(t, http.StatusNoContent, b.release(c.Release))
 		synctest.Wait()
 		assert.Equal(t, "released", b.status(c.LeaseID).Lease, "still known after it ended")
 
 		time.Sleep(endedRetention + time.Second)
-		b.credential() // issuing prunes the ledger
+		h.visitor().credential() // issuing prunes the ledger
 		synctest.Wait()
-		res := b.do("GET", "/api/credential/"+c.LeaseID+"/status", nil, nil)
-		assert.Equal(t, http.StatusNotFound, res.StatusCode, "forgotten after endedRetention")
+		for _, path := range []string{"/api/status/" + c.LeaseID, "/api/status"} {
+			res := b.do("GET", path, nil, nil)
+			assert.Equal(t, http.StatusNotFound, res.StatusCode, "%s: forgotten after endedRetention", path)
+		}
+	})
+}
+
+// TestLedgerBounded: past maxEnded ended leases, the oldest are forgotten
+// before endedRetention; live ones are kept.
+func TestLedgerBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lg := newLedger(2)
+		hooks := lg.hooks(func(e time.Time) time.Time { return e })
+		for _, id := range []string{"a", "b", "c", "live"} {
+			hooks.OnAcquire(lease.Event{LeaseID: id, User: "v-" + id, Expires: time.Now().Add(time.Minute)})
+		}
+		for _, id := range []string{"a", "b", "c"} {
+			hooks.OnRelease(lease.Event{LeaseID: id, User: "v-" + id, Reason: lease.ReasonReleased})
+		}
+		for _, tt := range []struct {
+			id   string
+			want bool
+		}{{"a", false}, {"b", true}, {"c", true}, {"live", true}} {
+			_, ok := lg.lookup("v-"+tt.id, tt.id)
+			assert.Equal(t, tt.want, ok, "lease %s kept", tt.id)
+			_, _, ok = lg.latest("v-" + tt.id)
+			assert.Equal(t, tt.want, ok, "visitor of %s has a latest lease", tt.id)
+		}
+		assert.Len(t, lg.byID, 3)
+		assert.Len(t, lg.newest, 3)
 	})
 }

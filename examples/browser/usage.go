@@ -45,7 +45,7 @@ type usage struct {
 // asks before a stream, then again from the same day after it, and shows
 // the difference: a stream that crosses midnight is still counted once.
 func (s *server) handleUsage(w http.ResponseWriter, r *http.Request) {
-	visitor, ok := s.visitor(w, r, false)
+	visitor, ok := visitorOf(r)
 	if !ok {
 		writeJSON(w, http.StatusUnauthorized, apiError{Error: "No session: load the page first."})
 		return

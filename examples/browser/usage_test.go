@@ -39,7 +39,7 @@ func TestUsageAfterAStream(t *testing.T) {
 	audio := bytes.Repeat([]byte{0, 0}, 24000) // 1.5 s of linear16 at 16 kHz
 	_, err := testaudio.Stream(fake.ListenURL(), c.Subprotocol, audio)
 	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, alice.release(c.LeaseID))
+	require.Equal(t, http.StatusNoContent, alice.release(c.Release))
 
 	// From the day of the first reading, as the page asks: a stream
 	// across midnight still counts once.
