@@ -149,7 +149,7 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	case ctx.Err() != nil:
 		return nil, fmt.Errorf("lease: acquire for user %q: %w", user, ctx.Err())
 	}
-	err = fmt.Errorf("lease: acquire for user %q: the limiter is unavailable, so no credential was created: %w", user, err)
+	err = fmt.Errorf("lease: acquire for user %q: %w: %w", user, ErrLimiterUnavailable, err)
 	m.hooks.run(m.hooks.errs, Event{Time: now, Op: "limit", User: user, Err: err, Final: true})
 	return nil, err
 }

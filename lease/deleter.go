@@ -371,7 +371,7 @@ func (d *deleter) finish(j *job) {
 
 func (d *deleter) recordLocked(j *job, err error) {
 	if j.serverExpires.After(time.Now()) {
-		heap.Push(&d.working, j.serverExpires)
+		heap.Push(&d.working, expiring{keyID: j.keyID, at: j.serverExpires})
 		d.nWorking.Store(int64(d.working.Len()))
 	}
 	d.failTotal++
@@ -468,26 +468,13 @@ func (d *deleter) stillWorking(now time.Time) int {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for d.working.Len() > 0 && !d.working[0].After(now) {
+	for d.working.Len() > 0 && !d.working[0].at.After(now) {
 		heap.Pop(&d.working)
 	}
 	d.nWorking.Store(int64(d.working.Len()))
 	return d.working.Len()
 }
 
-// expiryHeap is a min-heap of times (container/heap).
-type expiryHeap []time.Time
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].Before(h[j]) }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(time.Time)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return t
-}
 
 // drain waits until every job is done or ctx ends, then stops the
 // deleter. Once ctx has ended it waits for nothing: what is left is

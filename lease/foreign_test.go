@@ -110,3 +110,22 @@ func TestReleaseForeignBadInput(t *testing.T) {
 		assert.Equal(t, keystest.StatusActive, state(t, srv, l.KeyID()).Status)
 	})
 }
+
+func TestReleaseForeignTwiceDeletesOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		holder := newManager(t, srv.Client())
+		other := newManager(t, srv.Client())
+		l, err := holder.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		l.Detach()
+		for range 3 {
+			require.NoError(t, other.ReleaseForeign(foreign(l, "alice")))
+			require.NoError(t, other.Flush(context.Background()))
+		}
+		s := other.Stats()
+		assert.Equal(t, uint64(1), s.ForeignReleases)
+		assert.Equal(t, uint64(1), s.DeleteAttempts, "a repeated release costs no call")
+
+	})
+}

@@ -41,6 +41,11 @@ import (
 // ErrClosed is returned by Acquire and Sweep once Close has been called.
 var ErrClosed = errors.New("lease: manager closed")
 
+// ErrLimiterUnavailable is wrapped by the error Acquire returns when the
+// Limiter could not decide (e.g. its Redis is down and it fails closed):
+// no call was made to Deepgram, and a retry may succeed.
+var ErrLimiterUnavailable = errors.New("the limiter is unavailable, so no credential was created")
+
 // Manager issues leases and guarantees their deletion. It is safe for
 // concurrent use. Close it when done: Close deletes what is left and stops
 // its background work.
@@ -80,6 +85,7 @@ type Manager struct {
 	closeErr   error // set before closeDone is closed
 	closeDone  chan struct{}
 	idle       lru[userState, *userState] // users by last activity, for forgetting idle ones
+	foreign    releasedKeys                // keys ReleaseForeign took, until they expire
 
 	leakMu  sync.Mutex
 	leaks   []*record   // unreachable leases waiting to be ended
@@ -225,11 +231,13 @@ type ForeignLease struct {
 // which it counts in Stats.AlreadyDeleted, with no error reported. A lease
 // that is live in this Manager is simply released.
 //
-// Like Release it never waits on the network. It returns ErrClosed after
-// Close, and an error when l names no key (a grant token cannot be
-// deleted) or no expiry. A key whose ServerExpires has passed no longer
-// works and is not deleted; ReleaseForeign returns nil. Check that the
-// caller may release the lease first (e.g. by a signature, as
+// Like Release it never waits on the network, and like it, it is
+// idempotent: a key released through this Manager before is not deleted
+// again (the Manager remembers it until its ServerExpires). It returns
+// ErrClosed after Close, and an error when l names no key (a grant token
+// cannot be deleted) or no expiry. A key whose ServerExpires has passed no
+// longer works and is not deleted; ReleaseForeign returns nil. Check that
+// the caller may release the lease first (e.g. by a signature, as
 // lease/leasehttp does): any key the project's API key can delete would
 // be deleted. Safe for concurrent use.
 func (m *Manager) ReleaseForeign(l ForeignLease) error {
@@ -242,13 +250,18 @@ func (m *Manager) ReleaseForeign(l ForeignLease) error {
 	if m.Release(l.LeaseID) {
 		return nil
 	}
-	if !time.Now().Before(l.ServerExpires) {
+	now := time.Now()
+	if !now.Before(l.ServerExpires) {
 		return nil // it no longer works: nothing to delete
 	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
 		return ErrClosed
+	}
+	if !m.foreign.add(l.KeyID, l.ServerExpires, now) {
+		m.mu.Unlock()
+		return nil // released through this Manager before: one delete is enough
 	}
 	m.stats.ForeignReleases++
 	m.mu.Unlock()
