@@ -475,7 +475,6 @@ func (d *deleter) stillWorking(now time.Time) int {
 	return d.working.Len()
 }
 
-
 // drain waits until every job is done or ctx ends, then stops the
 // deleter. Once ctx has ended it waits for nothing: what is left is
 // recorded as given up.

@@ -85,7 +85,7 @@ type Manager struct {
 	closeErr   error // set before closeDone is closed
 	closeDone  chan struct{}
 	idle       lru[userState, *userState] // users by last activity, for forgetting idle ones
-	foreign    releasedKeys                // keys ReleaseForeign took, until they expire
+	foreign    releasedKeys               // keys ReleaseForeign took, until they expire
 
 	leakMu  sync.Mutex
 	leaks   []*record   // unreachable leases waiting to be ended
