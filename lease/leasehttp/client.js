@@ -66,19 +66,28 @@ export class CredentialError extends Error {
  * @param {ConnectOptions} opts
  * @returns {Promise<Credential>}
  * @throws {CredentialError} when the server refuses (err.retryAfter set on 429).
+ *   A refusal the browser enforces itself (a cross-origin endpoint that does
+ *   not allow this page's origin) rejects with fetch's TypeError instead, and
+ *   an abort with the signal's reason (an AbortError by default).
  */
 export async function credential(opts) {
   const res = await fetch(join(opts.endpoint, 'credential'), request(opts, '{}'));
-  let body = {};
-  try {
-    body = await res.json();
-  } catch {
-    // Not JSON: a proxy's page; the status says enough.
-  }
   if (!res.ok) {
+    let body = {};
+    try {
+      body = await res.json();
+    } catch {
+      // Not JSON (a proxy's error page): the status says enough.
+    }
     const header = Number(res.headers.get('Retry-After'));
     const retryAfter = Number(body.retry_after) || (Number.isFinite(header) ? header : 0);
     throw new CredentialError(body.error || `credential request failed: HTTP ${res.status}`, res.status, retryAfter);
+  }
+  // A failure here (an abort while the body arrives) rejects: the lease
+  // then ends by its TTL.
+  const body = await res.json();
+  if (!Array.isArray(body.subprotocol) || typeof body.release !== 'string') {
+    throw new CredentialError('the credential answer has no subprotocol or release handle: is endpoint a leasehttp handler?', res.status, 0);
   }
   return body;
 }
@@ -112,22 +121,31 @@ export async function release(opts, handle) {
  * @param {ConnectOptions} opts
  * @returns {Promise<WebSocket>}
  * @throws {CredentialError} when the server refuses a credential (on a 429,
- *   err.retryAfter is how many seconds to wait) or the socket does not open.
+ *   err.retryAfter is how many seconds to wait) or the socket does not open;
+ *   a TypeError for bad options, or when the browser itself blocks the
+ *   request (an endpoint on another origin that does not allow this page);
+ *   the signal's reason when aborted.
  */
 export async function connect(opts) {
   if (!opts || !opts.endpoint || !opts.url) {
     throw new TypeError('connect needs {endpoint, url}');
   }
+  const u = new URL(opts.url, location.href); // throws on a malformed url, before anything is minted
+  if (u.protocol !== 'wss:' && u.protocol !== 'ws:') {
+    throw new TypeError(`connect needs a ws:// or wss:// url, not ${u.protocol}`);
+  }
   const cred = await credential(opts);
-  const ws = new WebSocket(opts.url, cred.subprotocol);
   const done = (ok) => release(opts, cred.release).then((released) => {
     if (opts.onReleased) opts.onReleased(ok && released);
   });
+  let ws;
   try {
+    ws = new WebSocket(u.href, cred.subprotocol);
     await opened(ws, opts.signal);
   } catch (err) {
     done(false);
-    throw err;
+    if (err instanceof CredentialError || (err && err.name === 'AbortError')) throw err;
+    throw new CredentialError(`the WebSocket could not be opened: ${err && err.message ? err.message : err}`, 0, 0);
   }
   done(true);
   return ws;
@@ -141,22 +159,28 @@ export async function connect(opts) {
  */
 function opened(ws, signal) {
   return new Promise((resolve, reject) => {
-    const abort = () => {
+    const cleanup = () => {
+      ws.removeEventListener('open', onOpen);
+      ws.removeEventListener('close', onClose);
+      if (signal) signal.removeEventListener('abort', onAbort);
+    };
+    const onOpen = () => {
+      cleanup();
+      resolve();
+    };
+    const onClose = (e) => {
+      cleanup();
+      reject(new CredentialError(`Deepgram closed the socket before it opened (code ${e.code}${e.reason ? ': ' + e.reason : ''})`, 0, 0));
+    };
+    const onAbort = () => {
+      cleanup();
       ws.close();
       reject(signal.reason || new DOMException('aborted', 'AbortError'));
     };
-    if (signal) {
-      if (signal.aborted) return abort();
-      signal.addEventListener('abort', abort, { once: true });
-    }
-    ws.addEventListener('open', () => {
-      if (signal) signal.removeEventListener('abort', abort);
-      resolve();
-    }, { once: true });
-    ws.addEventListener('close', (e) => {
-      if (signal) signal.removeEventListener('abort', abort);
-      reject(new CredentialError(`Deepgram closed the socket before it opened (code ${e.code}${e.reason ? ': ' + e.reason : ''})`, 0, 0));
-    }, { once: true });
+    if (signal && signal.aborted) return onAbort();
+    ws.addEventListener('open', onOpen);
+    ws.addEventListener('close', onClose);
+    if (signal) signal.addEventListener('abort', onAbort);
   });
 }
 

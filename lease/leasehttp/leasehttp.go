@@ -14,9 +14,13 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
+	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"weak"
 
 	"github.com/dglease/dglease/lease"
 )
@@ -66,7 +70,11 @@ type Option func(*Handler) error
 // (lease.Manager.ReleaseForeign). Without it each Handler draws a random
 // key, and only the replica that issued a credential can release it (on
 // the others the release is refused with 403, and the key lives until its
-// TTL). The key is copied.
+// TTL). Without it, every Handler on the same Manager shares one random
+// key. The key is copied.
+//
+// Guard it like the project's API key: whoever holds it can sign a handle
+// naming any key ID, and a replica would delete that key.
 func WithReleaseKey(key []byte) Option {
 	return func(h *Handler) error {
 		if len(key) < MinReleaseKeyLen {
@@ -91,10 +99,27 @@ func WithAllowedOrigins(origins ...string) Option {
 			if err := h.cop.AddTrustedOrigin(o); err != nil {
 				return fmt.Errorf("leasehttp: allowed origin %q: want scheme://host[:port], e.g. https://app.example.com: %w", o, err)
 			}
+			if c := canonicalOrigin(o); c != o {
+				return fmt.Errorf("leasehttp: allowed origin %q would never match: browsers send it as %q", o, c)
+			}
 			h.origins[o] = true
 		}
 		return nil
 	}
+}
+
+// canonicalOrigin is o as a browser sends it in Origin: scheme and host
+// in lower case, without the scheme's default port.
+func canonicalOrigin(o string) string {
+	u, err := url.Parse(o)
+	if err != nil {
+		return o // AddTrustedOrigin checked it
+	}
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Host)
+	if (scheme == "https" && strings.HasSuffix(host, ":443")) || (scheme == "http" && strings.HasSuffix(host, ":80")) {
+		host = host[:strings.LastIndexByte(host, ':')]
+	}
+	return scheme + "://" + host
 }
 
 // WithLogger sets where the Handler logs what it does not tell clients:
@@ -106,6 +131,34 @@ func WithLogger(l *slog.Logger) Option {
 		h.logger = l
 		return nil
 	}
+}
+
+// defaultKeys are the release keys of Handlers built without
+// WithReleaseKey: one per Manager, drawn at random when its first Handler
+// is built, so that several Handlers on one Manager (two mounts, a
+// Handler rebuilt on a configuration reload) accept each other's handles.
+// An entry goes when its Manager is collected.
+var defaultKeys = struct {
+	sync.Mutex
+	m map[weak.Pointer[lease.Manager]][]byte
+}{m: map[weak.Pointer[lease.Manager]][]byte{}}
+
+func defaultKey(m *lease.Manager) []byte {
+	wp := weak.Make(m)
+	defaultKeys.Lock()
+	defer defaultKeys.Unlock()
+	if k, ok := defaultKeys.m[wp]; ok {
+		return k
+	}
+	k := make([]byte, MinReleaseKeyLen)
+	_, _ = rand.Read(k) // never fails on supported platforms (crypto/rand's doc)
+	defaultKeys.m[wp] = k
+	runtime.AddCleanup(m, func(wp weak.Pointer[lease.Manager]) {
+		defaultKeys.Lock()
+		delete(defaultKeys.m, wp)
+		defaultKeys.Unlock()
+	}, wp)
+	return k
 }
 
 // New serves credentials from m to the users that identify names.
@@ -136,8 +189,7 @@ func New(m *lease.Manager, identify func(*http.Request) (user string, err error)
 		}
 	}
 	if h.key == nil {
-		h.key = make([]byte, MinReleaseKeyLen)
-		_, _ = rand.Read(h.key) // never fails on supported platforms (crypto/rand's doc)
+		h.key = defaultKey(m)
 	}
 	if h.logger == nil {
 		h.logger = slog.Default()
@@ -188,6 +240,7 @@ func (h *Handler) cors(w http.ResponseWriter, r *http.Request) {
 	if o := r.Header.Get("Origin"); h.origins[o] {
 		hd.Set("Access-Control-Allow-Origin", o)
 		hd.Set("Access-Control-Allow-Credentials", "true")
+		hd.Set("Access-Control-Expose-Headers", "Retry-After")
 	}
 }
 
@@ -235,7 +288,9 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) (string, bool) {
 		var sc statusCoder
 		if errors.As(err, &sc) {
 			if c := sc.StatusCode(); c >= 400 && c <= 599 {
-				h.fail(w, c, err.Error())
+				// The error that chose the status speaks to the client,
+				// not whatever wraps it.
+				h.fail(w, c, sc.(error).Error())
 				return "", false
 			}
 		}
@@ -304,12 +359,24 @@ func (h *Handler) credential(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	l.Detach()
+	if r.Context().Err() != nil {
+		// The client left while the key was made: nobody will use it, and
+		// it would count against the user's caps until its TTL.
+		l.Release()
+		return
+	}
+	if len(l.KeyID()) > maxKeyID {
+		l.Release()
+		h.logger.LogAttrs(r.Context(), slog.LevelError, "leasehttp: Deepgram answered a key ID too long for a release handle", slog.Int("bytes", len(l.KeyID())), slog.Int("max", maxKeyID))
+		h.fail(w, http.StatusBadGateway, "Deepgram issued a credential this server cannot hand over; try again later")
+		return
+	}
 	lid, _ := decodeID(l.ID()) // 16 hex characters (Lease.ID's doc)
 	rel := seal(h.key, &handle{manager: h.manager, lease: lid, expires: l.Expires(), serverExpires: l.ServerExpires(), keyID: l.KeyID()}, user)
 	hd := w.Header()
 	hd.Set("Content-Type", "application/json")
 	hd.Set("Cache-Control", "no-store")
-	_ = json.NewEncoder(w).Encode(credentialJSON{
+	err = json.NewEncoder(w).Encode(credentialJSON{
 		Secret:      l.Secret(),
 		Subprotocol: l.Subprotocol(),
 		LeaseID:     l.ID(),
@@ -317,11 +384,14 @@ func (h *Handler) credential(w http.ResponseWriter, r *http.Request) {
 		Revocable:   l.Revocable(),
 		Release:     rel,
 	})
+	if err != nil {
+		l.Release() // the answer did not get out: nobody has the secret
+	}
 }
 
 // acquireFailed answers a failed Acquire: 429 for any refusal, 503 once
-// the Manager is closed, 502 for anything else (Deepgram failed), whose
-// cause is logged and not sent.
+// the Manager is closed or when its Limiter could not decide, 502 for
+// anything else (Deepgram failed), whose cause is logged and not sent.
 func (h *Handler) acquireFailed(w http.ResponseWriter, r *http.Request, err error) {
 	var denied *lease.DeniedError
 	switch {
@@ -329,11 +399,14 @@ func (h *Handler) acquireFailed(w http.ResponseWriter, r *http.Request, err erro
 		secs := RetryAfterSeconds(denied.RetryAfter)
 		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
 		h.write(w, http.StatusTooManyRequests, errorJSON{
-			Error:      fmt.Sprintf("too many credentials: refused by the %s; retry in %d s", denied.Limit, secs),
+			Error:      fmt.Sprintf("no credential now (%s); retry in %d s", denied.Limit, secs),
 			RetryAfter: secs,
 		})
 	case errors.Is(err, lease.ErrClosed):
 		h.fail(w, http.StatusServiceUnavailable, "the credential service is shutting down; try again")
+	case errors.Is(err, lease.ErrLimiterUnavailable):
+		h.logger.LogAttrs(r.Context(), slog.LevelError, "leasehttp: the limiter could not decide", slog.String("err", err.Error()))
+		h.fail(w, http.StatusServiceUnavailable, "the credential service cannot check its limits right now; try again")
 	default:
 		h.logger.LogAttrs(r.Context(), slog.LevelError, "leasehttp: could not issue a credential", slog.String("err", err.Error()))
 		h.fail(w, http.StatusBadGateway, "Deepgram did not issue a credential; try again later")
@@ -379,7 +452,11 @@ func (h *Handler) release(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !verify(h.key, bodyBytes, sig, user) {
-		h.fail(w, http.StatusForbidden, errForged.Error())
+		msg := errForged.Error()
+		if !mine {
+			msg += ", or the replicas do not all share the same leasehttp.WithReleaseKey"
+		}
+		h.fail(w, http.StatusForbidden, msg)
 		return
 	}
 	if !time.Now().Before(hd.expires) {
