@@ -55,12 +55,13 @@ const sockets = [];
 window.tryConnect = async (opts) => {
   let released;
   const releasedP = new Promise((resolve) => { released = resolve; });
+  let info = null;
   try {
-    const ws = await dg.connect({ ...opts, onReleased: released });
+    const ws = await dg.connect({ ...opts, onReleased: released, onCredential: (i) => { info = i; } });
     sockets.push(ws);
     const ok = await releasedP;
     console.log('connected; release reported:', ok);
-    return { ok: true, socket: sockets.length - 1, released: ok };
+    return { ok: true, socket: sockets.length - 1, released: ok, info };
   } catch (err) {
     console.log('connect rejected:', String(err));
     return {
@@ -256,6 +257,8 @@ type browserConnect struct {
 	Status          int     `json:"status"`
 	RetryAfter      float64 `json:"retryAfter"`
 	CredentialError bool    `json:"credentialError"`
+	// Info is what onCredential was given.
+	Info map[string]any `json:"info"`
 }
 
 // connect calls client.js's connect in the page, with the fake's
@@ -313,6 +316,9 @@ func TestBrowserConnectStreamsAndKeyIsDeleted(t *testing.T) {
 		t.Fatalf("connect = %+v, want an open socket, its release reported\n%s", c, p.b.Describe())
 	}
 	key := s.checkDeleted()
+	if !strings.Contains(key.Key.Comment, fmt.Sprint(c.Info["lease_id"])) || c.Info["revocable"] != true || c.Info["expires"] == nil || len(c.Info) != 3 {
+		t.Errorf("onCredential got %v, want lease_id (of key %q), expires and revocable, and no secret", c.Info, key.Key.Comment)
+	}
 
 	// The stream outlives its key, as Deepgram checks a credential only
 	// when the socket opens.

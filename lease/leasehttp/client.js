@@ -22,6 +22,9 @@
  *   use "include" for an endpoint on another, allowed origin.
  * @property {AbortSignal} [signal] Aborts the credential request and the
  *   socket's opening.
+ * @property {(info: CredentialInfo) => void} [onCredential] Called with
+ *   what the page may know about the credential (not its secret) once it
+ *   arrives, before the socket opens: e.g. to show its lease ID or expiry.
  * @property {(released: boolean) => void} [onReleased] Called once the
  *   server has been told the socket is open (true: the credential is being
  *   deleted) or could not be told (false: it expires by its TTL instead).
@@ -59,6 +62,14 @@ export class CredentialError extends Error {
  * @property {string} expires When it ends by itself (RFC 3339).
  * @property {boolean} revocable Whether releasing it deletes it.
  * @property {string} release The handle to send to POST /release.
+ */
+
+/**
+ * What connect tells onCredential: the credential without its secret.
+ * @typedef {Object} CredentialInfo
+ * @property {string} lease_id The lease's ID.
+ * @property {string} expires When it ends by itself (RFC 3339).
+ * @property {boolean} revocable Whether releasing it deletes it.
  */
 
 /**
@@ -135,6 +146,13 @@ export async function connect(opts) {
     throw new TypeError(`connect needs a ws:// or wss:// url, not ${u.protocol}`);
   }
   const cred = await credential(opts);
+  if (opts.onCredential) {
+    try {
+      opts.onCredential({ lease_id: cred.lease_id, expires: cred.expires, revocable: cred.revocable });
+    } catch (err) {
+      console.error('connect: onCredential threw', err); // the stream goes on
+    }
+  }
   const done = (ok) => release(opts, cred.release).then((released) => {
     if (opts.onReleased) opts.onReleased(ok && released);
   });
