@@ -108,13 +108,17 @@ func TestKeyIDTooLongForAHandleIsNotHandedOut(t *testing.T) {
 	})
 }
 
+// sharedKeyPair is two replicas on one fake sharing a release key.
+func sharedKeyPair(t *testing.T, mopts []lease.Option) (r1, r2 *replica) {
+	srv := fake(t)
+	key := releaseKey()
+	return newReplica(t, srv, mopts, leasehttp.WithReleaseKey(key)), newReplica(t, srv, mopts, leasehttp.WithReleaseKey(key))
+}
+
 func TestForeignReleaseEdges(t *testing.T) {
 	t.Run("grant token held elsewhere", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			srv := fake(t)
-			key := releaseKey()
-			r1 := newReplica(t, srv, []lease.Option{lease.WithGrantTokens()}, leasehttp.WithReleaseKey(key))
-			r2 := newReplica(t, srv, []lease.Option{lease.WithGrantTokens()}, leasehttp.WithReleaseKey(key))
+			r1, r2 := sharedKeyPair(t, []lease.Option{lease.WithGrantTokens()})
 			c := getCredential(t, r1.h, "alice")
 			w := serve(r2.h, http.MethodPost, "/release", "alice", releaseBody(c.Release))
 			assert.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
@@ -124,10 +128,7 @@ func TestForeignReleaseEdges(t *testing.T) {
 	})
 	t.Run("expired handle", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			srv := fake(t)
-			key := releaseKey()
-			r1 := newReplica(t, srv, nil, leasehttp.WithReleaseKey(key))
-			r2 := newReplica(t, srv, nil, leasehttp.WithReleaseKey(key))
+			r1, r2 := sharedKeyPair(t, nil)
 			c := getCredential(t, r1.h, "alice")
 			time.Sleep(lease.DefaultTTL)
 			w := serve(r2.h, http.MethodPost, "/release", "alice", releaseBody(c.Release))
@@ -138,10 +139,7 @@ func TestForeignReleaseEdges(t *testing.T) {
 	})
 	t.Run("replayed", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			srv := fake(t)
-			key := releaseKey()
-			r1 := newReplica(t, srv, nil, leasehttp.WithReleaseKey(key))
-			r2 := newReplica(t, srv, nil, leasehttp.WithReleaseKey(key))
+			r1, r2 := sharedKeyPair(t, nil)
 			c := getCredential(t, r1.h, "alice")
 			for range 5 {
 				w := serve(r2.h, http.MethodPost, "/release", "alice", releaseBody(c.Release))
@@ -153,10 +151,7 @@ func TestForeignReleaseEdges(t *testing.T) {
 	})
 	t.Run("after Close", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			srv := fake(t)
-			key := releaseKey()
-			r1 := newReplica(t, srv, nil, leasehttp.WithReleaseKey(key))
-			r2 := newReplica(t, srv, nil, leasehttp.WithReleaseKey(key))
+			r1, r2 := sharedKeyPair(t, nil)
 			c := getCredential(t, r1.h, "alice")
 			require.NoError(t, r2.m.Close(context.Background()))
 			w := serve(r2.h, http.MethodPost, "/release", "alice", releaseBody(c.Release))
