@@ -26,7 +26,7 @@
 //	dglease.lease.lifetime       histogram  s          how long leases lived; dglease.reason
 //	dglease.failures             counter    {failure}  failed calls; dglease.operation: create, delete, sweep, limit;
 //	                                                    dglease.outcome: final (given up) or retried
-//	dglease.key.deleted          counter    {key}      keys deleted (or found already gone)
+//	dglease.key.deleted          counter    {key}      keys deleted (dglease.already_deleted=true: found already gone)
 //	dglease.key.create.duration  histogram  s          each create or grant call; dglease.outcome: success, refused, error
 //	dglease.key.delete.duration  histogram  s          each delete attempt; dglease.outcome: success, error
 //	dglease.lease.live           gauge      {lease}    live leases (Observe)
@@ -72,6 +72,7 @@ type recorder struct {
 	byReason map[lease.Reason]metric.MeasurementOption
 	failure  map[string][2]metric.MeasurementOption // by operation: {retried, final}
 	success  metric.MeasurementOption
+	gone     metric.MeasurementOption
 	refusal  metric.MeasurementOption
 	failed   metric.MeasurementOption
 }
@@ -139,6 +140,9 @@ func Hooks(mp metric.MeterProvider) (lease.Hooks, error) {
 		}
 	}
 	r.success = attrs(outcome.String("success"))
+	// A key another replica deleted first (lease.Manager.ReleaseForeign)
+	// is counted by both: the attribute tells the second count apart.
+	r.gone = attrs(attribute.Bool("dglease.already_deleted", true))
 	r.refusal = attrs(outcome.String("refused"))
 	r.failed = attrs(outcome.String("error"))
 
@@ -204,7 +208,11 @@ func (r *recorder) onError(e lease.Event) {
 }
 
 func (r *recorder) onDelete(e lease.Event) {
-	r.deleted.Add(ctx, 1)
+	if e.AlreadyDeleted {
+		r.deleted.Add(ctx, 1, r.gone)
+	} else {
+		r.deleted.Add(ctx, 1)
+	}
 	r.deleteDur.Record(ctx, e.Latency.Seconds(), r.success)
 }
 

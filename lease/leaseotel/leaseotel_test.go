@@ -297,3 +297,19 @@ func TestEveryLimitIsCounted(t *testing.T) {
 	}
 	assert.Len(t, seen, n, "one attribute value per limit: %v", seen)
 }
+
+// A key deleted elsewhere first (another replica's ReleaseForeign) is
+// counted with dglease.already_deleted, so that a sum over replicas can
+// count each key once.
+func TestAlreadyDeleted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t)
+		l, err := e.m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		require.True(t, e.srv.RevokeKey(l.KeyID()))
+		l.Release()
+		require.NoError(t, e.m.Flush(context.Background()))
+		got := e.collect()
+		e.counter(got, "dglease.key.deleted", "{key}", point{1, []attribute.KeyValue{attribute.Bool("dglease.already_deleted", true)}})
+	})
+}
