@@ -193,13 +193,13 @@ func (b *browser) release(handle string) int {
 	return b.do("POST", releasePath, map[string]string{"release": handle}, nil).StatusCode
 }
 
-// status returns the status of a lease ("" for the visitor's latest).
+// status returns the status of a lease, by its ID.
 func (b *browser) status(leaseID string) status {
 	b.h.t.Helper()
-	path := "/api/status"
-	if leaseID != "" {
-		path += "/" + leaseID
+	if leaseID == "" {
+		b.h.t.Fatal("status: no lease ID")
 	}
+	path := "/api/status/" + leaseID
 	res := b.do("GET", path, nil, nil)
 	if res.StatusCode != http.StatusOK {
 		b.h.t.Fatalf("GET %s = %d %s", path, res.StatusCode, readAll(res))

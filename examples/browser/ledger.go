@@ -26,10 +26,9 @@ const maxEnded = 10000
 type ledger struct {
 	maxEnded int
 
-	mu     sync.Mutex
-	byID   map[string]*handout
-	newest map[string]string // visitor -> the ID of their latest lease
-	ended  []endedLease      // in the order they ended
+	mu    sync.Mutex
+	byID  map[string]*handout
+	ended []endedLease // in the order they ended
 }
 
 // handout is one credential handed to a visitor.
@@ -51,7 +50,7 @@ type endedLease struct {
 }
 
 func newLedger(maxEnded int) *ledger {
-	return &ledger{maxEnded: maxEnded, byID: map[string]*handout{}, newest: map[string]string{}}
+	return &ledger{maxEnded: maxEnded, byID: map[string]*handout{}}
 }
 
 // hooks are the Manager hooks that keep the ledger up to date;
@@ -64,7 +63,6 @@ func (lg *ledger) hooks(serverExpiry func(expires time.Time) time.Time) lease.Ho
 			lg.mu.Lock()
 			defer lg.mu.Unlock()
 			lg.byID[e.LeaseID] = &handout{visitor: e.User, keyID: e.KeyID, expires: e.Expires, serverExpires: serverExpiry(e.Expires)}
-			lg.newest[e.User] = e.LeaseID
 			lg.prune()
 		},
 		OnRelease: func(e lease.Event) {
@@ -97,11 +95,7 @@ func (lg *ledger) prune() {
 	cutoff := time.Now().Add(-endedRetention)
 	n := 0
 	for n < len(lg.ended) && (lg.ended[n].at.Before(cutoff) || len(lg.ended)-n > lg.maxEnded) {
-		id := lg.ended[n].id
-		if h := lg.byID[id]; h != nil && lg.newest[h.visitor] == id {
-			delete(lg.newest, h.visitor)
-		}
-		delete(lg.byID, id)
+		delete(lg.byID, lg.ended[n].id)
 		n++
 	}
 	lg.ended = lg.ended[n:]
@@ -116,15 +110,4 @@ func (lg *ledger) lookup(visitor, id string) (handout, bool) {
 		return handout{}, false
 	}
 	return *h, true
-}
-
-// latest returns the ID and a copy of visitor's latest lease.
-func (lg *ledger) latest(visitor string) (string, handout, bool) {
-	lg.mu.Lock()
-	defer lg.mu.Unlock()
-	id, ok := lg.newest[visitor]
-	if !ok {
-		return "", handout{}, false
-	}
-	return id, *lg.byID[id], true
 }

@@ -39,7 +39,7 @@
 // authentication. The rest is the demo's own:
 //
 //	GET /api/about             the backend's name, the listen URL, what the page may offer
-//	GET /api/status[/{lease}]  the visitor's (latest) credential: live, released, deleted on Deepgram's side
+//	GET /api/status/{lease}    one of the visitor's credentials: live, released, deleted on Deepgram's side
 //	GET /api/usage[?from=day]  the audio the visitor streamed, read back from Deepgram by their tag
 //	GET /metrics               the credentials' lifecycle (lease/leaseotel), Prometheus text format
 package main

@@ -178,7 +178,6 @@ func newServer(cfg config) (*server, error) {
 	// the demo's own routes are all GETs.
 	mux.Handle("/api/deepgram/", http.StripPrefix("/api/deepgram", credentials))
 	mux.HandleFunc("GET /api/about", s.handleAbout)
-	mux.HandleFunc("GET /api/status", s.handleStatus)
 	mux.HandleFunc("GET /api/status/{lease_id}", s.handleStatus)
 	mux.HandleFunc("GET /api/usage", s.handleUsage)
 	s.handler = mux
@@ -239,8 +238,8 @@ func (s *server) kind() string {
 	return "token"
 }
 
-// serverExpiry is when a credential whose lease ends at expires stops
-// working on Deepgram's side at the latest: a grant token at the lease's
+// serverExpiry is the last moment a credential whose lease ends at
+// expires works on Deepgram's side: a grant token at the lease's
 // end; an API key the TTL plus lease.DefaultExpiryMargin (this demo sets no
 // other), rounded up to whole seconds, after its create answered, as the
 // Manager asks Deepgram (lease.Lease.ServerExpires is exact, but the
@@ -259,7 +258,7 @@ type apiError struct {
 	Error string `json:"error"`
 }
 
-// status is the answer to GET /api/status[/{lease_id}].
+// status is the answer to GET /api/status/{lease_id}.
 type status struct {
 	LeaseID string `json:"lease_id"`
 	// KeyID is the Deepgram key's ID; grant tokens have none.
@@ -281,23 +280,13 @@ type status struct {
 	Expires time.Time `json:"expires"`
 }
 
-// handleStatus answers GET /api/status/{lease_id}, or, without an ID, the
-// status of the visitor's latest lease: the page streams through
-// client.js's connect, which keeps the credential (and its lease ID) to
-// itself. Only the visitor a lease was issued to may ask about it; to
-// anyone else it does not exist.
+// handleStatus answers GET /api/status/{lease_id}. The page learns its
+// lease ID from client.js's connect (onCredential). Only the visitor a
+// lease was issued to may ask about it; to anyone else it does not exist.
 func (s *server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	visitor, _ := visitorOf(r)
 	id := r.PathValue("lease_id")
-	var h handout
-	found := false
-	if visitor != "" {
-		if id == "" {
-			id, h, found = s.ledger.latest(visitor)
-		} else {
-			h, found = s.ledger.lookup(visitor, id)
-		}
-	}
+	h, found := s.ledger.lookup(visitor, id)
 	if !found {
 		writeJSON(w, http.StatusNotFound, apiError{Error: "No such credential."})
 		return

@@ -48,29 +48,33 @@ func TestCredentialIssued(t *testing.T) {
 		assert.Equal(t, keystest.StatusActive, h.keyStatus(st.KeyID))
 		want := status{LeaseID: c.LeaseID, KeyID: st.KeyID, Lease: "live", Ends: c.Expires, Credential: "active", Source: "deepgram", Expires: c.Expires.Add(lease.DefaultExpiryMargin)}
 		assert.Equal(t, want, st, "the key works until the lease's TTL plus the expiry margin")
-		assert.Equal(t, want, b.status(""), "the visitor's latest lease")
 	})
 }
 
-// TestStatusOfTheLatestLease: GET /api/status answers the visitor's latest
-// lease (the page's connect keeps the lease ID to itself), and nobody
-// else's.
-func TestStatusOfTheLatestLease(t *testing.T) {
+// TestStatusByLeaseID: GET /api/status/{lease_id} answers each of the
+// visitor's leases by its ID, each as it is; without an ID there is no
+// status to ask for.
+func TestStatusByLeaseID(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		alice, bob := h.visitor(), h.visitor()
-		res := alice.do("GET", "/api/status", nil, nil)
-		assert.Equal(t, http.StatusNotFound, res.StatusCode, "no lease yet")
-
 		first := alice.credential()
 		second := alice.credential()
 		bob.credential()
-		assert.Equal(t, second.LeaseID, alice.status("").LeaseID)
+		assert.Equal(t, first.LeaseID, alice.status(first.LeaseID).LeaseID)
+		assert.Equal(t, second.LeaseID, alice.status(second.LeaseID).LeaseID)
+
 		require.Equal(t, http.StatusNoContent, alice.release(second.Release))
 		synctest.Wait()
-		assert.Equal(t, second.LeaseID, alice.status("").LeaseID, "still the latest once released")
-		assert.Equal(t, "live", alice.status(first.LeaseID).Lease)
-		assert.Equal(t, "released", alice.status("").Lease)
+		assert.Equal(t, "released", alice.status(second.LeaseID).Lease)
+		assert.Equal(t, "live", alice.status(first.LeaseID).Lease, "releasing one lease leaves the other")
+		res := bob.do("GET", "/api/status/"+first.LeaseID, nil, nil)
+		assert.Equal(t, http.StatusNotFound, res.StatusCode, "alice's lease, asked for by bob")
+
+		for _, path := range []string{"/api/status", "/api/status/"} {
+			res := alice.do("GET", path, nil, nil)
+			assert.Equal(t, http.StatusNotFound, res.StatusCode, "%s: a lease ID is required", path)
+		}
 	})
 }
 
@@ -165,10 +169,8 @@ func TestVisitorCannotTouchAnotherVisitorsLease(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, mallory.release(c.Release), "release with alice's handle")
 		assert.Equal(t, http.StatusUnauthorized, anonymous.release(c.Release), "release without a session")
 		for _, b := range []*browser{mallory, anonymous} {
-			for _, path := range []string{"/api/status/" + c.LeaseID, "/api/status"} {
-				res := b.do("GET", path, nil, nil)
-				assert.Equal(t, http.StatusNotFound, res.StatusCode, path)
-			}
+			res := b.do("GET", "/api/status/"+c.LeaseID, nil, nil)
+			assert.Equal(t, http.StatusNotFound, res.StatusCode, "alice's lease's status")
 		}
 		synctest.Wait()
 		assert.Equal(t, keystest.StatusActive, h.keyStatus(keyID))
@@ -428,10 +430,8 @@ func TestEndedLeaseForgotten(t *testing.T) {
 		time.Sleep(endedRetention + time.Second)
 		h.visitor().credential() // issuing prunes the ledger
 		synctest.Wait()
-		for _, path := range []string{"/api/status/" + c.LeaseID, "/api/status"} {
-			res := b.do("GET", path, nil, nil)
-			assert.Equal(t, http.StatusNotFound, res.StatusCode, "%s: forgotten after endedRetention", path)
-		}
+		res := b.do("GET", "/api/status/"+c.LeaseID, nil, nil)
+		assert.Equal(t, http.StatusNotFound, res.StatusCode, "forgotten after endedRetention")
 	})
 }
 
@@ -453,10 +453,7 @@ func TestLedgerBounded(t *testing.T) {
 		}{{"a", false}, {"b", true}, {"c", true}, {"live", true}} {
 			_, ok := lg.lookup("v-"+tt.id, tt.id)
 			assert.Equal(t, tt.want, ok, "lease %s kept", tt.id)
-			_, _, ok = lg.latest("v-" + tt.id)
-			assert.Equal(t, tt.want, ok, "visitor of %s has a latest lease", tt.id)
 		}
 		assert.Len(t, lg.byID, 3)
-		assert.Len(t, lg.newest, 3)
 	})
 }

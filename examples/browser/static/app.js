@@ -4,7 +4,8 @@
 //   1. connect() from leasehttp's client.js: POST /api/deepgram/credential,
 //      new WebSocket(listen_url, subprotocol), and once the socket is open
 //      POST /api/deepgram/release (the backend deletes the key)
-//   2. GET /api/status, a few times, to see the key deleted
+//   2. GET /api/status/{lease_id}, a few times, to see the key deleted
+//      (connect's onCredential tells the page the lease ID)
 //   3. MediaRecorder chunks every 250 ms -> socket; Results -> transcript
 //   4. Stop -> {"type": "CloseStream"}
 //   5. GET /api/usage before and after the stream: the audio it used, as
@@ -32,14 +33,14 @@ const STATUS_POLLS = 10;    // status checks after release
 const STATUS_EVERY_MS = 500;
 const CLOSE_WAIT_MS = 5000; // how long Stop waits for Deepgram to close
 
-let session = null;         // the latest session: see start()
+let session = null;         // the session Start last began: see start()
 let backend = 'Deepgram';   // its name, from /api/about
 let kind = 'token';         // "token" (API keys) or "bearer" (grant tokens)
 let listenUrl = '';         // the WebSocket URL, from /api/about
 let usageAvailable = false; // whether /api/usage can read usage back
 
-// current reports whether s is the latest session: only it may write to
-// the page.
+// current reports whether s is the session Start last began: only it may
+// write to the page.
 const current = (s) => s === session;
 
 // ---- page helpers ---------------------------------------------------------
@@ -138,7 +139,7 @@ async function start() {
     socket: null,
     recorder: null,
     kind,
-    leaseId: '',       // known at once with the SDK; else from GET /api/status
+    leaseId: '',       // from the credential (connect's onCredential, or the SDK's)
     opened: false,
     stopping: false,   // Stop was pressed
     closedByPage: false,
@@ -179,11 +180,18 @@ async function start() {
 }
 
 // openSocket streams through client.js's connect, which keeps the
-// credential to itself: the page learns about it from GET /api/status.
+// credential's secret to itself but tells onCredential its lease ID and
+// expiry before the socket opens; the key ID comes from GET
+// /api/status/{lease_id} once it is open.
 async function openSocket(s, url) {
   const ws = await connect({
     endpoint: ENDPOINT,
     url,
+    onCredential: (info) => {
+      if (!current(s)) return; // a newer session began: this one writes nothing
+      s.leaseId = info.lease_id;
+      issued(s, info.lease_id, '', new Date(info.expires));
+    },
     onReleased: (ok) => released(s, ok),
   });
   s.socket = ws;
@@ -266,12 +274,11 @@ function issued(s, leaseId, keyId, ends) {
     `(in ${seconds} s) unless released sooner.`, '', 'open');
 }
 
-// describeLease shows the credential connect used, as the backend
-// describes the visitor's latest lease.
+// describeLease adds to the issued step what only the backend knows about
+// the credential connect used: its key ID (API keys only).
 async function describeLease(s) {
   const st = await getStatus(s);
   if (!st || !current(s)) return;
-  s.leaseId = s.leaseId || st.lease_id;
   issued(s, st.lease_id, st.key_id, new Date(st.ends));
 }
 
@@ -431,12 +438,12 @@ async function pollStatus(s) {
   }
 }
 
-// getStatus returns the status of s's lease (of the visitor's latest one
-// until its ID is known), or null.
+// getStatus returns the status of s's lease, or null (also while its ID
+// is unknown).
 async function getStatus(s) {
-  const path = s.leaseId ? `/api/status/${encodeURIComponent(s.leaseId)}` : '/api/status';
+  if (!s.leaseId) return null;
   try {
-    const res = await fetch(path, { cache: 'no-store', credentials: 'same-origin' });
+    const res = await fetch(`/api/status/${encodeURIComponent(s.leaseId)}`, { cache: 'no-store', credentials: 'same-origin' });
     const st = await res.json();
     return res.ok ? st : null;
   } catch {
