@@ -56,6 +56,13 @@ type config struct {
 	// several copies of the demo share them (lease/leaseredis); nil keeps
 	// them in this process.
 	Limiter lease.Limiter
+	// ReleaseKey, when set, signs the release handles
+	// (leasehttp.WithReleaseKey): at least leasehttp.MinReleaseKeyLen
+	// random bytes, the same on every copy of the demo behind one load
+	// balancer, so that a page's release is accepted by whichever copy
+	// receives it. Nil means a random key of this process's own: only the
+	// copy that issued a credential can release it.
+	ReleaseKey []byte
 	// KeyStatus, when set, reports a key's state on the Deepgram side
 	// ("active", "expired", "deleted"), so the page can show the deletion
 	// happen. Only the fake can answer that cheaply.
@@ -147,9 +154,13 @@ func newServer(cfg config) (*server, error) {
 	}
 	// POST /api/deepgram/credential, POST /api/deepgram/release and GET
 	// /api/deepgram/client.js, for the visitor the session cookie names.
-	// Several copies of the demo behind one load balancer would also pass
-	// leasehttp.WithReleaseKey, the same on each.
-	credentials, err := leasehttp.New(s.leases, identify, leasehttp.WithLogger(cfg.Logger))
+	// Several copies of the demo behind one load balancer share a release
+	// key (DEMO_RELEASE_KEY), so that each accepts the others' handles.
+	hopts := []leasehttp.Option{leasehttp.WithLogger(cfg.Logger)}
+	if cfg.ReleaseKey != nil {
+		hopts = append(hopts, leasehttp.WithReleaseKey(cfg.ReleaseKey))
+	}
+	credentials, err := leasehttp.New(s.leases, identify, hopts...)
 	if err == nil && cfg.Metrics != nil {
 		s.gauges, err = leaseotel.Observe(s.leases, cfg.Metrics)
 	}
