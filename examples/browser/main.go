@@ -15,16 +15,25 @@
 //	DEEPGRAM_API_KEY=... DEEPGRAM_PROJECT_ID=... go run ./examples/browser
 //
 // DEEPGRAM_PROJECT_ID is optional when the key sees exactly one project.
-// Flags:
+// Flags and environment:
 //
 //	-addr   address to serve the page on (default localhost:8080)
 //	-grant  lease grant tokens (JWTs, not revocable) instead of API keys
 //	-ttl    how long a credential lives if the page never reports (default 10s)
 //	-redis  redis://host:port/db: share the visitors' limits with other
-//	        copies of the demo through this Redis (lease/leaseredis)
+//	        copies of the demo through this Redis (lease/leaseredis);
+//	        set DEMO_RELEASE_KEY too, the same on every copy
 //	-sdk    Deepgram's browser SDK bundle (default: where npm ci in
 //	        internal/conformance installs it); when present, the page
 //	        offers it as a second way to stream
+//
+//	DEMO_RELEASE_KEY  (environment) the key that signs the pages' release
+//	        handles: at least 32 random bytes in hex (openssl rand -hex 32),
+//	        the same on every copy behind one load balancer (see -redis),
+//	        so that a release reaching another copy than the one that
+//	        issued the credential is accepted there. A value that is not
+//	        hex, or is shorter, stops the demo at start-up; unset, each
+//	        copy draws its own key (and -redis logs a warning)
 //
 // The browser never sees the project's API key. The backend mounts
 // lease/leasehttp at /api/deepgram/: the page imports its client.js
@@ -46,6 +55,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,6 +64,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -65,6 +76,7 @@ import (
 
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
+	"github.com/dglease/dglease/lease/leasehttp"
 	"github.com/dglease/dglease/lease/leaseredis"
 )
 
@@ -108,12 +120,17 @@ func main() {
 const defaultSDKBundle = "internal/conformance/node_modules/@deepgram/sdk/dist/browser/index.global.js"
 
 func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl time.Duration, redisURL, sdkBundle string) error {
+	releaseKey, err := releaseKeyFromEnv() // a bad one stops us before anything starts
+	if err != nil {
+		return err
+	}
 	cfg, closeBackend, err := backend(logger)
 	if err != nil {
 		return err
 	}
 	defer closeBackend()
 	cfg.Grant, cfg.TTL, cfg.RateEvery, cfg.Burst, cfg.Logger = grant, ttl, visitorRateEvery, visitorBurst, logger
+	cfg.ReleaseKey = releaseKey
 
 	// The lease lifecycle as metrics, served at /metrics in the Prometheus
 	// text format, on a registry of our own (not the process-wide one).
@@ -146,6 +163,9 @@ func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl 
 		limiter := leaseredis.New(rdb, leaseredis.WithPrefix("dglease-demo"))
 		cfg.Limiter = limiter
 		logger.Info("limits shared through Redis", "addr", ropts.Addr)
+		if releaseKey == nil {
+			logger.Warn(releaseKeyWarning)
+		}
 	}
 
 	s, err := newServer(cfg)
@@ -205,6 +225,36 @@ func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl 
 		return err
 	}
 	return nil
+}
+
+// releaseKeyEnv names the environment variable that holds the release key
+// shared by every copy of the demo, in hex.
+const releaseKeyEnv = "DEMO_RELEASE_KEY"
+
+// releaseKeyWarning is logged at start-up with -redis when DEMO_RELEASE_KEY
+// is not set.
+const releaseKeyWarning = releaseKeyEnv + " is not set: until it is (the same key on every copy: openssl rand -hex 32), " +
+	"a page's release that reaches another copy of the demo than the one that issued its credential is refused, " +
+	"and the credential lives until its TTL"
+
+// releaseKeyFromEnv returns the release key DEMO_RELEASE_KEY holds, nil
+// when it is unset or empty, or an error that says what to set (never the
+// value: it is a secret).
+func releaseKeyFromEnv() ([]byte, error) {
+	v := strings.TrimSpace(os.Getenv(releaseKeyEnv))
+	if v == "" {
+		return nil, nil
+	}
+	const set = "set it to at least 32 random bytes in hex, the same on every copy (openssl rand -hex 32)"
+	// Not hex.DecodeString's error: it quotes the offending character.
+	key, err := hex.DecodeString(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not hex: %s", releaseKeyEnv, set)
+	}
+	if len(key) < leasehttp.MinReleaseKeyLen {
+		return nil, fmt.Errorf("%s is %d bytes, too short: %s", releaseKeyEnv, len(key), set)
+	}
+	return key, nil
 }
 
 // backend picks the Deepgram to talk to: the real service when

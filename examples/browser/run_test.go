@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dglease/dglease/internal/testenv"
+	"github.com/dglease/dglease/lease/leasehttp"
 )
 
 // TestRunWithEmbeddedFake runs the program's run as main does, without
@@ -250,4 +252,71 @@ func TestRunRefusesABadRedisURLWithoutItsPassword(t *testing.T) {
 	assert.True(t, strings.Contains(err.Error(), "-redis"), "the error names the flag")
 	testenv.NoSecret(t, "run's error", err.Error(), password)
 	testenv.NoSecret(t, "the log", logs.String(), password)
+}
+
+// A DEMO_RELEASE_KEY that is not hex, or is too short, stops run before
+// anything starts, with an error that names the variable and says what to
+// set, and never shows the value.
+func TestRunRefusesABadReleaseKey(t *testing.T) {
+	for name, value := range map[string]string{
+		"not hex":   "not-a-hex-key-but-a-password-someone-typed-in-0123456789abcdef",
+		"odd hex":   strings.Repeat("ab", 32) + "c",
+		"too short": strings.Repeat("5e", leasehttp.MinReleaseKeyLen-1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("DEMO_RELEASE_KEY", value)
+			logs := &testenv.Buffer{}
+			err := run(context.Background(), slog.New(slog.NewTextHandler(logs, nil)), "127.0.0.1:0", false, 10*time.Second, "", "")
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "DEMO_RELEASE_KEY", "the error names the variable")
+			assert.Contains(t, err.Error(), "at least 32 random bytes in hex", "the error says what to set")
+			testenv.NoSecret(t, "run's error", err.Error(), value)
+			assert.Empty(t, logs.String(), "nothing started")
+		})
+	}
+}
+
+// With -redis, run warns at start-up when DEMO_RELEASE_KEY is not set (a
+// release reaching another copy would be refused), and not when it is; a
+// key with surrounding whitespace (from a file) is accepted.
+func TestRunWithRedisWarnsWithoutReleaseKey(t *testing.T) {
+	mr := miniredis.RunT(t)
+	key := strings.Repeat("0123456789abcdef", 4)
+	for name, value := range map[string]string{"unset": "", "set": " " + key + "\n"} {
+		t.Run(name, func(t *testing.T) {
+			t.Setenv("DEMO_RELEASE_KEY", value)
+			logs := &recordLog{notify: make(chan struct{}, 1)}
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			done := make(chan error, 1)
+			go func() {
+				done <- run(ctx, slog.New(logs), "127.0.0.1:0", false, 10*time.Second, "redis://"+mr.Addr()+"/0", "")
+			}()
+
+			wait, cancel := context.WithTimeout(context.Background(), 30*time.Second) // safety net
+			defer cancel()
+			logs.wait(wait, t, "open the demo page")
+			stop()
+			select {
+			case err := <-done:
+				require.NoError(t, err)
+			case <-wait.Done():
+				t.Fatal("run did not return after its context ended")
+			}
+			var warnings []string
+			for _, r := range logs.all() {
+				if r.Level >= slog.LevelWarn {
+					warnings = append(warnings, r.Message)
+				}
+				testenv.NoSecret(t, fmt.Sprintf("log line %q", r.Message), r.Message+" "+attrs(r), key)
+			}
+			if value == "" {
+				assert.Equal(t, []string{releaseKeyWarning}, warnings)
+				assert.Contains(t, releaseKeyWarning, "DEMO_RELEASE_KEY is not set")
+				assert.Contains(t, releaseKeyWarning, "another copy")
+			} else {
+				assert.Empty(t, warnings)
+			}
+		})
+	}
 }
