@@ -411,10 +411,11 @@ func TestBrowserShowsUnusableCredential(t *testing.T) {
 		chromedp.WaitVisible(chromedp.ID("error")),
 		chromedp.WaitEnabled(chromedp.ID("start")),
 	)
-	// client.js's connect opens the socket with whatever it got, and
-	// Deepgram refuses it.
-	if msg := e.text("#error"); !strings.Contains(msg, "The stream could not be opened: Deepgram closed the socket before it opened") {
-		t.Errorf("error shown = %q, want it to say the stream could not be opened", msg)
+	// client.js's connect rejects an answer that is not JSON before it
+	// opens any socket; the page says what happened, not the parser's
+	// message.
+	if msg := e.text("#error"); !strings.Contains(msg, "The backend answered without a usable credential") {
+		t.Errorf("error shown = %q, want it to say the backend's answer was no usable credential", msg)
 	}
 	if n := len(e.created()); n != 0 {
 		t.Errorf("%d keys created, want 0", n)

@@ -292,7 +292,8 @@ function opened(s) {
 
 // refused ends an attempt whose stream never opened: a refused credential
 // (429: Start comes back after Retry-After, counted down on the button),
-// a backend that fails, or a socket Deepgram would not open.
+// a backend that fails or answers something else than a credential, or a
+// socket Deepgram would not open.
 function refused(s, err) {
   stopTracks(s.media);
   s.ended = true;
@@ -307,6 +308,10 @@ function refused(s, err) {
     step(s, 'refused', 'Socket refused.',
       `${capitalized(backend)} did not accept the credential: ${err.message}.`, 'err');
     fail(s, `The stream could not be opened: ${err.message}.`);
+    return;
+  }
+  if (err instanceof SyntaxError) { // the credential answer was not JSON: a proxy's page
+    fail(s, 'The backend answered without a usable credential: is a proxy or captive portal in the way?');
     return;
   }
   if (err instanceof TypeError) { // fetch: no answer at all
