@@ -94,11 +94,17 @@ export async function credential(opts) {
     const retryAfter = Number(body.retry_after) || (Number.isFinite(header) ? header : 0);
     throw new CredentialError(body.error || `credential request failed: HTTP ${res.status}`, res.status, retryAfter);
   }
-  // A failure here (an abort while the body arrives) rejects: the lease
-  // then ends by its TTL.
-  const body = await res.json();
-  if (!Array.isArray(body.subprotocol) || typeof body.release !== 'string') {
-    throw new CredentialError('the credential answer has no subprotocol or release handle: is endpoint a leasehttp handler?', res.status, 0);
+  // An abort while the body arrives rejects with the abort; the lease then
+  // ends by its TTL.
+  let body;
+  try {
+    body = await res.json();
+  } catch (err) {
+    if (err && err.name === 'AbortError') throw err;
+    body = null;
+  }
+  if (!body || !Array.isArray(body.subprotocol) || typeof body.release !== 'string') {
+    throw new CredentialError('the answer holds no usable credential: is endpoint a leasehttp handler, or is a proxy in the way?', res.status, 0);
   }
   return body;
 }

@@ -208,12 +208,7 @@ async function openSocket(s, url) {
 // WebSocket.
 async function openSDKSocket(s, url) {
   const opts = { endpoint: ENDPOINT };
-  const cred = await credential(opts);
-  if (!Array.isArray(cred.subprotocol) || cred.subprotocol.length !== 2 || !cred.release) {
-    // A proxy that rewrote the answer: say so rather than stall with the
-    // microphone open.
-    throw new Error('The backend answered without a usable credential.');
-  }
+  const cred = await credential(opts); // checks the answer holds a credential
   s.kind = cred.subprotocol[0];
   s.leaseId = cred.lease_id;
   issued(s, cred.lease_id, '', new Date(cred.expires));
@@ -310,7 +305,7 @@ function refused(s, err) {
     fail(s, `The stream could not be opened: ${err.message}.`);
     return;
   }
-  if (err instanceof SyntaxError) { // the credential answer was not JSON: a proxy's page
+  if (err instanceof CredentialError && err.status >= 200 && err.status < 300) { // a proxy's page, not a credential
     fail(s, 'The backend answered without a usable credential: is a proxy or captive portal in the way?');
     return;
   }
