@@ -41,7 +41,7 @@
 // Deepgram's; 401 (or the identify error's StatusCode) when identify
 // fails; 503 once the Manager is closed; 502 when Deepgram failed (the
 // cause is logged, never sent); 405 with Allow; 400 for a malformed body
-// and 413 for one over 4 KiB; 403 for a cross-site request from an origin
+// and 413 for one over 4 KiB; 403 for a cross-origin request from an origin
 // not allowed (checked by http.CrossOriginProtection before anything is
 // minted) and for a bad release handle.
 //
@@ -68,7 +68,8 @@
 // # Cross-origin pages
 //
 // By default only same-origin pages may ask for credentials: Go's
-// http.CrossOriginProtection refuses cross-site POSTs from browsers.
+// http.CrossOriginProtection refuses POSTs that browsers send from pages
+// on other origins, sibling subdomains included.
 // WithAllowedOrigins adds origins whose pages may, and answers their
 // preflights and requests with the CORS headers (credentials included)
 // their fetch needs.

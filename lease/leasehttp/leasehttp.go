@@ -91,7 +91,8 @@ func WithReleaseKey(key []byte) Option {
 // requests pass http.CrossOriginProtection and get the CORS headers their
 // fetch needs (credentials included, for identify's cookies). By default
 // only same-origin pages (and clients that are not browsers, which send no
-// Origin) are served; a cross-site request from any other page is refused
+// Origin) are served; a request from a page on any other origin, a sibling
+// subdomain included, is refused
 // with 403 before a credential is minted.
 func WithAllowedOrigins(origins ...string) Option {
 	return func(h *Handler) error {
@@ -245,7 +246,7 @@ func (h *Handler) cors(w http.ResponseWriter, r *http.Request) {
 }
 
 // post checks that r may go on to a POST route: it answers a preflight and
-// refuses other methods and cross-site requests from origins not allowed,
+// refuses other methods and cross-origin requests from origins not allowed,
 // and reports whether the route should run.
 func (h *Handler) post(w http.ResponseWriter, r *http.Request) bool {
 	hd := w.Header()
@@ -272,7 +273,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if err := h.cop.Check(r); err != nil {
-		h.fail(w, http.StatusForbidden, "cross-site request refused: this page's origin may not ask for credentials (the server can allow it with leasehttp.WithAllowedOrigins)")
+		h.fail(w, http.StatusForbidden, "cross-origin request refused: this page's origin may not ask for credentials (the server can allow it with leasehttp.WithAllowedOrigins)")
 		return false
 	}
 	return true
