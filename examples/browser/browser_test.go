@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,19 +12,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/dvonthenen/websocket"
 
+	"github.com/dglease/dglease/internal/browsertest"
 	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
 )
-
-// browserTimeout bounds what a browser test waits for in the page: a
-// safety net for a hung browser, not a performance assertion.
-const browserTimeout = 60 * time.Second
 
 // TestBrowserStreamsWithDeletedKey is the product's main job, end to end:
 // a real (headless) Chromium loads the page, clicks Start, streams its fake
@@ -35,7 +29,7 @@ const browserTimeout = 60 * time.Second
 // stream outlives it, and the key can open no new stream.
 func TestBrowserStreamsWithDeletedKey(t *testing.T) {
 	e := startBrowserDemo(t)
-	e.do(
+	e.b.Do(
 		chromedp.Click(chromedp.ID("start")),
 		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="deleted"]`)),
@@ -48,7 +42,7 @@ func TestBrowserStreamsWithDeletedKey(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="usage"]`)),
 	)
 	if n := e.count(`li[data-step="closed"].err, #error:not([hidden])`); n != 0 {
-		t.Errorf("Stop ended the stream with an error: %s", e.describe())
+		t.Errorf("Stop ended the stream with an error: %s", e.b.Describe())
 	}
 	if issued := e.text(`li[data-step="issued"]`); !regexp.MustCompile(`API key issued \(\S+, lease [0-9a-f]{16}\): usage only`).MatchString(issued) {
 		t.Errorf("issued step = %q, want it to name the key and the lease", issued)
@@ -97,13 +91,13 @@ func TestBrowserStreamsWithDeletedKey(t *testing.T) {
 // cannot be deleted, so the page says when it expires instead.
 func TestBrowserStreamsWithGrantToken(t *testing.T) {
 	e := startBrowserDemo(t, func(c *config) { c.Grant = true })
-	e.do(
+	e.b.Do(
 		chromedp.Click(chromedp.ID("start")),
 		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="released"]`)),
 	)
 	issued, released := e.text(`li[data-step="issued"]`), e.text(`li[data-step="released"]`)
-	e.do(
+	e.b.Do(
 		chromedp.Click(chromedp.ID("stop")),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="usage"]`)),
@@ -129,7 +123,7 @@ func TestBrowserStreamsWithGrantToken(t *testing.T) {
 // answer and opens no stream.
 func TestBrowserShowsDenial(t *testing.T) {
 	e := startBrowserDemo(t, func(c *config) { c.RateEvery, c.Burst = time.Hour, 1 })
-	e.do(
+	e.b.Do(
 		chromedp.Click(chromedp.ID("start")),
 		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
 		chromedp.Click(chromedp.ID("stop")),
@@ -151,13 +145,10 @@ func TestBrowserShowsDenial(t *testing.T) {
 // browserDemo is the example server on a loopback port, wired to a
 // listening fake Deepgram, and a headless Chromium to drive it.
 type browserDemo struct {
-	t        *testing.T
-	ctx      context.Context // the browser tab's
-	deadline time.Time       // for waiting on the page
-	fake     *keystest.Server
-	keys     *recordingKeys
-	pageURL  string
-	console  *consoleLog
+	t    *testing.T
+	b    *browsertest.Browser
+	fake *keystest.Server
+	keys *recordingKeys
 }
 
 // startBrowserDemo starts the demo (API keys, no rate limit unless edit
@@ -168,8 +159,9 @@ func startBrowserDemo(t *testing.T, edit ...func(*config)) *browserDemo {
 
 // startBrowserOn starts the demo behind wrap (if not nil), loads path in a
 // fresh headless Chromium and waits until ready (a CSS selector) shows.
+// A failure shows the page's state, error and timeline, and its console.
 func startBrowserOn(t *testing.T, wrap func(http.Handler) http.Handler, path, ready string, edit ...func(*config)) *browserDemo {
-	chromium := findChromium(t)
+	browsertest.FindChromium(t) // skip before starting anything
 
 	fake := keystest.NewServer(t)
 	rec := &recordingKeys{KeyService: fake.Client()}
@@ -192,106 +184,21 @@ func startBrowserOn(t *testing.T, wrap func(http.Handler) http.Handler, path, re
 	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close) // before closeAndCheckLog's: cleanups run last first
 
-	// The browser outlives the waits by a little, so that a failure can
-	// still show what the page says.
-	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout+10*time.Second)
-	// chromedp starts Chromium with a fresh temporary --user-data-dir and
-	// removes it when the allocator is cancelled.
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromium),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-	)
-	console := &consoleLog{}
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithListener(console.listen))
-	t.Cleanup(func() {
-		cancelBrowser()
-		cancelAlloc() // kills Chromium and waits for it
-		cancel()
-	})
-
-	e := &browserDemo{
-		t:        t,
-		ctx:      browserCtx,
-		deadline: time.Now().Add(browserTimeout),
-		fake:     fake,
-		keys:     rec,
-		pageURL:  ts.URL + path,
-		console:  console,
-	}
-	// The first run starts Chromium and the tab, which live as long as
-	// the context it is given: browserCtx, not a wait's shorter one.
-	if err := chromedp.Do(browserCtx); err != nil {
-		t.Fatalf("start Chromium: %v", err)
-	}
-	e.do(
-		chromedp.Navigate(e.pageURL),
+	b := browsertest.Start(t) // stopped before ts: cleanups run last first
+	b.ShowOnFailure(`document.getElementById('state').textContent`)
+	b.ShowOnFailure(`document.getElementById('error').textContent`)
+	b.ShowOnFailure(`[...document.querySelectorAll('#timeline li')].map((li) => li.textContent)`)
+	b.Do(
+		chromedp.Navigate(ts.URL+path),
 		chromedp.WaitVisible(chromedp.CSS(ready)),
 	)
-	return e
-}
-
-// do runs browser actions, failing the test with what the page showed.
-func (e *browserDemo) do(actions ...chromedp.Action[chromedp.Void]) {
-	e.t.Helper()
-	ctx, cancel := context.WithDeadline(e.ctx, e.deadline)
-	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		e.t.Fatalf("browser: %v\n%s", err, e.describe())
-	}
+	return &browserDemo{t: t, b: b, fake: fake, keys: rec}
 }
 
 // text returns the visible text of the element sel selects.
 func (e *browserDemo) text(sel string) string {
 	e.t.Helper()
-	ctx, cancel := context.WithDeadline(e.ctx, e.deadline)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
-	if err != nil {
-		e.t.Fatalf("browser: %v\n%s", err, e.describe())
-	}
-	return s
-}
-
-// describe is what the page shows, for failure messages.
-func (e *browserDemo) describe() string {
-	var b strings.Builder
-	ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
-	defer cancel()
-	page, err := chromedp.Run(ctx, chromedp.Evaluate[string](`[
-		'state: ' + document.getElementById('state').textContent,
-		'error: ' + document.getElementById('error').textContent,
-		'timeline:',
-		...[...document.querySelectorAll('#timeline li')].map((li) => '  ' + li.textContent),
-	].join('\n')`))
-	if err != nil {
-		fmt.Fprintf(&b, "(page unreadable: %v)\n", err)
-	} else {
-		fmt.Fprintf(&b, "%s\n", page)
-	}
-	fmt.Fprintf(&b, "browser console:\n%s", e.console)
-	return b.String()
-}
-
-// findChromium returns Chromium's path, or skips the test (fails it under
-// CI=true).
-func findChromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {
-		if path, err := exec.LookPath(name); err == nil {
-			return path
-		}
-	}
-	testenv.Missing(t, "no Chromium found (install Debian's chromium package): skipping the real-browser test")
-	return ""
+	return browsertest.Run(e.b, chromedp.Text(chromedp.CSS(sel)))
 }
 
 // created returns the keys created on the fake, the admin key aside.
@@ -348,49 +255,6 @@ func (r *recordingKeys) secrets() []string {
 	return slices.Clone(r.seen)
 }
 
-// consoleLog collects the page's console output; Chromium's events arrive
-// on chromedp's goroutines.
-type consoleLog struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-// listen is a chromedp listener: it must return fast.
-func (c *consoleLog) listen(ev any) {
-	var line string
-	switch ev := ev.(type) {
-	case *runtime.EventConsoleAPICalled:
-		var args []string
-		for _, a := range ev.Args {
-			arg := a.Description
-			if len(a.Value) > 0 {
-				arg = string(a.Value)
-			}
-			args = append(args, arg)
-		}
-		line = fmt.Sprintf("console.%s: %s", ev.Type, strings.Join(args, " "))
-	case *runtime.EventExceptionThrown:
-		line = "exception: " + ev.ExceptionDetails.Text
-		if ex := ev.ExceptionDetails.Exception; ex != nil {
-			line += " " + ex.Description
-		}
-	default:
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.lines = append(c.lines, line)
-}
-
-func (c *consoleLog) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.lines) == 0 {
-		return "(empty)\n"
-	}
-	return strings.Join(c.lines, "\n") + "\n"
-}
-
 // TestBrowserShowsUnusableCredential: a proxy that answers the credential
 // request 200 with something else must leave the page saying so, with
 // Start usable again, not stalled with the microphone open.
@@ -406,7 +270,7 @@ func TestBrowserShowsUnusableCredential(t *testing.T) {
 		})
 	}
 	e := startBrowserOn(t, wrap, "/", `#about code`)
-	e.do(
+	e.b.Do(
 		chromedp.Click(chromedp.ID("start")),
 		chromedp.WaitVisible(chromedp.ID("error")),
 		chromedp.WaitEnabled(chromedp.ID("start")),
@@ -451,7 +315,7 @@ func TestBrowserStaleStreamWritesNothing(t *testing.T) {
 		})
 	}
 	e := startBrowserOn(t, wrap, "/", `#about code`, func(c *config) { c.RateEvery, c.Burst = time.Hour, 1 })
-	e.do(
+	e.b.Do(
 		chromedp.Click(chromedp.ID("start")),
 		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="released"]`)),
@@ -461,11 +325,11 @@ func TestBrowserStaleStreamWritesNothing(t *testing.T) {
 	for held.Load() < 2 {
 		select {
 		case <-heldNote:
-		case <-time.After(time.Until(e.deadline)):
-			t.Fatalf("%d status requests held, want 2\n%s", held.Load(), e.describe())
+		case <-time.After(time.Until(e.b.Deadline())):
+			t.Fatalf("%d status requests held, want 2\n%s", held.Load(), e.b.Describe())
 		}
 	}
-	e.do(
+	e.b.Do(
 		chromedp.Click(chromedp.ID("stop")),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
 		chromedp.WaitEnabled(chromedp.ID("start")),
@@ -475,7 +339,7 @@ func TestBrowserStaleStreamWritesNothing(t *testing.T) {
 	// Count the status answers the page has handled: a macrotask queued
 	// when the body is parsed runs after every microtask that the page's
 	// awaits on it run, and so after whatever the page writes.
-	e.eval(`(() => {
+	browsertest.Eval[bool](e.b, `(() => {
 		window.statusHandled = 0;
 		const json = Response.prototype.json;
 		Response.prototype.json = function () {
@@ -489,11 +353,11 @@ func TestBrowserStaleStreamWritesNothing(t *testing.T) {
 		return true;
 	})()`)
 	openGate()
-	e.do(chromedp.Poll[chromedp.Void](`window.statusHandled >= 2`, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(0)))
+	e.b.Do(chromedp.Poll[chromedp.Void](`window.statusHandled >= 2`, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(0)))
 
-	got := e.eval(`[...document.querySelectorAll('#timeline li')].map((li) => li.dataset.step).join(' ')`)
+	got := browsertest.Eval[string](e.b, `[...document.querySelectorAll('#timeline li')].map((li) => li.dataset.step).join(' ')`)
 	if got != "mic denied" {
-		t.Errorf("timeline after the 429 = %q, want %q: the first stream wrote into it\n%s", got, "mic denied", e.describe())
+		t.Errorf("timeline after the 429 = %q, want %q: the first stream wrote into it\n%s", got, "mic denied", e.b.Describe())
 	}
 	if state := e.text("#state"); state != "Stopped." {
 		t.Errorf("state = %q, want Stopped.", state)
@@ -505,21 +369,21 @@ func TestBrowserStaleStreamWritesNothing(t *testing.T) {
 // code, not with "Done".
 func TestBrowserShowsStreamClosedByServer(t *testing.T) {
 	e := startBrowserDemo(t)
-	e.do(
+	e.b.Do(
 		chromedp.Click(chromedp.ID("start")),
 		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="deleted"]`)),
 	)
 	e.fake.Close() // closes the open stream with 1001
-	e.do(
+	e.b.Do(
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
 		chromedp.WaitEnabled(chromedp.ID("start")),
 	)
 	if n := e.count(`li[data-step="closed"].err`); n != 1 {
-		t.Errorf("the closed step is not shown as an error\n%s", e.describe())
+		t.Errorf("the closed step is not shown as an error\n%s", e.b.Describe())
 	}
 	if n := e.count(`#error:not([hidden])`); n != 1 {
-		t.Fatalf("no error shown\n%s", e.describe())
+		t.Fatalf("no error shown\n%s", e.b.Describe())
 	}
 	if msg := e.text("#error"); !strings.Contains(msg, "The server closed the stream (code 1001") {
 		t.Errorf("error shown = %q, want it to say the server closed the stream, with code 1001", msg)
@@ -534,7 +398,7 @@ func TestBrowserShowsStreamClosedByServer(t *testing.T) {
 func TestBrowserCountsDownRetryAfter(t *testing.T) {
 	e := startBrowserDemo(t)
 	e.fake.Fail(keystest.OpCreate, keystest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 3 * time.Second})
-	e.eval(`(() => {
+	browsertest.Eval[bool](e.b, `(() => {
 		const b = document.getElementById('start');
 		window.startLabels = [];
 		new MutationObserver(() => {
@@ -543,32 +407,19 @@ func TestBrowserCountsDownRetryAfter(t *testing.T) {
 		}).observe(b, { childList: true, characterData: true, subtree: true, attributes: true });
 		return true;
 	})()`)
-	e.do(
+	e.b.Do(
 		chromedp.Click(chromedp.ID("start")),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="denied"]`)),
 		chromedp.WaitEnabled(chromedp.ID("start")),
 	)
-	got := e.eval(`window.startLabels.join(' | ')`)
+	got := browsertest.Eval[string](e.b, `window.startLabels.join(' | ')`)
 	want := "Start (disabled) | Try again in 3 s (disabled) | Try again in 2 s (disabled) | Try again in 1 s (disabled) | Start"
 	if got != want {
 		t.Errorf("Start's labels = %q\nwant %q", got, want)
 	}
 	// And Start works again.
-	e.do(
+	e.b.Do(
 		chromedp.Click(chromedp.ID("start")),
 		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
 	)
-}
-
-// eval evaluates a JavaScript expression in the page and returns its
-// value as text.
-func (e *browserDemo) eval(expr string) string {
-	e.t.Helper()
-	ctx, cancel := context.WithDeadline(e.ctx, e.deadline)
-	defer cancel()
-	v, err := chromedp.Run(ctx, chromedp.Evaluate[any](expr))
-	if err != nil {
-		e.t.Fatalf("browser: %v\n%s", err, e.describe())
-	}
-	return fmt.Sprint(v)
 }

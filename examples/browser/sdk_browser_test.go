@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/dglease/dglease/internal/browsertest"
 	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
 )
@@ -113,7 +113,7 @@ func TestOfficialBrowserSDKStreamsWithLeasedKey(t *testing.T) {
 		return mux
 	}
 	e := startBrowserOn(t, wrap, "/sdk-test/", "#ready")
-	e.do(
+	e.b.Do(
 		chromedp.WaitVisible(chromedp.CSS(`li.open`)),
 		chromedp.WaitVisible(chromedp.CSS(`li.final`)),
 		chromedp.WaitVisible(chromedp.CSS(`li.deleted`)),
@@ -137,17 +137,11 @@ func TestOfficialBrowserSDKStreamsWithLeasedKey(t *testing.T) {
 // count returns how many elements sel selects.
 func (e *browserDemo) count(sel string) int {
 	e.t.Helper()
-	ctx, cancel := context.WithDeadline(e.ctx, e.deadline)
-	defer cancel()
 	quoted, err := json.Marshal(sel)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll(`+string(quoted)+`).length`))
-	if err != nil {
-		e.t.Fatalf("browser: %v\n%s", err, e.describe())
-	}
-	return n
+	return browsertest.Eval[int](e.b, `document.querySelectorAll(`+string(quoted)+`).length`)
 }
 
 // TestDemoPageStreamsWithTheOfficialSDK uses the demo page's switch to
@@ -161,7 +155,7 @@ func TestDemoPageStreamsWithTheOfficialSDK(t *testing.T) {
 	if n := e.count(`#client option[value="sdk"]:enabled`); n != 1 {
 		t.Fatal("the page does not offer the SDK though the backend serves it")
 	}
-	e.do(
+	e.b.Do(
 		chromedp.SetValue(`#client`, "sdk"),
 		chromedp.Click(chromedp.ID("start")),
 		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
@@ -171,7 +165,7 @@ func TestDemoPageStreamsWithTheOfficialSDK(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="closed"]`)),
 	)
 	if n := e.count(`li[data-step="closed"].err, #error:not([hidden])`); n != 0 {
-		t.Errorf("Stop ended the stream with an error: %s", e.describe())
+		t.Errorf("Stop ended the stream with an error: %s", e.b.Describe())
 	}
 	if got := e.text(`#transcript p.final`); got != "hello from the fake deepgram" {
 		t.Errorf("first final transcript = %q, want the fake's first phrase", got)
