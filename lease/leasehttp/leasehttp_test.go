@@ -401,7 +401,7 @@ func TestCrossSiteRequestsAreRefusedBeforeMinting(t *testing.T) {
 		r := newReplica(t, srv, nil)
 		for _, hdr := range [][]string{
 			{"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example"},
-			{"Origin", "https://evil.example"}, // an older browser: no Sec-Fetch-Site
+			{"Origin", "https://evil.example"},                                    // an older browser: no Sec-Fetch-Site
 			{"Sec-Fetch-Site", "same-site", "Origin", "https://blog.example.com"}, // a sibling subdomain
 		} {
 			w := serve(r.h, http.MethodPost, "/credential", "alice", "", hdr...)
