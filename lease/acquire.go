@@ -94,7 +94,7 @@ func checkUser(u string) error {
 // returns the new lease's record, holding its slot in the limits.
 func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	now := time.Now()
-	leaseID := newID() // before m.mu: newID takes a lock of its own
+	leaseID, key := newKeyedID() // before m.mu: it takes a lock of its own
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -113,7 +113,7 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 		return nil, denied
 	}
 	us := m.userLocked(user, now)
-	r := &record{us: us, leaseID: leaseID}
+	r := &record{us: us, leaseID: leaseID, key: key}
 	us.live++
 	m.creates[r] = struct{}{}
 	// Counted under m.mu, where Close sets m.closed: Close's wait for

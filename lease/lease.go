@@ -36,6 +36,7 @@ type handle struct {
 // the cleanup that detects leaks could never run.
 type record struct {
 	leaseID string
+	key     uint64 // idKey(leaseID), its key in Manager.live
 	keyID   string // "" for a grant token, or until the key exists
 	// secret is never printed: fmt shows a Lease's handle as an address,
 	// and Lease's String, GoString and LogValue redact it.
@@ -52,10 +53,10 @@ type record struct {
 	release func(issued bool)
 
 	mu sync.Mutex
-	// done is made by the first Done call (most leases never need one)
-	// and closed once the lease has ended and its key is with the deleter
-	// (handedOver, below with the other flags to keep the record small).
-	done chan struct{}
+	// rare holds what few leases need (a Done channel, an end event held
+	// back), made on first use: one pointer for both keeps the record in
+	// its size class.
+	rare *rareState
 	// exp links the live leases by expiry (Manager.exp); guarded by
 	// Manager.mu.
 	exp     links[record]
@@ -68,13 +69,35 @@ type record struct {
 	detached bool
 	leaked   bool // the handle became unreachable; ending is pending
 	// announced is set once OnAcquire has returned; until then the end
-	// event waits in pendingEnd, so OnRelease never overtakes OnAcquire.
-	announced  bool
+	// event waits in rare.pendingEnd, so OnRelease never overtakes
+	// OnAcquire.
+	announced bool
+	// handedOver is set once the key is with the deleter; rare.done is
+	// closed then.
 	handedOver bool
 	// reason is why the lease ended, 0 while live: a Reason, kept in a
 	// byte beside the flags to keep the record small.
-	reason     uint8
+	reason uint8
+}
+
+// rareState is the part of a record few leases need; guarded by
+// record.mu.
+type rareState struct {
+	// done is made by the first Done call (most leases never need one)
+	// and closed once the lease has ended and its key is with the
+	// deleter (handedOver).
+	done chan struct{}
+	// pendingEnd is the end event of a lease that ended while OnAcquire
+	// ran, delivered by announce.
 	pendingEnd *Event
+}
+
+// rareLocked returns r.rare, made if needed; r.mu is held.
+func (r *record) rareLocked() *rareState {
+	if r.rare == nil {
+		r.rare = &rareState{}
+	}
+	return r.rare
 }
 
 func (l *Lease) rec() *record {
@@ -167,13 +190,14 @@ func (l *Lease) Done() <-chan struct{} {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.done == nil {
-		r.done = make(chan struct{})
+	rs := r.rareLocked()
+	if rs.done == nil {
+		rs.done = make(chan struct{})
 		if r.handedOver {
-			close(r.done)
+			close(rs.done)
 		}
 	}
-	return r.done
+	return rs.done
 }
 
 // Reason says how the lease ended, or 0 while it is live.
@@ -293,11 +317,11 @@ func (r *record) end(reason Reason) {
 	r.us.m.ending.Done()
 	r.mu.Lock()
 	r.handedOver = true
-	if r.done != nil {
-		close(r.done)
+	if r.rare != nil && r.rare.done != nil {
+		close(r.rare.done)
 	}
 	if !r.announced {
-		r.pendingEnd = &e // announce delivers it once OnAcquire returns
+		r.rareLocked().pendingEnd = &e // announce delivers it once OnAcquire returns
 		r.mu.Unlock()
 		return
 	}
@@ -314,8 +338,10 @@ func (r *record) announce(e Event) (ended Reason) {
 		r.mu.Lock()
 		r.announced = true
 		ended = Reason(r.reason)
-		pending := r.pendingEnd
-		r.pendingEnd = nil
+		var pending *Event
+		if r.rare != nil {
+			pending, r.rare.pendingEnd = r.rare.pendingEnd, nil
+		}
 		r.mu.Unlock()
 		if pending != nil {
 			r.us.m.emitEnd(*pending)
