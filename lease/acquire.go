@@ -236,7 +236,7 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 	l := &Lease{h: &handle{r: r}}
 	r.arm(ctx, l.h)
 	m.creating.Done()
-	ended := r.announce(Event{Time: now, User: r.us.name, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, Latency: res.latency})
+	ended := r.announce(Event{Time: now, User: r.us.name, LeaseID: r.leaseID, KeyID: r.keyID, Expires: r.expires, ServerExpires: r.serverExpires, Latency: res.latency})
 	// Never return an ended lease: ctx may have ended as the result
 	// arrived, and the lease may have ended while OnAcquire ran (Close, a
 	// Release from the hook, its TTL).

@@ -113,6 +113,10 @@ type Event struct {
 	// Expires is when the lease ends by itself (acquire and release
 	// events).
 	Expires time.Time
+	// ServerExpires is when the credential stops working on Deepgram's
+	// side even if it is never deleted (acquire events;
+	// [Lease.ServerExpires]).
+	ServerExpires time.Time
 	// Reason is how a lease ended (release and leak events).
 	Reason Reason
 	// Err is the failure (error and denied events).

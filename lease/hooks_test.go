@@ -347,3 +347,19 @@ func TestHookGoexitDoesNotSkipLaterHooks(t *testing.T) {
 		assert.Equal(t, []string{"metrics:acquire", "metrics:release", "metrics:acquire", "metrics:release", "metrics:leak"}, log.list())
 	})
 }
+
+// OnAcquire's event says when the lease ends and when its key stops
+// working, as the Lease does.
+func TestAcquireEventCarriesExpiries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv := fake(t)
+		var got lease.Event
+		m := newManager(t, srv.Client(), lease.WithHooks(lease.Hooks{OnAcquire: func(e lease.Event) { got = e }}))
+		l, err := m.Acquire(context.Background(), "alice")
+		require.NoError(t, err)
+		defer l.Release()
+		assert.Equal(t, l.Expires(), got.Expires)
+		assert.Equal(t, l.ServerExpires(), got.ServerExpires)
+		assert.True(t, got.ServerExpires.After(got.Expires), "the key outlives the lease by the margin")
+	})
+}
