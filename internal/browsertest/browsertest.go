@@ -2,7 +2,7 @@
 // a page with chromedp, and keeps what the page wrote to its console for
 // failure messages and for checks that no secret reached it:
 //
-//	b := browsertest.Start(t) // skips without Chromium; fails under CI=true
+//	b := browsertest.Start(t) // skips without Chromium; fails under DGLEASE_REQUIRE_TOOLS=1
 //	b.ShowOnFailure(`document.getElementById('status').textContent`)
 //	b.Do(chromedp.Navigate(ts.URL), chromedp.WaitVisible(chromedp.ID("ready")))
 //	got := browsertest.Eval[string](b, `doSomething()`) // awaits a promise
@@ -51,7 +51,7 @@ type Browser struct {
 // Start starts a fresh headless Chromium (its own temporary profile, a fake
 // camera and microphone that need no permission prompt) with one blank
 // tab, and stops it in t's cleanup. Without Chromium the test is skipped,
-// or fails under CI=true (see FindChromium). Call it after starting the
+// or fails under DGLEASE_REQUIRE_TOOLS=1 (see FindChromium). Call it after starting the
 // servers the page talks to, so that Chromium is stopped before they are.
 func Start(t testing.TB) *Browser {
 	t.Helper()
@@ -92,8 +92,8 @@ func Start(t testing.TB) *Browser {
 }
 
 // FindChromium returns the path of Chromium (or Chrome) on PATH. Without
-// one the test is skipped, or fails under CI=true, where .ci/run installs
-// it (testenv.Missing).
+// one the test is skipped, or fails under DGLEASE_REQUIRE_TOOLS=1, which
+// .ci/run sets once it has installed Chromium (testenv.Missing).
 func FindChromium(t testing.TB) string {
 	t.Helper()
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "google-chrome-stable"} {

@@ -24,7 +24,7 @@ import (
 // sdkPackage is the installed SDK's package.json, present after npm ci.
 const sdkPackage = "node_modules/@deepgram/sdk/package.json"
 
-// nodeOrSkip returns the node binary, or skips (fails with CI=true) when
+// nodeOrSkip returns the node binary, or skips (fails with DGLEASE_REQUIRE_TOOLS=1) when
 // node or the installed SDK is missing.
 func nodeOrSkip(t *testing.T) string {
 	t.Helper()

@@ -8,7 +8,7 @@
 //
 //	cd internal/conformance && npm ci
 //
-// Without them they skip, saying so; with CI=true they fail instead, so a
-// CI run cannot pass without running them (.ci/run installs the SDK
-// first). node_modules is never committed.
+// Without them they skip, saying so; with DGLEASE_REQUIRE_TOOLS=1 (set by
+// .ci/run under CI=true, after it installs the SDK) they fail instead, so
+// this project's CI cannot pass without running them. node_modules is never committed.
 package conformance

@@ -100,10 +100,11 @@ func TestNoSecretCatchesATruncatedSecret(t *testing.T) {
 	assert.Empty(t, rec.errors)
 }
 
-func TestMissingSkipsOrFailsUnderCI(t *testing.T) {
-	for _, ci := range []string{"", "true"} {
-		t.Run("CI="+ci, func(t *testing.T) {
-			t.Setenv("CI", ci)
+func TestMissingSkipsOrFailsWhenToolsAreRequired(t *testing.T) {
+	for _, tc := range []struct{ ci, require string }{{"", ""}, {"true", ""}, {"true", "1"}} {
+		t.Run("CI="+tc.ci+",require="+tc.require, func(t *testing.T) {
+			t.Setenv("CI", tc.ci) // a user's CI sets it and installs no Chromium: still a skip
+			t.Setenv(testenv.RequireToolsEnv, tc.require)
 			rec := &skipRecorder{recordingTB: recordingTB{TB: t}}
 			done := make(chan struct{})
 			go func() { // Skip and Fatal end the goroutine
@@ -111,8 +112,8 @@ func TestMissingSkipsOrFailsUnderCI(t *testing.T) {
 				testenv.Missing(rec, "no widget")
 			}()
 			<-done
-			if ci == "true" {
-				assert.Equal(t, []string{"no widget (CI=true: .ci/run should have installed it)"}, rec.fatals)
+			if tc.require == "1" {
+				assert.Equal(t, []string{"no widget (DGLEASE_REQUIRE_TOOLS=1: .ci/run should have installed it)"}, rec.fatals)
 				assert.Empty(t, rec.skips)
 			} else {
 				assert.Equal(t, []string{"no widget"}, rec.skips)

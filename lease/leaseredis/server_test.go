@@ -27,7 +27,7 @@ type redisServer struct {
 }
 
 // startRedis starts redis-server, or skips the test when the binary is
-// absent (fails it under CI=true: .ci/packages installs it).
+// absent (fails it under DGLEASE_REQUIRE_TOOLS=1, set by .ci/run, which installs it).
 func startRedis(t testing.TB) *redisServer {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
