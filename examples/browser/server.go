@@ -185,7 +185,8 @@ func newServer(cfg config) (*server, error) {
 			http.ServeFile(w, r, cfg.SDKBundle)
 		})
 	}
-	// leasehttp refuses cross-site POSTs itself (http.CrossOriginProtection);
+	// leasehttp refuses cross-origin POSTs itself (http.CrossOriginProtection),
+	// sibling subdomains included;
 	// the demo's own routes are all GETs.
 	mux.Handle("/api/deepgram/", http.StripPrefix("/api/deepgram", credentials))
 	mux.HandleFunc("GET /api/about", s.handleAbout)
