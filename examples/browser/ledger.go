@@ -53,16 +53,14 @@ func newLedger(maxEnded int) *ledger {
 	return &ledger{maxEnded: maxEnded, byID: map[string]*handout{}}
 }
 
-// hooks are the Manager hooks that keep the ledger up to date;
-// serverExpiry says when a credential whose lease ends at a time stops
-// working on Deepgram's side.
-func (lg *ledger) hooks(serverExpiry func(expires time.Time) time.Time) lease.Hooks {
+// hooks are the Manager hooks that keep the ledger up to date.
+func (lg *ledger) hooks() lease.Hooks {
 	return lease.Hooks{
 		// OnAcquire returns before the same lease's OnRelease is called.
 		OnAcquire: func(e lease.Event) {
 			lg.mu.Lock()
 			defer lg.mu.Unlock()
-			lg.byID[e.LeaseID] = &handout{visitor: e.User, keyID: e.KeyID, expires: e.Expires, serverExpires: serverExpiry(e.Expires)}
+			lg.byID[e.LeaseID] = &handout{visitor: e.User, keyID: e.KeyID, expires: e.Expires, serverExpires: e.ServerExpires}
 			lg.prune()
 		},
 		OnRelease: func(e lease.Event) {

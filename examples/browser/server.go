@@ -131,7 +131,7 @@ func newServer(cfg config) (*server, error) {
 		// Log every event, and keep the ledger (who holds which lease, for
 		// the status route) up to date however a lease ends: release, TTL,
 		// shutdown. No goroutine per lease.
-		lease.WithHooks(lease.LogHooks(cfg.Logger), s.ledger.hooks(s.serverExpiry)),
+		lease.WithHooks(lease.LogHooks(cfg.Logger), s.ledger.hooks()),
 	}
 	if cfg.Limiter != nil {
 		opts = append(opts, lease.WithLimiter(cfg.Limiter))
@@ -248,20 +248,6 @@ func (s *server) kind() string {
 		return "bearer"
 	}
 	return "token"
-}
-
-// serverExpiry is the last moment a credential whose lease ends at
-// expires works on Deepgram's side: a grant token at the lease's
-// end; an API key the TTL plus lease.DefaultExpiryMargin (this demo sets no
-// other), rounded up to whole seconds, after its create answered, as the
-// Manager asks Deepgram (lease.Lease.ServerExpires is exact, but the
-// handler that holds the *Lease is leasehttp's).
-func (s *server) serverExpiry(expires time.Time) time.Time {
-	if s.cfg.Grant {
-		return expires
-	}
-	life := (s.cfg.TTL + lease.DefaultExpiryMargin + time.Second - 1).Truncate(time.Second)
-	return expires.Add(life - s.cfg.TTL)
 }
 
 // apiError is every error answer of the demo's own routes (leasehttp's

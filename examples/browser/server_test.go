@@ -378,9 +378,8 @@ func TestStatusFromLeaseRecords(t *testing.T) {
 }
 
 // TestServerExpiry: the status's Expires is when Deepgram stops accepting
-// the key (the fake's record of it): TTL plus margin rounded up to whole
-// seconds, as the Manager asks for it, also for a TTL that is not whole
-// seconds.
+// the key, as the fake records it (the OnAcquire event's ServerExpires),
+// also for a TTL that is not whole seconds.
 func TestServerExpiry(t *testing.T) {
 	for _, ttl := range []time.Duration{10 * time.Second, 2500 * time.Millisecond} {
 		synctest.Test(t, func(t *testing.T) {
@@ -440,7 +439,7 @@ func TestEndedLeaseForgotten(t *testing.T) {
 func TestLedgerBounded(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lg := newLedger(2)
-		hooks := lg.hooks(func(e time.Time) time.Time { return e })
+		hooks := lg.hooks()
 		for _, id := range []string{"a", "b", "c", "live"} {
 			hooks.OnAcquire(lease.Event{LeaseID: id, User: "v-" + id, Expires: time.Now().Add(time.Minute)})
 		}
