@@ -64,8 +64,11 @@
 // Deepgram WebSocket in three lines. Mobile apps and workers in any
 // language use the same two routes.
 //
-// Writing your own endpoint instead: the request's context ends when the
-// handler returns, so pass context.WithoutCancel(r.Context()) to Acquire;
+// Writing your own endpoint instead: wrap its POST routes in
+// http.CrossOriginProtection (or any page on the web can mint credentials
+// for a signed-in visitor and spend their limits); the request's context
+// ends when the handler returns, so pass context.WithoutCancel(r.Context())
+// to Acquire;
 // call l.Detach(), since a dropped *Lease counts as leaked and its key is
 // deleted within a second; answer l.Subprotocol() (the WebSocket
 // subprotocol list a browser opens Deepgram with) and l.ID() with
@@ -73,7 +76,8 @@
 // (Deepgram checks a credential when the socket opens, so the stream
 // outlives the key), release the lease with Manager.Release after checking
 // Manager.Owner, or let the TTL end it; a replica that did not issue it
-// can delete its key with Manager.ReleaseForeign. Answer a *DeniedError
+// can delete its key with Manager.ReleaseForeign, given the lease's fields
+// from something it can trust (leasehttp signs them). Answer a *DeniedError
 // with 429 and its RetryAfter, whichever limit refused, Deepgram's
 // included. See the Lease.Detach example.
 //

@@ -141,7 +141,9 @@ func ExampleManager_Sweep() {
 	// swept: 1
 }
 
-// The browser hand-off. The handler that issues a credential returns
+// The browser hand-off written by hand (lease/leasehttp does all of it,
+// and signs its release handles for several replicas). The handler that
+// issues a credential returns
 // before the browser uses it and does not keep the *Lease: it calls Detach
 // (a dropped lease would otherwise be found by leak detection and its key
 // deleted early), and hands the page the lease ID with the WebSocket
@@ -184,9 +186,12 @@ func ExampleLease_Detach() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /credentials", issue)
 	mux.HandleFunc("POST /credentials/{id}/opened", opened)
+	// Pages on other origins must not mint credentials for a signed-in
+	// visitor: refuse their cross-origin POSTs.
+	h := http.NewCrossOriginProtection().Handler(mux)
 
 	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, httptest.NewRequest("POST", "/credentials", nil))
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/credentials", nil))
 	var handoff struct {
 		Lease     string
 		Protocols []string
@@ -198,7 +203,7 @@ func ExampleLease_Detach() {
 
 	// ... the page opens wss://api.deepgram.com/v1/listen with handoff.Protocols ...
 	rec = httptest.NewRecorder()
-	mux.ServeHTTP(rec, httptest.NewRequest("POST", "/credentials/"+handoff.Lease+"/opened", nil))
+	h.ServeHTTP(rec, httptest.NewRequest("POST", "/credentials/"+handoff.Lease+"/opened", nil))
 	if err := leases.Flush(context.Background()); err != nil { // wait for the deletion
 		log.Fatal(err)
 	}

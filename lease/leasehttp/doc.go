@@ -26,7 +26,8 @@
 //     cannot set headers on a WebSocket); release is an opaque signed
 //     handle. The lease is detached from the request: it ends by POST
 //     /release or by its TTL, never because the handler returned.
-//   - POST /release with {"release": "<handle>"}: 204, idempotent. The
+//   - POST /release with {"release": "<handle>"}: 204, idempotent until the
+//     lease's TTL (after it the handle has expired: 403). The
 //     handle is signed with HMAC-SHA256 over the lease ID, key ID, user,
 //     expiry and the issuing Manager's ID; a forged, altered or expired
 //     handle, or one presented by another user than it was issued to, is
@@ -36,14 +37,21 @@
 //     /release and resolves to the open socket; a refusal rejects with a
 //     CredentialError whose retryAfter says how many seconds to wait.
 //
-// Errors are JSON {"error": "..."}: 429 with Retry-After (whole seconds,
-// rounded up) and "retry_after" when any limit refused, the Manager's or
-// Deepgram's; 401 (or the identify error's StatusCode) when identify
-// fails; 503 once the Manager is closed; 502 when Deepgram failed (the
-// cause is logged, never sent); 405 with Allow; 400 for a malformed body
-// and 413 for one over 4 KiB; 403 for a cross-origin request from an origin
-// not allowed (checked by http.CrossOriginProtection before anything is
-// minted) and for a bad release handle.
+// Errors are JSON {"error": "..."}:
+//
+//   - 429 with Retry-After (whole seconds, rounded up) and "retry_after"
+//     when any limit refused, the Manager's or Deepgram's;
+//   - 401 when identify fails (or the status its error chooses, see New);
+//   - 403 for a request from a page on an origin not allowed (checked by
+//     http.CrossOriginProtection before anything is minted) and for a bad
+//     release handle;
+//   - 400 for a malformed body, 413 for one over 4 KiB, 405 with Allow for
+//     a wrong method, 404 for an unknown route;
+//   - 500 when identify names no usable user, or a release could not be
+//     recorded (both logged);
+//   - 502 when Deepgram failed (the cause is logged, never sent);
+//   - 503 once the Manager is closed, or when its Limiter cannot decide
+//     (lease.ErrLimiterUnavailable, e.g. Redis down).
 //
 // The same two routes serve a mobile app or a worker in any language:
 //

@@ -67,11 +67,11 @@ type Option func(*Handler) error
 // password, on every replica behind a load balancer: a page's release
 // then verifies on whichever replica receives it, and a replica that does
 // not hold the lease deletes its key through its own Manager
-// (lease.Manager.ReleaseForeign). Without it each Handler draws a random
-// key, and only the replica that issued a credential can release it (on
-// the others the release is refused with 403, and the key lives until its
-// TTL). Without it, every Handler on the same Manager shares one random
-// key. The key is copied.
+// (lease.Manager.ReleaseForeign). Without it the Handlers of each
+// Manager share one random key, drawn when the first is built, and only
+// the replica that issued a credential can release it (on the others the
+// release is refused with 403, and the key lives until its TTL). The key
+// is copied.
 //
 // Guard it like the project's API key: whoever holds it can sign a handle
 // naming any key ID, and a replica would delete that key.
@@ -124,9 +124,10 @@ func canonicalOrigin(o string) string {
 }
 
 // WithLogger sets where the Handler logs what it does not tell clients:
-// the cause of a 502 or 500, and why identify refused a request (at debug
-// level). Nil, or no WithLogger, means slog.Default(). Nothing logged
-// carries a secret.
+// the cause of a 502, 503 or 500, and why identify refused a request (at
+// debug level, with identify's error text as it is: keep tokens out of
+// your identify errors). Nil, or no WithLogger, means slog.Default(). The
+// Handler logs no credential and no release handle.
 func WithLogger(l *slog.Logger) Option {
 	return func(h *Handler) error {
 		h.logger = l

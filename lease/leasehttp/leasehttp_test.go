@@ -315,7 +315,7 @@ func TestRefusalsAnswer429WithRetryAfterRoundedUp(t *testing.T) {
 			assert.Equal(t, "3", w.Header().Get("Retry-After"), "2.5 s rounds up")
 			body := errorBody(t, w)
 			assert.Equal(t, float64(3), body["retry_after"])
-			assert.Contains(t, body["error"], "rate limit")
+			assert.Equal(t, "no credential now (per-user rate limit); retry in 3 s", body["error"], "as the README shows it")
 
 			time.Sleep(2500 * time.Millisecond)
 			getCredential(t, r.h, "alice") // waiting as told is enough
