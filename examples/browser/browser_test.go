@@ -159,7 +159,8 @@ func startBrowserDemo(t *testing.T, edit ...func(*config)) *browserDemo {
 
 // startBrowserOn starts the demo behind wrap (if not nil), loads path in a
 // fresh headless Chromium and waits until ready (a CSS selector) shows.
-// A failure shows the page's state, error and timeline, and its console.
+// A failure shows the page's state, error and timeline, and its console;
+// when the test ends, the console must hold no credential issued.
 func startBrowserOn(t *testing.T, wrap func(http.Handler) http.Handler, path, ready string, edit ...func(*config)) *browserDemo {
 	browsertest.FindChromium(t) // skip before starting anything
 
@@ -185,6 +186,10 @@ func startBrowserOn(t *testing.T, wrap func(http.Handler) http.Handler, path, re
 	t.Cleanup(ts.Close) // before closeAndCheckLog's: cleanups run last first
 
 	b := browsertest.Start(t) // stopped before ts: cleanups run last first
+	// When the test ends, no credential issued may have reached the
+	// page's console (registered after Start: it runs before the browser
+	// stops).
+	t.Cleanup(func() { testenv.NoSecret(t, "browser console", b.Console(), rec.secrets()...) })
 	b.ShowOnFailure(`document.getElementById('state').textContent`)
 	b.ShowOnFailure(`document.getElementById('error').textContent`)
 	b.ShowOnFailure(`[...document.querySelectorAll('#timeline li')].map((li) => li.textContent)`)
