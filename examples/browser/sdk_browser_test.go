@@ -3,9 +3,13 @@ package main
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -184,5 +188,59 @@ func TestDemoPageWithoutTheSDK(t *testing.T) {
 	e := startBrowserDemo(t)
 	if n := e.count(`#client option[value="sdk"]:disabled`); n != 1 {
 		t.Error("the SDK option is enabled though no bundle is served")
+	}
+}
+
+// TestDemoPageSDKReleasesARefusedCredential: when the socket the SDK opens
+// is refused (here by a listen endpoint that answers every handshake 401),
+// the page says so and releases the credential at once, as client.js's
+// connect does, rather than leaving the key live until its TTL.
+func TestDemoPageSDKReleasesARefusedCredential(t *testing.T) {
+	bundle := sdkBundleOrSkip(t)
+	refuse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "refused", http.StatusUnauthorized)
+	}))
+	t.Cleanup(refuse.Close)
+	var releases atomic.Int32
+	wrap := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodPost && r.URL.Path == releasePath {
+				releases.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	e := startBrowserOn(t, wrap, "/", `#about code`, func(c *config) {
+		c.SDKBundle = bundle
+		c.ListenURL = "ws" + strings.TrimPrefix(refuse.URL, "http") + "/v1/listen"
+	})
+	e.b.Do(
+		chromedp.SetValue(`#client`, "sdk"),
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="refused"]`)),
+		chromedp.WaitEnabled(chromedp.ID("start")),
+	)
+	created := e.created()
+	if len(created) != 1 {
+		t.Fatalf("%d keys created, want 1", len(created))
+	}
+	id := created[0].Key.ID
+	// The TTL is 30 s: a key deleted well before is one the page released.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, _ := e.fake.Key(id)
+		if st.Status == keystest.StatusDeleted {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the refused credential's key is still %q 10 s later (%d releases asked): the page did not release it\n%s",
+				st.Status, releases.Load(), e.b.Describe())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Once: a socket that reports its close twice must not release twice.
+	time.Sleep(500 * time.Millisecond)
+	if n := releases.Load(); n != 1 {
+		t.Errorf("%d POST %s, want 1", n, releasePath)
 	}
 }

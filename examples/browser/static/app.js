@@ -13,7 +13,8 @@
 //
 // With "Deepgram's browser SDK" chosen, the page asks for the credential
 // itself (client.js's credential), hands it to the SDK, and releases it
-// (client.js's release) once the SDK's socket is open.
+// (client.js's release) once the SDK's socket is open, or as soon as it is
+// known never to open.
 //
 // Every press of Start begins a new session; whatever an older one still
 // has in flight (a status poll, a usage read, a socket's close) writes
@@ -209,6 +210,11 @@ async function openSocket(s, url) {
 async function openSDKSocket(s, url) {
   const opts = { endpoint: ENDPOINT };
   const cred = await credential(opts); // checks the answer holds a credential
+  // The credential is released once: when the socket opens (the backend
+  // deletes the key), or at once when it never will (a socket closed
+  // before it opened, or an SDK that failed), as client.js's connect does.
+  let releasing = null;
+  const releaseOnce = () => (releasing ??= release(opts, cred.release));
   s.kind = cred.subprotocol[0];
   s.leaseId = cred.lease_id;
   issued(s, cred.lease_id, '', new Date(cred.expires));
@@ -234,16 +240,20 @@ async function openSDKSocket(s, url) {
     sock.on('open', () => {
       if (s.opened) return;
       opened(s);
-      release(opts, cred.release).then((ok) => released(s, ok));
+      releaseOnce().then((ok) => released(s, ok));
     });
     sock.on('message', (msg) => onMessage(s, { data: JSON.stringify(msg) }));
     sock.on('close', (event) => {
-      if (s.opened) closed(s, event);
-      else refused(s, new CredentialError(`Deepgram closed the socket before it opened (code ${event?.code})`, 0, 0));
+      if (s.opened) {
+        closed(s, event);
+        return;
+      }
+      releaseOnce();
+      refused(s, new CredentialError(`Deepgram closed the socket before it opened (code ${event?.code})`, 0, 0));
     });
     sock.connect();
   } catch (err) {
-    release(opts, cred.release);
+    releaseOnce();
     throw new Error(`Could not open the stream with Deepgram's SDK: ${err.message}`);
   }
 }
