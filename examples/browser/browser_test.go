@@ -428,3 +428,47 @@ func TestBrowserCountsDownRetryAfter(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
 	)
 }
+
+// TestBrowserCountdownKeepsTimeWithLateTimers: a background tab runs its
+// timers late; the countdown after a 429 still ends when Retry-After does
+// (give or take one late timer), never before, and skips the labels it
+// slept through. Every timer of the page runs 1.2 s late here.
+func TestBrowserCountdownKeepsTimeWithLateTimers(t *testing.T) {
+	e := startBrowserDemo(t)
+	e.fake.Fail(keystest.OpCreate, keystest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 3 * time.Second})
+	browsertest.Eval[bool](e.b, `(() => {
+		const setTimeout = window.setTimeout;
+		window.setTimeout = (f, ms, ...args) => setTimeout(f, (ms || 0) + 1200, ...args);
+		const b = document.getElementById('start');
+		window.startLabels = [];
+		new MutationObserver(() => {
+			const label = b.textContent + (b.disabled ? ' (disabled)' : '');
+			if (window.startLabels.at(-1)?.label !== label) window.startLabels.push({ label, at: performance.now() });
+		}).observe(b, { childList: true, characterData: true, subtree: true, attributes: true });
+		return true;
+	})()`)
+	e.b.Do(
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="denied"]`)),
+		chromedp.WaitEnabled(chromedp.ID("start")),
+	)
+	type label struct {
+		Label string  `json:"label"`
+		At    float64 `json:"at"`
+	}
+	labels := browsertest.Eval[[]label](e.b, `window.startLabels`)
+	var names []string
+	for _, l := range labels {
+		names = append(names, l.Label)
+	}
+	got := strings.Join(names, " | ")
+	// 3 s left at first; the first tick, due after 1 s, runs at 2.2 s: 1 s
+	// left; the next, due at 3 s, runs at 4.2 s.
+	want := "Start (disabled) | Try again in 3 s (disabled) | Try again in 1 s (disabled) | Start"
+	if got != want {
+		t.Fatalf("Start's labels = %q\nwant %q", got, want)
+	}
+	if took := time.Duration((labels[3].At - labels[1].At) * float64(time.Millisecond)); took < 2900*time.Millisecond || took > 5*time.Second {
+		t.Errorf("Start enabled %v after the countdown began, want 3 s plus at most one late timer (1.2 s)", took)
+	}
+}

@@ -327,21 +327,26 @@ function refused(s, err) {
 }
 
 // countdown keeps Start disabled for seconds, saying on it how long is
-// left, and enables it at zero. It counts whole ticks, so it never enables
-// Start early.
+// left, and enables it at zero. It counts from a deadline, not in ticks: a
+// background tab runs timers late, and a late tick shows the time really
+// left (skipping what it slept through); it never enables Start early.
 function countdown(s, seconds) {
-  const tick = (left) => {
+  const until = Date.now() + seconds * 1000;
+  const tick = () => {
     if (!current(s)) return;
+    const ms = until - Date.now();
+    const left = Math.ceil(ms / 1000);
     if (left <= 0) {
       startButton.textContent = START_LABEL;
       startButton.disabled = false;
       return;
     }
     startButton.textContent = `Try again in ${left} s`;
-    setTimeout(() => tick(left - 1), 1000);
+    // Wake when the label next changes: when left - 1 seconds are left.
+    setTimeout(tick, ms - (left - 1) * 1000);
   };
   startButton.disabled = true;
-  tick(seconds);
+  tick();
 }
 
 function closed(s, event) {
