@@ -472,3 +472,45 @@ func TestBrowserCountdownKeepsTimeWithLateTimers(t *testing.T) {
 		t.Errorf("Start enabled %v after the countdown began, want 3 s plus at most one late timer (1.2 s)", took)
 	}
 }
+
+// TestBrowserSaysStatusIsKnownElsewhere: with several copies of the demo,
+// only the copy that issued a credential knows its status (each keeps its
+// own ledger). Here every status request reaches another copy, which
+// answers 404: the page says so, once, instead of showing nothing.
+func TestBrowserSaysStatusIsKnownElsewhere(t *testing.T) {
+	other := newHarness(t).s // another copy of the demo, with its own ledger
+	var answered atomic.Int32
+	wrap := func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/api/status/") {
+				answered.Add(1)
+				other.ServeHTTP(w, r)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	}
+	e := startBrowserOn(t, wrap, "/", `#about code`)
+	e.b.Do(
+		chromedp.Click(chromedp.ID("start")),
+		chromedp.WaitVisible(chromedp.CSS(`#transcript p.final`)),
+		chromedp.WaitVisible(chromedp.CSS(`li[data-step="released"]`)),
+	)
+	// The page asks about its lease as the socket opens, and polls after
+	// the release (a poll answered 404 ends the polling): let both answers
+	// arrive, and the page handle them.
+	deadline := time.Now().Add(10 * time.Second)
+	for answered.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := answered.Load(); n < 2 {
+		t.Fatalf("%d status requests, want at least 2", n)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if n := e.count(`li[data-step="status-unknown"]`); n != 1 {
+		t.Fatalf("%d notes that the status is unknown here, want 1\n%s", n, e.b.Describe())
+	}
+	if note := e.text(`li[data-step="status-unknown"]`); !strings.Contains(note, "only known to the copy of the demo that issued this credential") {
+		t.Errorf("note = %q, want it to say which copy knows the status", note)
+	}
+}
