@@ -23,8 +23,9 @@ import (
 // never committed). It defines the global Deepgram.
 var sdkBundle = filepath.Join("..", "..", filepath.FromSlash(defaultSDKBundle))
 
-// sdkBundleOrSkip returns sdkBundle's path, or skips (fails with CI=true,
-// where .ci/run installs it) when it is absent.
+// sdkBundleOrSkip returns sdkBundle's path, or skips (fails with
+// DGLEASE_REQUIRE_TOOLS=1, set by .ci/run, which installs it) when it is
+// absent.
 func sdkBundleOrSkip(t *testing.T) string {
 	t.Helper()
 	if _, err := os.Stat(sdkBundle); err != nil {
