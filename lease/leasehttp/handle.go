@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"strings"
 	"time"
 )
 
@@ -33,6 +34,9 @@ const (
 	// MaxHandleLen bounds a handle's encoded length.
 	maxHandleLen = (fixedLen + maxKeyID + macLen + 2) / 3 * 4
 )
+
+// strictBase64 decodes handles: unpadded base64url, no stray bits.
+var strictBase64 = base64.RawURLEncoding.Strict()
 
 // handle is a release handle's content.
 type handle struct {
@@ -94,10 +98,12 @@ func mac(key, body []byte, user string) []byte {
 // parse decodes s without verifying it: what it returns is only as good as
 // verify's answer on the same bytes.
 func parse(s string) (h handle, body, sig []byte, err error) {
-	if len(s) == 0 || len(s) > maxHandleLen {
+	// One spelling per handle: base64's decoder skips CR and LF, and
+	// Strict refuses stray bits in the last character.
+	if len(s) == 0 || len(s) > maxHandleLen || strings.ContainsAny(s, "\r\n") {
 		return h, nil, nil, errMalformed
 	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := strictBase64.DecodeString(s)
 	if err != nil || len(b) < fixedLen+macLen || b[0] != handleVersion {
 		return h, nil, nil, errMalformed
 	}

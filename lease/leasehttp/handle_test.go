@@ -3,6 +3,7 @@ package leasehttp
 import (
 	"bytes"
 	"encoding/base64"
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,6 +45,28 @@ func TestHandleRoundTrip(t *testing.T) {
 	}
 }
 
+// TestHandleHasOneSpelling: a handle parses only as it was sealed, not
+// with a line break in it (base64's decoder skips them) or with stray bits
+// in its last character.
+func TestHandleHasOneSpelling(t *testing.T) {
+	_, good := sample()
+	if _, _, _, err := parse(good); err != nil {
+		t.Fatalf("the sealed handle does not parse: %v", err)
+	}
+	h, _ := sample()
+	h.keyID = "k" // 67 bytes: the last character carries 4 padding bits
+	short := seal(testKey, h, "alice")
+	last := strings.IndexByte(alphabet, short[len(short)-1])
+	stray := short[:len(short)-1] + string(alphabet[last^1])
+	for _, s := range []string{good[:10] + "\n" + good[10:], good + "\r\n", stray} {
+		if _, _, _, err := parse(s); err == nil {
+			t.Errorf("%q parses: a second spelling of the same handle", s)
+		}
+	}
+}
+
+const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
 // FuzzParseHandle: no input panics the parser, none over maxHandleLen
 // parses, and none but the sealed one verifies for its user under its key.
 func FuzzParseHandle(f *testing.F) {
@@ -53,6 +76,7 @@ func FuzzParseHandle(f *testing.F) {
 	f.Add(good + "A")
 	f.Add("")
 	f.Add("AQ")
+	f.Add(good[:40] + "\n" + good[40:]) // base64 skips line breaks: found by this target
 	raw, _ := base64.RawURLEncoding.DecodeString(good)
 	for i := range raw {
 		b := bytes.Clone(raw)
