@@ -147,6 +147,7 @@ func TestBrowserShowsDenial(t *testing.T) {
 type browserDemo struct {
 	t    *testing.T
 	b    *browsertest.Browser
+	s    *server
 	fake *keystest.Server
 	keys *recordingKeys
 }
@@ -197,7 +198,7 @@ func startBrowserOn(t *testing.T, wrap func(http.Handler) http.Handler, path, re
 		chromedp.Navigate(ts.URL+path),
 		chromedp.WaitVisible(chromedp.CSS(ready)),
 	)
-	return &browserDemo{t: t, b: b, fake: fake, keys: rec}
+	return &browserDemo{t: t, b: b, s: s, fake: fake, keys: rec}
 }
 
 // text returns the visible text of the element sel selects.
@@ -481,12 +482,12 @@ func TestBrowserCountdownKeepsTimeWithLateTimers(t *testing.T) {
 // answers 404: the page says so, once, instead of showing nothing.
 func TestBrowserSaysStatusIsKnownElsewhere(t *testing.T) {
 	other := newHarness(t).s // another copy of the demo, with its own ledger
-	var answered atomic.Int32
+	answered := make(chan struct{}, 16)
 	wrap := func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.HasPrefix(r.URL.Path, "/api/status/") {
-				answered.Add(1)
 				other.ServeHTTP(w, r)
+				answered <- struct{}{}
 				return
 			}
 			h.ServeHTTP(w, r)
@@ -499,16 +500,18 @@ func TestBrowserSaysStatusIsKnownElsewhere(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="released"]`)),
 	)
 	// The page asks about its lease as the socket opens, and polls after
-	// the release (a poll answered 404 ends the polling): let both answers
-	// arrive, and the page handle them.
-	deadline := time.Now().Add(10 * time.Second)
-	for answered.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	// the release (a poll answered 404 ends the polling): both answers
+	// are sent, the note shows, and a round trip of the page's own lets it
+	// finish handling them before the notes are counted.
+	for i := range 2 {
+		select {
+		case <-answered:
+		case <-e.b.Context().Done():
+			t.Fatalf("%d status requests answered, want 2\n%s", i, e.b.Describe())
+		}
 	}
-	if n := answered.Load(); n < 2 {
-		t.Fatalf("%d status requests, want at least 2", n)
-	}
-	time.Sleep(500 * time.Millisecond)
+	e.b.Do(chromedp.WaitVisible(chromedp.CSS(`li[data-step="status-unknown"]`)))
+	browsertest.Eval[bool](e.b, `fetch('/api/about').then(() => true)`)
 	if n := e.count(`li[data-step="status-unknown"]`); n != 1 {
 		t.Fatalf("%d notes that the status is unknown here, want 1\n%s", n, e.b.Describe())
 	}
