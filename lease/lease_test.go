@@ -580,8 +580,9 @@ func TestBadInput(t *testing.T) {
 		{"bad caps", func() error { _, err := lease.New(srv.Client(), lease.WithMaxLeases(1, 2)); return err }, "exceeds"},
 		{"nil option", func() error { _, err := lease.New(srv.Client(), nil); return err }, "nil Option"},
 		{"marker tag", func() error { _, err := lease.New(srv.Client(), lease.WithTags("dglease:x")); return err }, "must not start"},
-		{"long tag", func() error { _, err := lease.New(srv.Client(), lease.WithTags(strings.Repeat("t", 129))); return err }, "at most 128"},
+		{"long tag", func() error { _, err := lease.New(srv.Client(), lease.WithTags(strings.Repeat("t", 129))); return err }, "limits tags to 128"},
 		{"tag not UTF-8", func() error { _, err := lease.New(srv.Client(), lease.WithTags("a\xffb")); return err }, "valid UTF-8"},
+		{"blank tag", func() error { _, err := lease.New(srv.Client(), lease.WithTags("  ")); return err }, "empty or only spaces"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,8 +6,8 @@ import (
 	"math"
 	"strings"
 	"time"
-	"unicode/utf8"
 
+	"github.com/dglease/dglease/internal/dgtag"
 	"github.com/dglease/dglease/keys"
 )
 
@@ -295,13 +295,11 @@ func WithSweepInterval(d time.Duration) Option {
 func WithTags(tags ...string) Option {
 	return optionFunc(func(c *config) error {
 		for _, t := range tags {
-			switch {
-			case t == "" || strings.HasPrefix(t, markerTag):
-				return fmt.Errorf("lease: tag %q must be non-empty and must not start with %q", t, markerTag)
-			case !utf8.ValidString(t):
-				return fmt.Errorf("lease: tag %q must be valid UTF-8", t)
-			case len(t) > keys.MaxTagLen:
-				return fmt.Errorf("lease: tag %q is %d bytes long; Deepgram takes at most %d", t, len(t), keys.MaxTagLen)
+			if p := dgtag.Problem(t); p != "" {
+				return fmt.Errorf("lease: tag %q %s", t, p)
+			}
+			if strings.HasPrefix(t, markerTag) {
+				return fmt.Errorf("lease: tag %q must not start with %q, this library's marker", t, markerTag)
 			}
 		}
 		c.tags = append(c.tags[:len(c.tags):len(c.tags)], tags...)
