@@ -54,12 +54,10 @@ func (c *apiKeys) scheme() string  { return "token" }
 func (c *apiKeys) issue(ctx context.Context, r *record, start time.Time) (time.Time, time.Time, error) {
 	// The marker (see Marker), from parts built once per Manager and per
 	// user.
-	tags := make([]string, 0, 4+len(c.tags))
-	tags = append(tags, markerTag, markerTag+":lease="+r.leaseID, c.mgrTag, r.us.tag)
 	k, err := c.api.Create(ctx, keys.Spec{
-		Comment: markerPrefix + "lease=" + r.leaseID + " mgr=" + c.managerID + r.us.commentField,
+		Comment: markerComment(r.leaseID, c.managerID, r.us.commentField),
 		Scopes:  c.scopes,
-		Tags:    append(tags, c.tags...),
+		Tags:    append(markerTags(r.leaseID, c.mgrTag, r.us.tag, len(c.tags)), c.tags...),
 		TTL:     c.serverTTL,
 	})
 	// Deepgram made the key between start and end: it stops working

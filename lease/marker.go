@@ -59,13 +59,29 @@ type Marker struct {
 // comment renders m as a key comment. m.User must pass checkUser.
 func (m Marker) comment() string {
 	field, _ := userMarks(m.User)
-	return markerPrefix + "lease=" + m.Lease + " mgr=" + m.Manager + field
+	return markerComment(m.Lease, m.Manager, field)
 }
 
 // tags renders m as key tags. m.User must pass checkUser.
 func (m Marker) tags() []string {
 	_, tag := userMarks(m.User)
-	return []string{markerTag, markerTag + ":lease=" + m.Lease, markerTag + ":mgr=" + m.Manager, tag}
+	return markerTags(m.Lease, markerTag+":mgr="+m.Manager, tag, 0)
+}
+
+// markerComment is the comment of a key leased as lease leaseID by the
+// Manager mgr to the user whose comment field is userField (userMarks).
+// apiKeys.issue writes every key's comment with it, and Marker.comment
+// renders a Marker with it.
+func markerComment(leaseID, mgr, userField string) string {
+	return markerPrefix + "lease=" + leaseID + " mgr=" + mgr + userField
+}
+
+// markerTags is the marker's tags: mgrTag is markerTag+":mgr=" and the
+// Manager's ID (built once per Manager), userTag the user's (userMarks);
+// the slice has room for extra more tags.
+func markerTags(leaseID, mgrTag, userTag string, extra int) []string {
+	tags := make([]string, 0, 4+extra)
+	return append(tags, markerTag, markerTag+":lease="+leaseID, mgrTag, userTag)
 }
 
 // userMarks returns what a marker says of user u, which must pass
