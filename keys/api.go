@@ -126,6 +126,9 @@ func (c *Client) Create(ctx context.Context, s Spec) (*Key, error) {
 	if out.APIKeyID == "" {
 		return nil, fmt.Errorf("keys: %s: deepgram answered success without api_key_id; a key may have been created", op)
 	}
+	if err := c.answerID("api_key_id", out.APIKeyID, out.Key); err != nil {
+		return nil, fmt.Errorf("keys: %s: %w; a key may have been created", op, err)
+	}
 	if out.Key == "" {
 		return nil, &UnusableKeyError{KeyID: out.APIKeyID, Err: errors.New("its answer has no secret (key)")}
 	}
@@ -189,6 +192,9 @@ func (c *Client) list(ctx context.Context, statuses ...string) ([]Key, error) {
 		for _, item := range out.APIKeys {
 			if item.APIKey.APIKeyID == "" || seen[item.APIKey.APIKeyID] {
 				continue
+			}
+			if err := c.answerID("api_key_id", item.APIKey.APIKeyID, ""); err != nil {
+				return nil, fmt.Errorf("keys: %s: %w", op, err)
 			}
 			seen[item.APIKey.APIKeyID] = true
 			k, err := item.APIKey.toKey(c.scrub)

@@ -169,6 +169,17 @@ func checkID(what, id string) error {
 	return nil
 }
 
+// answerID checks an ID read from an answer (what names it) before it is
+// printed or handed on: checkID's rule, and no secret in it (the client's
+// API key, or secret when not empty), so that no error, event or log that
+// names the ID can carry one. Its error quotes nothing of the ID then.
+func (c *Client) answerID(what, id, secret string) error {
+	if c.scrub(id) != id || (secret != "" && strings.Contains(id, secret)) {
+		return fmt.Errorf("keys: %s in the answer holds a secret; it is not shown", what)
+	}
+	return checkID(what, id)
+}
+
 // Project returns the project ID the client manages, discovering it with
 // GET /v1/projects when New was given none. Discovery succeeds only when the
 // API key sees exactly one project; its result is kept, its failures are not.
@@ -209,7 +220,7 @@ func (c *Client) Project(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("keys: the API key sees %d projects; pass one of them to keys.New: %s", len(out.Projects), strings.Join(names, ", "))
 	}
 	id := out.Projects[0].ProjectID
-	if err := checkID("discovered project ID", id); err != nil {
+	if err := c.answerID("discovered project ID", id, ""); err != nil {
 		return "", err
 	}
 	c.projectID.Store(&id)

@@ -257,6 +257,16 @@ func TestCreateUnusableAnswer(t *testing.T) {
 			answer:   `{"key":"` + newSecret + `","scopes":["usage:write"],` + created + `}`,
 			wantText: "without api_key_id",
 		},
+		{
+			name:     "api_key_id echoes the project API key, created does not parse",
+			answer:   `{"api_key_id":"` + testAPIKey + `","key":"` + newSecret + `","scopes":["usage:write"],"created":"yesterday"}`,
+			wantText: "api_key_id in the answer holds a secret",
+		},
+		{
+			name:     "api_key_id holds the new secret",
+			answer:   `{"api_key_id":"id-` + newSecret + `","key":"` + newSecret + `","scopes":["usage:write"],` + created + `}`,
+			wantText: "api_key_id in the answer holds a secret",
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

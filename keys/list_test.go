@@ -160,6 +160,15 @@ func TestListBadTimeEchoingTheAPIKeyIsScrubbed(t *testing.T) {
 	assertKeysError(t, err, "created", "[REDACTED]")
 }
 
+// A key ID that echoes the project API key is refused, never quoted.
+func TestListKeyIDEchoingTheAPIKeyIsNotShown(t *testing.T) {
+	c, mock := newClient(t, testProject)
+	mock.RegisterResponder(http.MethodGet, keysURL, jsonResponder(200,
+		`{"api_keys":[{"api_key":{"api_key_id":"`+testAPIKey+`","scopes":[],"created":"yesterday"}}]}`))
+	_, err := c.List(context.Background())
+	assertKeysError(t, err, "api_key_id in the answer holds a secret")
+}
+
 // An answer larger than the limit is an error that says so, never a list
 // cut short (or a JSON error that hides why).
 func TestListRefusesAnOversizedAnswer(t *testing.T) {
