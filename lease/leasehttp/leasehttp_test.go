@@ -301,7 +301,7 @@ func TestDeepgramFailureAnswers502WithNoDetail(t *testing.T) {
 		require.Equal(t, http.StatusBadGateway, w.Code)
 		assert.Equal(t, map[string]any{"error": "Deepgram did not issue a credential; try again later"}, errorBody(t, w))
 		assert.Contains(t, r.logs.String(), "shard 7", "the cause is logged")
-		testenv.NoSecret(t, r.logs.String(), srv.AdminKey())
+		testenv.NoSecret(t, "the handler's log", r.logs.String(), srv.AdminKey())
 	})
 }
 
