@@ -104,13 +104,9 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	// deleted, or given up on and still working until their expiry) are
 	// bounded, whatever the per-user limits say.
 	if len(m.live)+len(m.creates)+m.del.count()+m.del.stillWorking(now) >= m.cfg.maxKeys {
-		us := m.userLocked(user, now)
-		us.usage.Denied++
-		m.stats.Denied++
+		m.deniedLocked(m.userLocked(user, now))
 		m.mu.Unlock()
-		denied := &DeniedError{User: user, Limit: LimitKeys, RetryAfter: keysRetryAfter}
-		m.hooks.run(m.hooks.denied, Event{Time: now, User: user, Err: denied, RetryAfter: denied.RetryAfter})
-		return nil, denied
+		return nil, m.emitDenied(&DeniedError{User: user, Limit: LimitKeys, RetryAfter: keysRetryAfter}, Event{Time: now})
 	}
 	us := m.userLocked(user, now)
 	r := &record{us: us, leaseID: leaseID, key: key}
@@ -137,21 +133,33 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	m.mu.Lock()
 	m.unreserveLocked(r)
 	if isDenied {
-		us.usage.Denied++
-		m.stats.Denied++
+		m.deniedLocked(us)
 	}
 	m.mu.Unlock()
 	m.creating.Done()
 	switch {
 	case isDenied:
-		m.hooks.run(m.hooks.denied, Event{Time: now, User: user, Err: denied, RetryAfter: denied.RetryAfter})
-		return nil, denied
+		return nil, m.emitDenied(denied, Event{Time: now})
 	case ctx.Err() != nil:
 		return nil, fmt.Errorf("lease: acquire for user %q: %w", user, ctx.Err())
 	}
 	err = fmt.Errorf("lease: acquire for user %q: %w: %w", user, ErrLimiterUnavailable, err)
 	m.hooks.run(m.hooks.errs, Event{Time: now, Op: "limit", User: user, Err: err, Final: true})
 	return nil, err
+}
+
+// deniedLocked counts a refusal of us's Acquire; m.mu is held.
+func (m *Manager) deniedLocked(us *userState) {
+	us.usage.Denied++
+	m.stats.Denied++
+}
+
+// emitDenied runs the OnDenied hooks for d, with e's other fields, and
+// returns d.
+func (m *Manager) emitDenied(d *DeniedError, e Event) *DeniedError {
+	e.User, e.Err, e.RetryAfter = d.User, d, d.RetryAfter
+	m.hooks.run(m.hooks.denied, e)
+	return d
 }
 
 // keysRetryAfter is the RetryAfter of a refusal by the cap on keys in
@@ -226,7 +234,7 @@ func (m *Manager) finishAcquire(ctx context.Context, r *record, res issued) (*Le
 	}
 	delete(m.creates, r)
 	r.acquired = now.Sub(m.epoch)
-	m.live[r.liveKey()] = r
+	m.live[r.key] = r
 	m.insertExpiryLocked(r)
 	m.stats.Acquired++
 	r.us.usage.Acquired++
@@ -262,29 +270,28 @@ func (m *Manager) failAcquire(r *record, err error, now time.Time, latency time.
 	m.noteUnconfirmedLocked(r, err)
 	m.unreserveLocked(r)
 	if denied != nil {
-		m.stats.Denied++
-		r.us.usage.Denied++
+		m.deniedLocked(r.us)
 	} else {
 		m.stats.Errors++
 	}
 	m.mu.Unlock()
 	m.dropCreate(r, gen) // a key that came without a usable answer is deleted
 	if denied != nil {
-		m.hooks.run(m.hooks.denied, Event{Time: now, User: r.us.name, LeaseID: r.leaseID, Err: denied, RetryAfter: denied.RetryAfter, Latency: latency})
-		return denied
+		return m.emitDenied(denied, Event{Time: now, LeaseID: r.leaseID, Latency: latency})
 	}
 	err = fmt.Errorf("lease: acquire for user %q: %w", r.us.name, err)
 	m.hooks.run(m.hooks.errs, Event{Time: now, Op: "create", User: r.us.name, LeaseID: r.leaseID, KeyID: r.keyID, Err: err, Final: true, Latency: latency})
 	return err
 }
 
-// orphan disposes of a create outcome whose caller has left.
-// It is counted and reported as a failed Acquire would be; a key it made
-// is deleted at once, in the Flush generation gen the caller reserved.
+// orphan disposes of a create outcome whose caller has left. A failed
+// create is counted and reported as a failed Acquire would be; a key it
+// made is deleted at once, in the Flush generation gen the caller
+// reserved.
 func (m *Manager) orphan(r *record, res issued, gen uint64) {
 	defer m.del.unreserve(gen) // once the key, if any, is queued
 	if res.err != nil {
-		_ = m.failAcquire(r, fmt.Errorf("caller gone: %w", res.err), time.Now(), res.latency, &gen)
+		_ = m.failAcquire(r, fmt.Errorf("caller gone: %w", res.err), res.end, res.latency, &gen)
 		return
 	}
 	m.mu.Lock()

@@ -54,10 +54,11 @@ func (c *apiKeys) scheme() string  { return "token" }
 func (c *apiKeys) issue(ctx context.Context, r *record, start time.Time) (time.Time, time.Time, error) {
 	// The marker (see Marker), from parts built once per Manager and per
 	// user.
+	mk := r.us.markers()
 	k, err := c.api.Create(ctx, keys.Spec{
-		Comment: markerComment(r.leaseID, c.managerID, r.us.commentField),
+		Comment: markerComment(r.leaseID, c.managerID, mk.commentField),
 		Scopes:  c.scopes,
-		Tags:    append(markerTags(r.leaseID, c.mgrTag, r.us.tag, len(c.tags)), c.tags...),
+		Tags:    append(markerTags(r.leaseID, c.mgrTag, mk.tag, len(c.tags)), c.tags...),
 		TTL:     c.serverTTL,
 	})
 	// Deepgram made the key between start and end: it stops working

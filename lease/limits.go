@@ -3,6 +3,7 @@ package lease
 import (
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/dglease/dglease/keys"
@@ -103,17 +104,19 @@ func deniedByDeepgram(user string, err error) *DeniedError {
 	return &DeniedError{User: user, Limit: LimitDeepgram, RetryAfter: wait, Err: apiErr}
 }
 
-// userState is one user's usage counters. Guarded by Manager.mu.
+// userState is one user's usage counters. Guarded by Manager.mu, except
+// marks (atomic) and m and name, which never change.
 type userState struct {
 	m    *Manager // the Manager this state is kept by (its records reach it here)
 	name string
-	// commentField and tag are what a key's marker says of the user
-	// (userMarks), computed once per user.
-	commentField, tag string
-	usage             Usage
-	live              int // leases live plus Acquire calls admitted and not finished
-	last              time.Time
-	idle              links[userState] // in Manager.idle
+	// marks is what a key's marker says of the user, made by the first
+	// key leased to the user (apiKeys.issue), outside Manager.mu; a
+	// Manager of grant tokens never makes it.
+	marks atomic.Pointer[userMarkers]
+	usage Usage
+	live  int // leases live plus Acquire calls admitted and not finished
+	last  time.Time
+	idle  links[userState] // in Manager.idle
 }
 
 // userLocked returns user's counters, creating them (and forgetting a few
@@ -125,7 +128,6 @@ func (m *Manager) userLocked(user string, now time.Time) *userState {
 			func(o *userState) bool { return o.live == 0 },
 			func(o *userState) { delete(m.users, o.name) })
 		us = &userState{m: m, name: user}
-		us.commentField, us.tag = userMarks(user)
 		m.users[user] = us
 	}
 	us.last = now
@@ -134,3 +136,18 @@ func (m *Manager) userLocked(user string, now time.Time) *userState {
 }
 
 func (us *userState) link() *links[userState] { return &us.idle }
+
+// userMarkers is what a key's marker says of a user (userMarks).
+type userMarkers struct{ commentField, tag string }
+
+// markers returns us's marks, made on first use. Two first uses at once
+// both compute them, with the same result.
+func (us *userState) markers() *userMarkers {
+	if mk := us.marks.Load(); mk != nil {
+		return mk
+	}
+	mk := &userMarkers{}
+	mk.commentField, mk.tag = userMarks(us.name)
+	us.marks.Store(mk)
+	return mk
+}

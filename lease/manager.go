@@ -180,11 +180,6 @@ func newKeyedID() (string, uint64) {
 	return hex.EncodeToString(b[:]), v
 }
 
-// liveKey is r's key in Manager.live: idKey(r.leaseID), kept in the
-// record since the ID's bytes are a cache miss away when a random lease
-// of a million is released.
-func (r *record) liveKey() uint64 { return r.key }
-
 // Release ends the live lease whose ID is leaseID, as Lease.Release does,
 // and reports whether there was one. It lets a handler release a lease it
 // did not keep (see Lease.Detach), e.g. when a browser reports its stream
@@ -297,7 +292,7 @@ func (m *Manager) Undeleted() []Undeleted { return m.del.undeleted() }
 func (m *Manager) ended(r *record, reason Reason) Event {
 	now := time.Now()
 	m.mu.Lock()
-	delete(m.live, r.liveKey())
+	delete(m.live, r.key)
 	m.removeExpiryLocked(r)
 	m.stats.Released++
 	us := r.us
