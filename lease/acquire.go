@@ -77,18 +77,32 @@ func (m *Manager) Acquire(ctx context.Context, user string) (*Lease, error) {
 	}
 }
 
-// checkUser validates a user ID given to Acquire.
+// checkUser validates a user ID given to Acquire. Its errors match
+// ErrInvalidUser.
 func checkUser(u string) error {
 	switch {
 	case u == "":
-		return errors.New("lease: user must not be empty")
+		return userError("lease: user must not be empty")
 	case len(u) > MaxUserLen:
-		return fmt.Errorf("lease: user is %d bytes long; at most %d", len(u), MaxUserLen)
+		return userError(fmt.Sprintf("lease: user is %d bytes long; at most %d", len(u), MaxUserLen))
 	case !utf8.ValidString(u):
-		return errors.New("lease: user must be valid UTF-8")
+		return userError("lease: user must be valid UTF-8")
 	}
 	return nil
 }
+
+// ErrInvalidUser is matched (errors.Is) by the error Acquire, UserTag and
+// StreamedAudio return for a user ID they cannot take: empty, over
+// MaxUserLen bytes, or not valid UTF-8. It is the caller's bug, not
+// Deepgram's.
+var ErrInvalidUser = errors.New("lease: invalid user")
+
+// userError is checkUser's error: its own message, matching
+// ErrInvalidUser.
+type userError string
+
+func (e userError) Error() string        { return string(e) }
+func (e userError) Is(target error) bool { return target == ErrInvalidUser }
 
 // admit counts the Acquire in m.creating, then asks the limiter; it
 // returns the new lease's record, holding its slot in the limits.

@@ -803,3 +803,17 @@ func TestSweepBoundsEachDelete(t *testing.T) {
 		assert.Equal(t, 1, res.Deleted, "the next Sweep takes what was left")
 	})
 }
+
+// Every refusal of a user ID matches ErrInvalidUser, whichever call made it.
+func TestInvalidUserIsOneError(t *testing.T) {
+	m := newManager(t, fake(t).Client())
+	for _, u := range []string{"", strings.Repeat("u", lease.MaxUserLen+1), "a\xffb"} {
+		_, err := m.Acquire(context.Background(), u)
+		assert.ErrorIs(t, err, lease.ErrInvalidUser, "%q", u)
+		_, err = lease.UserTag(u)
+		assert.ErrorIs(t, err, lease.ErrInvalidUser, "%q", u)
+	}
+	l, err := m.Acquire(context.Background(), "fine")
+	require.NoError(t, err)
+	l.Release()
+}

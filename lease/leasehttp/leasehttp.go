@@ -207,17 +207,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd := w.Header()
 	hd.Set("X-Content-Type-Options", "nosniff")
 	h.cors(w, r)
-	route := "/" + strings.TrimPrefix(r.URL.Path, "/")
-	switch route {
-	case "/credential":
+	// Mounted with StripPrefix("/dg") or StripPrefix("/dg/"): the path
+	// comes with or without its leading slash.
+	switch route := strings.TrimPrefix(r.URL.Path, "/"); route {
+	case "credential":
 		if h.post(w, r) {
 			h.credential(w, r)
 		}
-	case "/release":
+	case "release":
 		if h.post(w, r) {
 			h.release(w, r)
 		}
-	case "/client.js":
+	case "client.js":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			hd.Set("Allow", "GET, HEAD")
 			h.fail(w, http.StatusMethodNotAllowed, "client.js answers GET and HEAD only")
@@ -228,7 +229,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hd.Set("ETag", clientETag)
 		http.ServeContent(w, r, "client.js", time.Time{}, bytes.NewReader(clientJS))
 	default:
-		h.fail(w, http.StatusNotFound, fmt.Sprintf("no route %q here: this handler answers POST /credential, POST /release and GET /client.js", route))
+		h.fail(w, http.StatusNotFound, fmt.Sprintf("no route %q here: this handler answers POST /credential, POST /release and GET /client.js", "/"+route))
 	}
 }
 
@@ -300,12 +301,11 @@ func (h *Handler) user(w http.ResponseWriter, r *http.Request) (string, bool) {
 		h.fail(w, http.StatusUnauthorized, "not signed in: the server could not tell which user this request is for")
 		return "", false
 	}
-	if _, err := lease.UserTag(user); err != nil {
-		h.logger.LogAttrs(r.Context(), slog.LevelError, "leasehttp: identify returned an unusable user and no error", slog.String("err", err.Error()))
-		h.fail(w, http.StatusInternalServerError, "internal error: the server named no usable user for this request")
+	if user == "" {
+		h.noUser(w, r, errors.New("lease: user must not be empty"))
 		return "", false
 	}
-	return user, true
+	return user, true // the rest of the rule is Acquire's (lease.ErrInvalidUser)
 }
 
 // body reads r's body, at most maxBody bytes, and decodes it into v; an
@@ -387,7 +387,9 @@ func (h *Handler) credential(w http.ResponseWriter, r *http.Request) {
 		Release:     rel,
 	})
 	if err != nil {
-		l.Release() // the answer did not get out: nobody has the secret
+		// The answer did not get out (seen only when the first write
+		// fails: net/http buffers the body): nobody has the secret.
+		l.Release()
 	}
 }
 
@@ -406,6 +408,8 @@ func (h *Handler) acquireFailed(w http.ResponseWriter, r *http.Request, err erro
 		})
 	case errors.Is(err, lease.ErrClosed):
 		h.fail(w, http.StatusServiceUnavailable, "the credential service is shutting down; try again")
+	case errors.Is(err, lease.ErrInvalidUser):
+		h.noUser(w, r, err)
 	case errors.Is(err, lease.ErrLimiterUnavailable):
 		h.logger.LogAttrs(r.Context(), slog.LevelError, "leasehttp: the limiter could not decide", slog.String("err", err.Error()))
 		h.fail(w, http.StatusServiceUnavailable, "the credential service cannot check its limits right now; try again")
@@ -413,6 +417,13 @@ func (h *Handler) acquireFailed(w http.ResponseWriter, r *http.Request, err erro
 		h.logger.LogAttrs(r.Context(), slog.LevelError, "leasehttp: could not issue a credential", slog.String("err", err.Error()))
 		h.fail(w, http.StatusBadGateway, "Deepgram did not issue a credential; try again later")
 	}
+}
+
+// noUser answers a request for which identify named a user Acquire
+// cannot take (and no error): a bug of the server's, logged.
+func (h *Handler) noUser(w http.ResponseWriter, r *http.Request, err error) {
+	h.logger.LogAttrs(r.Context(), slog.LevelError, "leasehttp: identify returned an unusable user and no error", slog.String("err", err.Error()))
+	h.fail(w, http.StatusInternalServerError, "internal error: the server named no usable user for this request")
 }
 
 // RetryAfterSeconds is d in whole seconds, rounded up and at least 1: the

@@ -40,6 +40,8 @@ func identify(r *http.Request) (string, error) {
 		return "", teapot{}
 	case "nobody":
 		return "", nil // a bug in identify: no user and no error
+	case "garbled":
+		return "a\xffb", nil // a bug in identify: a user Acquire refuses
 	default:
 		return u, nil
 	}
@@ -243,6 +245,7 @@ func TestErrorStatuses(t *testing.T) {
 		{"no user", http.MethodPost, "/credential", "", "", 401, "", "not signed in"},
 		{"identify chooses its status", http.MethodPost, "/credential", "teapot", "", 418, "", "teapots"},
 		{"identify names no user", http.MethodPost, "/credential", "nobody", "", 500, "", "no usable user"},
+		{"identify names a user Acquire refuses", http.MethodPost, "/credential", "garbled", "", 500, "", "no usable user"},
 		{"credential body not JSON", http.MethodPost, "/credential", "alice", "please", 400, "", "malformed body"},
 		{"credential body with unknown field", http.MethodPost, "/credential", "alice", `{"user":"bob"}`, 400, "", "malformed body"},
 		{"credential body too big", http.MethodPost, "/credential", "alice", big, 413, "", "over 4096 bytes"},
