@@ -108,17 +108,10 @@ func TestKeyIDTooLongForAHandleIsNotHandedOut(t *testing.T) {
 	})
 }
 
-// sharedKeyPair is two replicas on one fake sharing a release key.
-func sharedKeyPair(t *testing.T, mopts []lease.Option) (r1, r2 *replica) {
-	srv := fake(t)
-	key := releaseKey()
-	return newReplica(t, srv, mopts, leasehttp.WithReleaseKey(key)), newReplica(t, srv, mopts, leasehttp.WithReleaseKey(key))
-}
-
 func TestForeignReleaseEdges(t *testing.T) {
 	t.Run("grant token held elsewhere", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			r1, r2 := sharedKeyPair(t, []lease.Option{lease.WithGrantTokens()})
+			_, r1, r2 := sharedKeyPair(t, []lease.Option{lease.WithGrantTokens()})
 			c := getCredential(t, r1.h, "alice")
 			w := serve(r2.h, http.MethodPost, "/release", "alice", releaseBody(c.Release))
 			assert.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
@@ -128,7 +121,7 @@ func TestForeignReleaseEdges(t *testing.T) {
 	})
 	t.Run("expired handle", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			r1, r2 := sharedKeyPair(t, nil)
+			_, r1, r2 := sharedKeyPair(t, nil)
 			c := getCredential(t, r1.h, "alice")
 			time.Sleep(lease.DefaultTTL)
 			w := serve(r2.h, http.MethodPost, "/release", "alice", releaseBody(c.Release))
@@ -139,7 +132,7 @@ func TestForeignReleaseEdges(t *testing.T) {
 	})
 	t.Run("replayed", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			r1, r2 := sharedKeyPair(t, nil)
+			_, r1, r2 := sharedKeyPair(t, nil)
 			c := getCredential(t, r1.h, "alice")
 			for range 5 {
 				w := serve(r2.h, http.MethodPost, "/release", "alice", releaseBody(c.Release))
@@ -151,7 +144,7 @@ func TestForeignReleaseEdges(t *testing.T) {
 	})
 	t.Run("after Close", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
-			r1, r2 := sharedKeyPair(t, nil)
+			_, r1, r2 := sharedKeyPair(t, nil)
 			c := getCredential(t, r1.h, "alice")
 			require.NoError(t, r2.m.Close(context.Background()))
 			w := serve(r2.h, http.MethodPost, "/release", "alice", releaseBody(c.Release))

@@ -55,19 +55,24 @@ func (e *events) hooks() lease.Hooks {
 	}
 }
 
+// sharedKeyPair is two replicas, built with mopts, on one fake, sharing a
+// release key.
+func sharedKeyPair(t *testing.T, mopts []lease.Option) (srv *keystest.Server, r1, r2 *replica) {
+	srv = fake(t)
+	key := releaseKey()
+	return srv, newReplica(t, srv, mopts, leasehttp.WithReleaseKey(key)), newReplica(t, srv, mopts, leasehttp.WithReleaseKey(key))
+}
+
 func TestReleaseThroughAnotherReplicaDeletesAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		srv := fake(t)
-		key := releaseKey()
 		ev := &events{}
-		r1 := newReplica(t, srv, []lease.Option{lease.WithHooks(ev.hooks())}, leasehttp.WithReleaseKey(key))
-		r2 := newReplica(t, srv, []lease.Option{lease.WithHooks(ev.hooks())}, leasehttp.WithReleaseKey(key))
+		srv, r1, r2 := sharedKeyPair(t, []lease.Option{lease.WithHooks(ev.hooks())})
 
 		c := getCredential(t, r1.h, "alice")
 		w := serve(r2.h, http.MethodPost, "/release", "alice", releaseBody(c.Release))
 		require.Equal(t, http.StatusNoContent, w.Code, w.Body.String())
 		require.NoError(t, r2.m.Flush(context.Background()))
-		k := keyOf(t, srv, r1.m, c)
+		k := keyOf(t, srv, c)
 		assert.Equal(t, keystest.StatusDeleted, k.Status, "deleted at once, not at the TTL")
 		_, live := r1.m.Owner(c.LeaseID)
 		assert.True(t, live, "replica 1 still holds the lease")
@@ -86,7 +91,7 @@ func TestReleaseThroughAnotherReplicaDeletesAtOnce(t *testing.T) {
 		assert.Zero(t, s1.Deleted)
 		assert.Equal(t, uint64(1), s2.Deleted)
 		assert.Equal(t, uint64(1), s2.ForeignReleases)
-		assert.Equal(t, 1, keyOf(t, srv, r1.m, c).Deletes)
+		assert.Equal(t, 1, keyOf(t, srv, c).Deletes)
 		ev.mu.Lock()
 		defer ev.mu.Unlock()
 		assert.Empty(t, ev.errs, "no error reported")
@@ -104,7 +109,7 @@ func TestReleaseOnAnotherReplicaWithoutSharedKeyIsRefused(t *testing.T) {
 		require.Equal(t, http.StatusForbidden, w.Code)
 		assert.Contains(t, errorBody(t, w)["error"], "set the same leasehttp.WithReleaseKey on every replica")
 		require.NoError(t, r2.m.Flush(context.Background()))
-		assert.Equal(t, keystest.StatusActive, keyOf(t, srv, r1.m, c).Status, "nothing deleted")
+		assert.Equal(t, keystest.StatusActive, keyOf(t, srv, c).Status, "nothing deleted")
 		// Two replicas with different keys: the same refusal.
 		r3 := newReplica(t, srv, nil, leasehttp.WithReleaseKey(releaseKey()))
 		w = serve(r3.h, http.MethodPost, "/release", "alice", releaseBody(c.Release))
