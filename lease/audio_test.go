@@ -114,7 +114,7 @@ func TestStreamedAudioPerUser(t *testing.T) {
 // TestStreamedAudioNeedsUsageRead: a reader whose key lacks usage:read
 // gets Deepgram's 403, with what to do.
 func TestStreamedAudioNeedsUsageRead(t *testing.T) {
-	srv := keystest.NewServer(t, keystest.WithoutListener())
+	srv := fake(t)
 	k := srv.AddKey(keys.Spec{Scopes: []string{"usage:write"}})
 	_, err := lease.StreamedAudio(context.Background(), srv.ClientFor(k.Secret, srv.ProjectID()), "alice", time.Now(), time.Now())
 	require.ErrorIs(t, err, keys.ErrForbidden)
@@ -182,7 +182,7 @@ func TestStreamedAudioRefusesBadInput(t *testing.T) {
 	}
 
 	// The client's own checks (end before start) come back wrapped.
-	srv := keystest.NewServer(t, keystest.WithoutListener())
+	srv := fake(t)
 	_, err := lease.StreamedAudio(context.Background(), srv.Client(), "alice", day, day.Add(-24*time.Hour))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `lease: streamed audio of user "alice": keys: usage query ends on 2025-05-31`)

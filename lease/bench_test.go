@@ -19,7 +19,6 @@ import (
 
 	"github.com/dglease/dglease/internal/stubkeys"
 	"github.com/dglease/dglease/keys"
-	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
 )
 
@@ -76,7 +75,7 @@ var noopHooks = lease.Hooks{
 // in-memory fake and reports their ratio, by wall and by CPU time: the
 // lease package's overhead.
 func BenchmarkLeaseOverhead(b *testing.B) {
-	srv := keystest.NewServer(b, keystest.WithoutListener())
+	srv := fake(b)
 	sdk := sdkmanage.New(srv.AdminKey(), &sdkinterfaces.ClientOptions{Host: "http://keystest.invalid"})
 	require.NotNil(b, sdk)
 	sdk.HTTPClient.Client.Transport = srv.Transport()
@@ -94,7 +93,7 @@ func BenchmarkLeaseOverhead(b *testing.B) {
 		// A Manager per batch: its Close waits until the deleter has
 		// deleted every key, without polling beside it.
 		start, cpu = time.Now(), stubkeys.CPUTime()
-		stubkeys.LeaseBatch(b, srv.Client(), batch, lease.WithHooks(noopHooks))
+		stubkeys.LeaseBatch(b, srv.Client(), "bench", batch, lease.WithHooks(noopHooks))
 		leaseTime += time.Since(start)
 		leaseCPU += stubkeys.CPUTime() - cpu
 	}

@@ -241,6 +241,6 @@ func pairRunners(b *testing.B, batch int) (runs [4]func(), done func()) {
 				keysPair(b, kc)
 			}
 		},
-		func() { stubkeys.LeaseBatch(b, srv.Client(), batch, lease.WithHooks(noopHooks)) },
+		func() { stubkeys.LeaseBatch(b, srv.Client(), "bench", batch, lease.WithHooks(noopHooks)) },
 	}, srv.Close
 }

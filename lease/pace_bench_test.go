@@ -30,7 +30,7 @@ func BenchmarkDeletionKeepsPace(b *testing.B) {
 				n := 32 * callers // 512 for 16 callers, 8,192 for 256
 				b.Run(fmt.Sprintf("latency=%s/callers=%d/bound=%d", latency, callers, bound), func(b *testing.B) {
 					for range b.N {
-						srv := keystest.NewServer(b, keystest.WithoutListener())
+						srv := fake(b)
 						srv.SetLatency(keystest.OpCreate, latency)
 						srv.SetLatency(keystest.OpDelete, latency)
 						m, err := lease.New(srv.Client(), lease.WithRateLimit(0, 1), lease.WithMaxLeases(n, n), lease.WithDeleteConcurrency(bound), lease.WithHooks(noopHooks))

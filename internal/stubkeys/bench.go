@@ -30,7 +30,7 @@ func CompareHooks(b *testing.B, name string, hooks lease.Hooks) {
 	const batch = 1000
 	run := func(opts ...lease.Option) (wall, cpu time.Duration) {
 		start, c := time.Now(), CPUTime()
-		LeaseBatch(b, &Service{}, batch, opts...)
+		LeaseBatch(b, &Service{}, "bench", batch, opts...)
 		return time.Since(start), CPUTime() - c
 	}
 	var noneWall, noneCPU, hookWall, hookCPU time.Duration
@@ -50,16 +50,17 @@ func CompareHooks(b *testing.B, name string, hooks lease.Hooks) {
 }
 
 // LeaseBatch builds a Manager on api with no rate limit, room for n
-// leases and opts, acquires and releases n leases for one user, and closes
-// it, which waits until every key is deleted. Any error fails tb.
-func LeaseBatch(tb testing.TB, api lease.KeyService, n int, opts ...lease.Option) {
+// leases and opts (which may set a rate limit), acquires and releases n
+// leases for user, and closes it, which waits until every key is deleted
+// and the limiter has sent what it queued. Any error fails tb.
+func LeaseBatch(tb testing.TB, api lease.KeyService, user string, n int, opts ...lease.Option) {
 	tb.Helper()
 	m, err := lease.New(api, append([]lease.Option{lease.WithRateLimit(0, 1), lease.WithMaxLeases(n, n)}, opts...)...)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	for range n {
-		l, err := m.Acquire(context.Background(), "bench")
+		l, err := m.Acquire(context.Background(), user)
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -1,7 +1,6 @@
 package leaseredis_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -18,8 +17,8 @@ import (
 // real redis-server on loopback, and reports both and their ratio (wall
 // clock). The difference is the round trip of each admission (one
 // MULTI/EXEC: the caps script and redis_rate's GCRA script) plus the
-// release sent afterwards by the limiter's own goroutine (waited for with
-// Flush, so it is counted too).
+// release sent afterwards by the limiter's own goroutine (Manager.Close
+// flushes it, so it is counted too).
 func BenchmarkAcquire(b *testing.B) {
 	rs := startRedis(b)
 	rdb := redis.NewClient(&redis.Options{Addr: rs.addr()})
@@ -29,25 +28,9 @@ func BenchmarkAcquire(b *testing.B) {
 	runs := 0
 	run := func(opts ...lease.Option) time.Duration {
 		runs++
-		user := fmt.Sprint("bench-", runs) // a fresh bucket of batch tokens
 		start := time.Now()
-		m, err := lease.New(&stubkeys.Service{}, append([]lease.Option{lease.WithRateLimit(time.Hour, batch), lease.WithMaxLeases(batch, batch)}, opts...)...)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for range batch {
-			l, err := m.Acquire(context.Background(), user)
-			if err != nil {
-				b.Fatal(err)
-			}
-			l.Release()
-		}
-		if err := m.Close(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		if err := limiter.Flush(context.Background()); err != nil {
-			b.Fatal(err)
-		}
+		// A fresh user each run: a fresh bucket of batch tokens.
+		stubkeys.LeaseBatch(b, &stubkeys.Service{}, fmt.Sprint("bench-", runs), batch, append([]lease.Option{lease.WithRateLimit(time.Hour, batch)}, opts...)...)
 		return time.Since(start)
 	}
 	var local, shared time.Duration
