@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/dglease/dglease/internal/dgday"
 	"github.com/dglease/dglease/internal/dgtag"
 )
 
@@ -31,9 +32,6 @@ func checkTag(what, tag string) error {
 	}
 	return fmt.Errorf("keys: %s %q %s", what, clean(tag, 48), p)
 }
-
-// usageDate is the format of the dates the usage API takes and answers.
-const usageDate = "2006-01-02"
 
 // UsageQuery selects the usage [Client.Usage] summarises. The zero value
 // asks for the whole project over Deepgram's default range.
@@ -171,12 +169,12 @@ func (c *Client) Usage(ctx context.Context, q UsageQuery) (*Usage, error) {
 func checkUsageQuery(q UsageQuery) (map[string][]string, error) {
 	query := map[string][]string{}
 	if !q.Start.IsZero() {
-		query["start"] = []string{q.Start.UTC().Format(usageDate)}
+		query["start"] = []string{q.Start.UTC().Format(dgday.Format)}
 	}
 	if !q.End.IsZero() {
-		query["end"] = []string{q.End.UTC().Format(usageDate)}
+		query["end"] = []string{q.End.UTC().Format(dgday.Format)}
 	}
-	if !q.Start.IsZero() && !q.End.IsZero() && dayOf(q.End).Before(dayOf(q.Start)) {
+	if !q.Start.IsZero() && !q.End.IsZero() && dgday.Of(q.End).Before(dgday.Of(q.Start)) {
 		return nil, fmt.Errorf("keys: usage query ends on %s, before it starts (%s); swap Start and End",
 			query["end"][0], query["start"][0])
 	}
@@ -193,12 +191,6 @@ func checkUsageQuery(q UsageQuery) (map[string][]string, error) {
 		query["accessor"] = []string{q.Accessor}
 	}
 	return query, nil
-}
-
-// dayOf is t's UTC day at 00:00.
-func dayOf(t time.Time) time.Time {
-	y, m, d := t.UTC().Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
 
 // toUsage converts u. Its error, without the "keys: " prefix, names the
@@ -242,11 +234,11 @@ func parseUsageDate(s string, scrub func(string) string) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if t, err := time.Parse(usageDate, s); err == nil {
+	if t, err := time.Parse(dgday.Format, s); err == nil {
 		return t, nil
 	}
 	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return dayOf(t), nil
+		return dgday.Of(t), nil
 	}
 	return time.Time{}, fmt.Errorf("%q is not a date (YYYY-MM-DD)", cleanScrubbed(s, 64, scrub))
 }

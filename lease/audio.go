@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dglease/dglease/internal/dgday"
 	"github.com/dglease/dglease/keys"
 )
 
@@ -87,17 +88,11 @@ func StreamedAudio(ctx context.Context, r UsageReader, user string, start, end t
 	}
 	out.Start, out.End = u.Start, u.End
 	if out.Start.IsZero() && !start.IsZero() {
-		out.Start = utcDay(start)
+		out.Start = dgday.Of(start)
 	}
 	if out.End.IsZero() && !end.IsZero() {
-		out.End = utcDay(end)
+		out.End = dgday.Of(end)
 	}
 	out.Audio, out.Requests = u.Audio(), u.Requests()
 	return out, nil
-}
-
-// utcDay is t's UTC day at 00:00.
-func utcDay(t time.Time) time.Time {
-	y, m, d := t.UTC().Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/dglease/dglease/internal/dgday"
 	"github.com/dglease/dglease/internal/fakelisten"
 )
 
@@ -67,9 +68,6 @@ func (s *Server) recordStream(sess fakelisten.Session) {
 	s.ended = append(s.ended, st)
 }
 
-// usageDate is the format of the usage API's dates.
-const usageDate = "2006-01-02"
-
 // usageFilters are the query parameters GET .../usage takes; any other is
 // refused, so that a test never gets a figure filtered less than it asked.
 var usageFilters = map[string]bool{"start": true, "end": true, "tag": true, "accessor": true, "method": true, "endpoint": true}
@@ -111,16 +109,16 @@ func (s *Server) usage(c *call) answer {
 			return bad(name + " must be given at most once")
 		}
 	}
-	today := dayOf(s.now())
+	today := dgday.Of(s.now())
 	var start, end time.Time
 	var err error
 	if v := q.Get("start"); v != "" {
-		if start, err = time.Parse(usageDate, v); err != nil {
+		if start, err = time.Parse(dgday.Format, v); err != nil {
 			return bad("start must be a date, YYYY-MM-DD")
 		}
 	}
 	if v := q.Get("end"); v != "" {
-		if end, err = time.Parse(usageDate, v); err != nil {
+		if end, err = time.Parse(dgday.Format, v); err != nil {
 			return bad("end must be a date, YYYY-MM-DD")
 		}
 	} else {
@@ -136,7 +134,7 @@ func (s *Server) usage(c *call) answer {
 	byDay := map[time.Time]*dayUsage{}
 	first := time.Time{}
 	for _, st := range s.ended {
-		day := dayOf(st.Opened)
+		day := dgday.Of(st.Opened)
 		if first.IsZero() || day.Before(first) {
 			first = day
 		}
@@ -166,8 +164,8 @@ func (s *Server) usage(c *call) answer {
 		return bad("end is before start")
 	}
 	out := usageAnswer{
-		Start:      start.Format(usageDate),
-		End:        end.Format(usageDate),
+		Start:      start.Format(dgday.Format),
+		End:        end.Format(dgday.Format),
 		Resolution: usageResolution{Units: "day", Amount: 1},
 		Results:    []usageResult{},
 	}
@@ -175,7 +173,7 @@ func (s *Server) usage(c *call) answer {
 		d := byDay[day]
 		h := d.audio.Hours()
 		out.Results = append(out.Results, usageResult{
-			Start: day.Format(usageDate), End: day.Format(usageDate),
+			Start: day.Format(dgday.Format), End: day.Format(dgday.Format),
 			Hours: h, TotalHours: h, Requests: d.requests,
 		})
 	}
@@ -190,10 +188,4 @@ func containsAll(have, want []string) bool {
 		}
 	}
 	return true
-}
-
-// dayOf is t's UTC day at 00:00.
-func dayOf(t time.Time) time.Time {
-	y, m, d := t.UTC().Date()
-	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }

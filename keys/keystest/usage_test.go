@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/dgday"
 	"github.com/dglease/dglease/internal/testaudio"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
@@ -46,7 +47,7 @@ func usageKey(t *testing.T, srv *keystest.Server, tags ...string) *keys.Key {
 // fall on one UTC day whatever the time it runs at.
 func awayFromMidnight(srv *keystest.Server) {
 	now := srv.Now()
-	if left := dayOf(now).Add(24 * time.Hour).Sub(now); left < time.Minute {
+	if left := dgday.Of(now).Add(24 * time.Hour).Sub(now); left < time.Minute {
 		srv.Advance(left)
 	}
 }
@@ -166,11 +167,11 @@ func TestUsageByDay(t *testing.T) {
 	u, err := c.Usage(context.Background(), keys.UsageQuery{Tag: "user-alice"}) // from the first request to today
 	require.NoError(t, err)
 	require.Len(t, u.Periods, 2)
-	assert.Equal(t, keys.UsagePeriod{Start: dayOf(day1), End: dayOf(day1), Hours: 1.0 / 3600, TotalHours: 1.0 / 3600, Requests: 1}, u.Periods[0])
+	assert.Equal(t, keys.UsagePeriod{Start: dgday.Of(day1), End: dgday.Of(day1), Hours: 1.0 / 3600, TotalHours: 1.0 / 3600, Requests: 1}, u.Periods[0])
 	assert.Equal(t, 4*time.Second, u.Periods[1].Audio())
 	assert.Equal(t, 2, u.Periods[1].Requests)
-	assert.Equal(t, dayOf(day1), u.Start, "defaults to the first request")
-	assert.Equal(t, dayOf(day3), u.End, "defaults to today")
+	assert.Equal(t, dgday.Of(day1), u.Start, "defaults to the first request")
+	assert.Equal(t, dgday.Of(day3), u.End, "defaults to today")
 
 	u, err = c.Usage(context.Background(), keys.UsageQuery{Start: day1.Add(24 * time.Hour), End: day3})
 	require.NoError(t, err)
@@ -179,8 +180,6 @@ func TestUsageByDay(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, time.Second, u.Audio(), "day 1 and day 2")
 }
-
-func dayOf(t time.Time) time.Time { return t.UTC().Truncate(24 * time.Hour) }
 
 // TestUsageCountsQueryTags: Deepgram applies the tag parameters of a
 // request as well as its key's tags, so whoever holds a key can book its
