@@ -29,8 +29,6 @@ type Session struct {
 	// frame, on time.Now's monotonic clock: a live source sends audio as
 	// fast as it records it. Zero when no audio arrived.
 	Audio time.Duration
-	// Raw reports that Audio was computed from Bytes, not wall time.
-	Raw bool
 }
 
 // duration is the exact play time of n bytes of raw audio in format f.

@@ -84,7 +84,6 @@ func TestSessionOfRawAudio(t *testing.T) {
 			assert.Equal(t, md.RequestID, s.RequestID)
 			assert.Equal(t, []string{"team-a", "dglease:user=bob"}, s.Tags)
 			assert.Equal(t, int64(total), s.Bytes)
-			assert.True(t, s.Raw)
 			assert.Equal(t, tt.want, s.Audio)
 			assert.False(t, s.Ended.Before(s.Opened), "ended %v before it opened %v", s.Ended, s.Opened)
 			code, _ := closeCode(t, conn) // answers the close frame
@@ -121,7 +120,6 @@ func TestSessionOfContainerisedAudioIsWallTime(t *testing.T) {
 				require.NoError(t, err)
 
 				s := rec.only(t)
-				assert.False(t, s.Raw)
 				assert.Equal(t, int64(1500), s.Bytes)
 				assert.Equal(t, 3*time.Second, s.Audio, "from the opening to the last audio frame")
 				assert.Equal(t, epoch, s.Opened, "on the caller's clock")

@@ -325,7 +325,6 @@ func (s *stream) record() {
 		Opened:    s.created,
 		Ended:     s.cfg.now().UTC(),
 		Bytes:     s.bytes,
-		Raw:       s.format.fixed,
 	}
 	switch {
 	case s.format.fixed:
@@ -403,6 +402,5 @@ func formatOf(q url.Values) audioFormat {
 	return f
 }
 
-func (f audioFormat) seconds(bytes int64) float64 {
-	return float64(bytes) / float64(f.bytesPerSample*f.sampleRate*f.channels)
-}
+// seconds is duration in seconds, for the messages' float fields.
+func (f audioFormat) seconds(bytes int64) float64 { return f.duration(bytes).Seconds() }
