@@ -259,13 +259,13 @@ func (d *deleter) attempt(j *job, start time.Time) {
 	if gone {
 		err = nil // already gone: as good as deleted
 	}
+	if err == nil {
+		d.done(j, now, gone) // adapts the limit in the same critical section
+		return
+	}
 	d.mu.Lock()
 	d.adaptLocked(err, now)
 	d.mu.Unlock()
-	if err == nil {
-		d.done(j, now, gone)
-		return
-	}
 	if !retryable(err) {
 		d.fail(j, err)
 		return
@@ -328,6 +328,7 @@ func backoff(n int) time.Duration {
 // goroutine.
 func (d *deleter) done(j *job, now time.Time, gone bool) {
 	d.mu.Lock()
+	d.adaptLocked(nil, now)
 	if gone {
 		d.gone++
 	} else {
