@@ -24,11 +24,11 @@ const MaxTagLen = dgtag.MaxLen
 // at most the tag's start.
 func checkTag(what, tag string) error {
 	p := dgtag.Problem(tag)
-	switch {
-	case p == "":
+	if p == "" {
 		return nil
-	case len(tag) > MaxTagLen:
-		return fmt.Errorf("keys: %s %q %s: shorten it, or send a digest of it", what, clean(tag, 48), p)
+	}
+	if len(tag) > MaxTagLen {
+		p += ": shorten it, or send a digest of it"
 	}
 	return fmt.Errorf("keys: %s %q %s", what, clean(tag, 48), p)
 }
@@ -198,7 +198,11 @@ func checkUsageQuery(q UsageQuery) (map[string][]string, error) {
 // first: the answer could echo anything, the API key included, and a
 // key cut short by the quote would no longer be found.
 func (u usageJSON) toUsage(scrub func(string) string) (*Usage, error) {
-	out := &Usage{Resolution: UsageResolution{Units: u.Resolution.Units, Amount: int(u.Resolution.Amount)}}
+	amount, ok := count(u.Resolution.Amount)
+	if !ok {
+		return nil, fmt.Errorf("resolution.amount: %v is not a count", u.Resolution.Amount)
+	}
+	out := &Usage{Resolution: UsageResolution{Units: u.Resolution.Units, Amount: amount}}
 	var err error
 	if out.Start, err = parseUsageDate(u.Start, scrub); err != nil {
 		return nil, fmt.Errorf("start: %w", err)
@@ -218,13 +222,21 @@ func (u usageJSON) toUsage(scrub func(string) string) (*Usage, error) {
 			return nil, fmt.Errorf("results[%d]: negative hours (%v, total %v)", i, r.Hours, r.TotalHours)
 		}
 		p.Hours, p.TotalHours = r.Hours, r.TotalHours
-		if r.Requests < 0 || r.Requests > math.MaxInt32 || r.Requests != math.Trunc(r.Requests) {
+		if p.Requests, ok = count(r.Requests); !ok {
 			return nil, fmt.Errorf("results[%d].requests: %v is not a count", i, r.Requests)
 		}
-		p.Requests = int(r.Requests)
 		out.Periods = append(out.Periods, p)
 	}
 	return out, nil
+}
+
+// count is v, a JSON number, as a count: a whole number from 0 to
+// math.MaxInt32.
+func count(v float64) (int, bool) {
+	if v < 0 || v > math.MaxInt32 || v != math.Trunc(v) {
+		return 0, false
+	}
+	return int(v), true
 }
 
 // parseUsageDate reads a usage date: YYYY-MM-DD as documented, or an RFC

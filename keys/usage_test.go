@@ -118,6 +118,8 @@ func TestUsageUnusableAnswer(t *testing.T) {
 		{"bad period end", `{"results":[{"end":"2025-13-01"}]}`, "results[0].end"},
 		{"negative hours", `{"results":[{"hours":-1}]}`, "negative hours"},
 		{"fractional requests", `{"results":[{"requests":1.5}]}`, "results[0].requests: 1.5 is not a count"},
+		{"negative resolution", `{"resolution":{"units":"day","amount":-1}}`, "resolution.amount: -1 is not a count"},
+		{"huge resolution", `{"resolution":{"units":"day","amount":1e300}}`, "resolution.amount: 1e+300 is not a count"},
 		{"not JSON", `<html>`, "not the expected JSON"},
 		{"wrong type", `{"results":{"hours":1}}`, "not the expected JSON"},
 	}
