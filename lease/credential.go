@@ -12,7 +12,8 @@ import (
 // KeyService is what a Manager needs from Deepgram. *keys.Client implements
 // it; so does a client of keys/keystest's fake. Implementations must be safe
 // for concurrent use, must honour their context, and must not retry creates
-// by themselves.
+// by themselves. Their errors reach Acquire's error, Event.Err and Close's
+// report as they are: like *keys.Client's, they must carry no secret.
 type KeyService interface {
 	Create(ctx context.Context, s keys.Spec) (*keys.Key, error)
 	Delete(ctx context.Context, id string) error
