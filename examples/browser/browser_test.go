@@ -343,24 +343,26 @@ func TestBrowserStaleStreamWritesNothing(t *testing.T) {
 		chromedp.Click(chromedp.ID("start")),
 		chromedp.WaitVisible(chromedp.CSS(`li[data-step="denied"]`)),
 	)
-	// Count the status answers the page has handled: a macrotask queued
-	// when the body is parsed runs after every microtask that the page's
-	// awaits on it run, and so after whatever the page writes.
+	// window.statusHandled resolves once the page has handled both status
+	// answers: a macrotask queued when a body is parsed runs after every
+	// microtask that the page's awaits on it run, and so after whatever
+	// the page writes.
 	browsertest.Eval[bool](e.b, `(() => {
-		window.statusHandled = 0;
+		let handled = 0, done;
+		window.statusHandled = new Promise((resolve) => { done = resolve; });
 		const json = Response.prototype.json;
 		Response.prototype.json = function () {
 			const p = json.call(this);
 			if (new URL(this.url).pathname.startsWith('/api/status')) {
-				const handled = () => setTimeout(() => { window.statusHandled++; }, 0);
-				p.then(handled, handled);
+				const counted = () => setTimeout(() => { if (++handled === 2) done(true); }, 0);
+				p.then(counted, counted);
 			}
 			return p;
 		};
 		return true;
 	})()`)
 	openGate()
-	e.b.Do(chromedp.Poll[chromedp.Void](`window.statusHandled >= 2`, chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(0)))
+	browsertest.Eval[bool](e.b, `window.statusHandled`) // awaited until b's deadline
 
 	got := browsertest.Eval[string](e.b, `[...document.querySelectorAll('#timeline li')].map((li) => li.dataset.step).join(' ')`)
 	if got != "mic denied" {
