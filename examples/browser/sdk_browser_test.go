@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -38,10 +39,11 @@ func sdkBundleOrSkip(t *testing.T) string {
 // leasehttp's client.js (credential and release, as a page that hands the
 // credential to another client does): it opens the socket through the SDK
 // (which offers [scheme, secret, "x-deepgram-session-id", uuid] as
-// subprotocols), releases the credential once the socket is open, polls
-// the credential's status until the key is deleted, and lists each final
-// transcript as li.final (li.outlived once one arrives after the
-// deletion).
+// subprotocols), releases the credential once the socket is open (then
+// lists li.released), and lists each final transcript as li.final
+// (li.outlived once one arrives after the deletion). The test waits for
+// the deletion on the server and then calls window.keyDeleted, which
+// lists li.deleted.
 const sdkTestPage = `<!doctype html>
 <meta charset="utf-8">
 <title>Deepgram's browser SDK against the fake</title>
@@ -59,6 +61,7 @@ const log = (cls, text) => {
   document.getElementById('timeline').append(li);
 };
 const opts = { endpoint: '/api/deepgram' };
+const keyDeleted = new Promise((resolve) => { window.keyDeleted = resolve; });
 async function run() {
   const about = await fetch('/api/about').then((r) => r.json());
   const cred = await credential(opts);
@@ -84,11 +87,8 @@ async function run() {
   rec.ondataavailable = (ev) => { if (ev.data.size > 0) socket.sendMedia(ev.data); };
   rec.start(250);
   if (!await release(opts, cred.release)) throw new Error('release refused');
-  for (;;) {
-    const st = await fetch('/api/status/' + encodeURIComponent(cred.lease_id)).then((r) => r.json());
-    if (st.credential === 'deleted') break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  log('released', 'credential released');
+  await keyDeleted;
   deleted = true;
   log('deleted', 'key deleted');
 }
@@ -119,6 +119,24 @@ func TestOfficialBrowserSDKStreamsWithLeasedKey(t *testing.T) {
 	e := startBrowserOn(t, wrap, "/sdk-test/", "#ready")
 	e.b.Do(
 		chromedp.WaitVisible(chromedp.CSS(`li.open`)),
+		chromedp.WaitVisible(chromedp.CSS(`li.released`)),
+	)
+	// The lease ended with the release's answer; Flush waits for its
+	// key's deletion. Then the page is told, and streams on.
+	ctx, cancel := context.WithDeadline(e.b.Context(), e.b.Deadline())
+	defer cancel()
+	if err := e.s.leases.Flush(ctx); err != nil {
+		t.Fatalf("waiting for the released key's deletion: %v\n%s", err, e.b.Describe())
+	}
+	created := e.created()
+	if len(created) != 1 {
+		t.Fatalf("%d keys created, want 1", len(created))
+	}
+	if st, _ := e.fake.Key(created[0].Key.ID); st.Status != keystest.StatusDeleted || st.Deletes != 1 {
+		t.Fatalf("leased key is %q after %d deletes, want deleted once", st.Status, st.Deletes)
+	}
+	browsertest.Eval[bool](e.b, `(window.keyDeleted(), true)`)
+	e.b.Do(
 		chromedp.WaitVisible(chromedp.CSS(`li.final`)),
 		chromedp.WaitVisible(chromedp.CSS(`li.deleted`)),
 		chromedp.WaitVisible(chromedp.CSS(`li.outlived`)),
@@ -128,13 +146,6 @@ func TestOfficialBrowserSDKStreamsWithLeasedKey(t *testing.T) {
 	}
 	if got := e.text(`li.final`); got != "hello from the fake deepgram" {
 		t.Errorf("first final transcript = %q, want the fake's first phrase", got)
-	}
-	created := e.created()
-	if len(created) != 1 {
-		t.Fatalf("%d keys created, want 1", len(created))
-	}
-	if st, _ := e.fake.Key(created[0].Key.ID); st.Status != keystest.StatusDeleted || st.Deletes != 1 {
-		t.Errorf("leased key is %q after %d deletes, want deleted once", st.Status, st.Deletes)
 	}
 }
 
