@@ -112,7 +112,7 @@ type browser struct {
 func (h *harness) visitor() *browser {
 	h.t.Helper()
 	b := &browser{h: h}
-	res := b.do("GET", "/", nil, nil)
+	res := b.do("GET", "/", nil)
 	if res.StatusCode != http.StatusOK {
 		h.t.Fatalf("GET / = %d", res.StatusCode)
 	}
@@ -123,8 +123,7 @@ func (h *harness) visitor() *browser {
 }
 
 // do sends a request as this visitor; body, if not nil, is sent as JSON.
-// hdr's headers are added.
-func (b *browser) do(method, path string, body any, hdr http.Header) *http.Response {
+func (b *browser) do(method, path string, body any) *http.Response {
 	b.h.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -135,9 +134,6 @@ func (b *browser) do(method, path string, body any, hdr http.Header) *http.Respo
 		rd = bytes.NewReader(data)
 	}
 	req := httptest.NewRequest(method, path, rd)
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
 	if b.cookie != nil {
 		req.AddCookie(b.cookie)
 	}
@@ -173,7 +169,7 @@ type credential struct {
 // credential asks for a credential and requires it to be issued.
 func (b *browser) credential() credential {
 	b.h.t.Helper()
-	res := b.do("POST", credentialPath, nil, nil)
+	res := b.do("POST", credentialPath, nil)
 	if res.StatusCode != http.StatusOK {
 		b.h.t.Fatalf("POST %s = %d %s", credentialPath, res.StatusCode, readAll(res))
 	}
@@ -190,7 +186,7 @@ func (b *browser) credential() credential {
 // status code.
 func (b *browser) release(handle string) int {
 	b.h.t.Helper()
-	return b.do("POST", releasePath, map[string]string{"release": handle}, nil).StatusCode
+	return b.do("POST", releasePath, map[string]string{"release": handle}).StatusCode
 }
 
 // status returns the status of a lease, by its ID.
@@ -200,7 +196,7 @@ func (b *browser) status(leaseID string) status {
 		b.h.t.Fatal("status: no lease ID")
 	}
 	path := "/api/status/" + leaseID
-	res := b.do("GET", path, nil, nil)
+	res := b.do("GET", path, nil)
 	if res.StatusCode != http.StatusOK {
 		b.h.t.Fatalf("GET %s = %d %s", path, res.StatusCode, readAll(res))
 	}
@@ -249,7 +245,7 @@ func (b *browser) usage(from string) usage {
 	if from != "" {
 		path += "?from=" + from
 	}
-	res := b.do("GET", path, nil, nil)
+	res := b.do("GET", path, nil)
 	if res.StatusCode != http.StatusOK {
 		b.h.t.Fatalf("GET %s = %d %s", path, res.StatusCode, readAll(res))
 	}

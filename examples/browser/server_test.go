@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -28,7 +27,7 @@ func TestCredentialIssued(t *testing.T) {
 		assert.True(t, b.cookie.HttpOnly, "session cookie HttpOnly")
 		assert.Equal(t, http.SameSiteStrictMode, b.cookie.SameSite, "session cookie SameSite")
 
-		res := b.do("POST", credentialPath, nil, nil)
+		res := b.do("POST", credentialPath, nil)
 		require.Equal(t, http.StatusOK, res.StatusCode)
 		assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
 		assert.Equal(t, "application/json", res.Header.Get("Content-Type"))
@@ -68,11 +67,11 @@ func TestStatusByLeaseID(t *testing.T) {
 		synctest.Wait()
 		assert.Equal(t, "released", alice.status(second.LeaseID).Lease)
 		assert.Equal(t, "live", alice.status(first.LeaseID).Lease, "releasing one lease leaves the other")
-		res := bob.do("GET", "/api/status/"+first.LeaseID, nil, nil)
+		res := bob.do("GET", "/api/status/"+first.LeaseID, nil)
 		assert.Equal(t, http.StatusNotFound, res.StatusCode, "alice's lease, asked for by bob")
 
 		for _, path := range []string{"/api/status", "/api/status/"} {
-			res := alice.do("GET", path, nil, nil)
+			res := alice.do("GET", path, nil)
 			assert.Equal(t, http.StatusNotFound, res.StatusCode, "%s: a lease ID is required", path)
 		}
 	})
@@ -86,7 +85,7 @@ func TestReleaseDeletesKey(t *testing.T) {
 		keyID := b.keyID(c.LeaseID)
 		start := time.Now()
 
-		res := b.do("POST", releasePath, map[string]string{"release": c.Release}, nil)
+		res := b.do("POST", releasePath, map[string]string{"release": c.Release})
 		require.Equal(t, http.StatusNoContent, res.StatusCode)
 
 		synctest.Wait() // the deleter and the hooks have done their work
@@ -144,7 +143,7 @@ func TestRateLimitAnswers429(t *testing.T) {
 		b.credential()
 
 		time.Sleep(500 * time.Millisecond) // 89.5s to wait: rounded up to 90
-		res := b.do("POST", credentialPath, nil, nil)
+		res := b.do("POST", credentialPath, nil)
 		require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 		assert.Equal(t, "90", res.Header.Get("Retry-After"))
 		assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
@@ -169,7 +168,7 @@ func TestVisitorCannotTouchAnotherVisitorsLease(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, mallory.release(c.Release), "release with alice's handle")
 		assert.Equal(t, http.StatusUnauthorized, anonymous.release(c.Release), "release without a session")
 		for _, b := range []*browser{mallory, anonymous} {
-			res := b.do("GET", "/api/status/"+c.LeaseID, nil, nil)
+			res := b.do("GET", "/api/status/"+c.LeaseID, nil)
 			assert.Equal(t, http.StatusNotFound, res.StatusCode, "alice's lease's status")
 		}
 		synctest.Wait()
@@ -185,7 +184,7 @@ func TestNoSessionAnswers401(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
 		for _, cookie := range []*http.Cookie{nil, {Name: sessionCookie, Value: "not-a-token"}} {
-			res := (&browser{h: h, cookie: cookie}).do("POST", credentialPath, nil, nil)
+			res := (&browser{h: h, cookie: cookie}).do("POST", credentialPath, nil)
 			require.Equal(t, http.StatusUnauthorized, res.StatusCode)
 			var got errorAnswer
 			decode(t, res, &got)
@@ -201,30 +200,21 @@ func TestRequestsRefused(t *testing.T) {
 		h := newHarness(t)
 		b := h.visitor()
 		c := b.credential()
-		forged := []byte(c.Release)
-		forged[len(forged)/2] ^= 1
-		crossSite := http.Header{"Sec-Fetch-Site": {"cross-site"}, "Origin": {"https://evil.example"}}
 		tests := []struct {
 			name         string
 			method, path string
 			body         any
-			hdr          http.Header
 			want         int
 		}{
-			{"GET credential", "GET", credentialPath, nil, nil, http.StatusMethodNotAllowed},
-			{"GET release", "GET", releasePath, nil, nil, http.StatusMethodNotAllowed},
-			{"POST status", "POST", "/api/status/" + c.LeaseID, nil, nil, http.StatusMethodNotAllowed},
-			{"cross-site credential", "POST", credentialPath, nil, crossSite, http.StatusForbidden},
-			{"cross-site release", "POST", releasePath, map[string]string{"release": c.Release}, crossSite, http.StatusForbidden},
-			{"release without body", "POST", releasePath, nil, nil, http.StatusBadRequest},
-			{"release by lease ID", "POST", releasePath, map[string]string{"lease_id": c.LeaseID}, nil, http.StatusBadRequest},
-			{"forged release handle", "POST", releasePath, map[string]string{"release": string(forged)}, nil, http.StatusForbidden},
-			{"status of unknown lease", "GET", "/api/status/nope", nil, nil, http.StatusNotFound},
-			{"unknown API route", "GET", "/api/deepgram/nope", nil, nil, http.StatusNotFound},
-			{"unknown page", "GET", "/nope", nil, nil, http.StatusNotFound},
+			{"POST status", "POST", "/api/status/" + c.LeaseID, nil, http.StatusMethodNotAllowed},
+			{"release without body", "POST", releasePath, nil, http.StatusBadRequest},
+			{"release by lease ID", "POST", releasePath, map[string]string{"lease_id": c.LeaseID}, http.StatusBadRequest},
+			{"status of unknown lease", "GET", "/api/status/nope", nil, http.StatusNotFound},
+			{"unknown API route", "GET", "/api/deepgram/nope", nil, http.StatusNotFound},
+			{"unknown page", "GET", "/nope", nil, http.StatusNotFound},
 		}
 		for _, tt := range tests {
-			res := b.do(tt.method, tt.path, tt.body, tt.hdr)
+			res := b.do(tt.method, tt.path, tt.body)
 			assert.Equal(t, tt.want, res.StatusCode, tt.name)
 		}
 		synctest.Wait()
@@ -244,7 +234,7 @@ func TestPageAndAssets(t *testing.T) {
 			{"/api/deepgram/client.js", "text/javascript", "export async function connect("},
 		}
 		for _, tt := range tests {
-			res := b.do("GET", tt.path, nil, nil)
+			res := b.do("GET", tt.path, nil)
 			require.Equal(t, http.StatusOK, res.StatusCode, tt.path)
 			assert.Contains(t, res.Header.Get("Content-Type"), tt.contentType, tt.path)
 			assert.Contains(t, readAll(res), tt.contains, tt.path)
@@ -256,7 +246,7 @@ func TestPageAndAssets(t *testing.T) {
 			assert.Equal(t, "nosniff", res.Header.Get("X-Content-Type-Options"), tt.path)
 		}
 
-		res := b.do("GET", "/api/about", nil, nil)
+		res := b.do("GET", "/api/about", nil)
 		var got about
 		decode(t, res, &got)
 		assert.Equal(t, about{Backend: "the fake", Kind: "token", TTLSeconds: 10, ListenURL: testListenURL, Usage: true}, got)
@@ -272,7 +262,7 @@ func TestDeepgramRateLimitAnswers429(t *testing.T) {
 		b := h.visitor()
 		h.fake.Fail(keystest.OpCreate, keystest.Fault{Status: http.StatusTooManyRequests, RetryAfter: 7 * time.Second})
 
-		res := b.do("POST", credentialPath, nil, nil)
+		res := b.do("POST", credentialPath, nil)
 		require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
 		assert.Equal(t, "7", res.Header.Get("Retry-After"))
 		var got errorAnswer
@@ -293,7 +283,7 @@ func TestCreateFailureAnswers502(t *testing.T) {
 		b := h.visitor()
 		h.fake.Fail(keystest.OpCreate, keystest.Fault{Status: http.StatusServiceUnavailable})
 
-		res := b.do("POST", credentialPath, nil, nil)
+		res := b.do("POST", credentialPath, nil)
 		require.Equal(t, http.StatusBadGateway, res.StatusCode)
 		assert.Equal(t, "no-store", res.Header.Get("Cache-Control"))
 		body := readAll(res)
@@ -395,28 +385,6 @@ func TestServerExpiry(t *testing.T) {
 	}
 }
 
-func TestRetryAfterRoundsUp(t *testing.T) {
-	tests := []struct {
-		wait time.Duration
-		want int
-	}{
-		{1500 * time.Millisecond, 2},
-		{2 * time.Second, 2},
-		{time.Millisecond, 1},
-	}
-	for _, tt := range tests {
-		synctest.Test(t, func(t *testing.T) {
-			h := newHarness(t, func(c *config) { c.RateEvery, c.Burst = 2*time.Second, 1 })
-			b := h.visitor()
-			b.credential()
-			time.Sleep(2*time.Second - tt.wait)
-			res := b.do("POST", credentialPath, nil, nil)
-			require.Equal(t, http.StatusTooManyRequests, res.StatusCode)
-			assert.Equal(t, strconv.Itoa(tt.want), res.Header.Get("Retry-After"), "wait %v", tt.wait)
-		})
-	}
-}
-
 func TestEndedLeaseForgotten(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t)
@@ -429,7 +397,7 @@ func TestEndedLeaseForgotten(t *testing.T) {
 		time.Sleep(endedRetention + time.Second)
 		h.visitor().credential() // issuing prunes the ledger
 		synctest.Wait()
-		res := b.do("GET", "/api/status/"+c.LeaseID, nil, nil)
+		res := b.do("GET", "/api/status/"+c.LeaseID, nil)
 		assert.Equal(t, http.StatusNotFound, res.StatusCode, "forgotten after endedRetention")
 	})
 }

@@ -89,21 +89,21 @@ func TestUsageAnswers(t *testing.T) {
 		assert.Equal(t, time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC), stub.q.Start, "today (UTC) by default")
 
 		for _, from := range []string{"yesterday", "2000-01-02", "1999-11-30", "1999-12-01T00:00:00Z"} {
-			res := b.do("GET", "/api/usage?from="+from, nil, nil)
+			res := b.do("GET", "/api/usage?from="+from, nil)
 			assert.Equal(t, http.StatusBadRequest, res.StatusCode, from)
 		}
-		res := (&browser{h: h}).do("GET", "/api/usage", nil, nil)
+		res := (&browser{h: h}).do("GET", "/api/usage", nil)
 		assert.Equal(t, http.StatusUnauthorized, res.StatusCode, "no session")
 
 		stub.err = &keys.APIError{Op: "get usage", StatusCode: http.StatusForbidden, Message: "no usage:read"}
-		res = b.do("GET", "/api/usage", nil, nil)
+		res = b.do("GET", "/api/usage", nil)
 		require.Equal(t, http.StatusBadGateway, res.StatusCode)
 		body := readAll(res)
 		assert.Contains(t, body, "needs the usage:read scope")
 		testenv.NoSecret(t, "the 502 answer", body, h.fake.AdminKey())
 
 		stub.err = errors.New("connection reset")
-		res = b.do("GET", "/api/usage", nil, nil)
+		res = b.do("GET", "/api/usage", nil)
 		require.Equal(t, http.StatusBadGateway, res.StatusCode)
 		assert.Contains(t, readAll(res), "try again later")
 		assert.Equal(t, 2, strings.Count(h.logs.String(), `msg="could not read usage"`), "each failure logged")
@@ -128,10 +128,10 @@ func TestUsageUnavailable(t *testing.T) {
 			c.Usage = nil
 		})
 		b := h.visitor()
-		res := b.do("GET", "/api/usage", nil, nil)
+		res := b.do("GET", "/api/usage", nil)
 		assert.Equal(t, http.StatusNotFound, res.StatusCode)
 		var got about
-		decode(t, b.do("GET", "/api/about", nil, nil), &got)
+		decode(t, b.do("GET", "/api/about", nil), &got)
 		assert.False(t, got.Usage)
 		assert.Empty(t, h.fake.Requests(), "no call was made")
 	})
@@ -144,7 +144,7 @@ func TestUsageReadThroughKeys(t *testing.T) {
 		h := newHarness(t, func(c *config) { c.Usage = nil })
 		b := h.visitor()
 		var got about
-		decode(t, b.do("GET", "/api/about", nil, nil), &got)
+		decode(t, b.do("GET", "/api/about", nil), &got)
 		assert.True(t, got.Usage)
 		assert.Equal(t, usage{From: "2000-01-01", To: "2000-01-01", Attributable: true, Source: "the fake"}, b.usage(""))
 		reqs := h.fake.Requests()
