@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,9 +17,7 @@ import (
 
 	"github.com/dglease/dglease/internal/browsertest"
 	"github.com/dglease/dglease/internal/testenv"
-	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
-	"github.com/dglease/dglease/lease"
 )
 
 // TestBrowserStreamsWithDeletedKey is the product's main job, end to end:
@@ -58,7 +55,7 @@ func TestBrowserStreamsWithDeletedKey(t *testing.T) {
 	}
 
 	created := e.created()
-	secrets := e.keys.secrets()
+	secrets := e.keys.Secrets()
 	if len(created) != 1 || len(secrets) != 1 {
 		t.Fatalf("%d keys created, %d secrets issued, want 1 each", len(created), len(secrets))
 	}
@@ -150,7 +147,7 @@ type browserDemo struct {
 	b    *browsertest.Browser
 	s    *server
 	fake *keystest.Server
-	keys *recordingKeys
+	keys *testenv.SecretRecorder
 }
 
 // startBrowserDemo starts the demo (API keys, no rate limit unless edit
@@ -167,7 +164,7 @@ func startBrowserOn(t *testing.T, wrap func(http.Handler) http.Handler, path, re
 	browsertest.FindChromium(t) // skip before starting anything
 
 	fake := keystest.NewServer(t)
-	rec := &recordingKeys{KeyService: fake.Client()}
+	rec := &testenv.SecretRecorder{KeyService: fake.Client()}
 	logs := &testenv.Buffer{}
 	cfg := testConfig(fake, rec, logs)
 	cfg.ListenURL = fake.ListenURL()
@@ -179,7 +176,7 @@ func startBrowserOn(t *testing.T, wrap func(http.Handler) http.Handler, path, re
 	if err != nil {
 		t.Fatal(err)
 	}
-	closeAndCheckLog(t, s, logs, func() []string { return append(rec.secrets(), fake.AdminKey()) })
+	closeAndCheckLog(t, s, logs, func() []string { return append(rec.Secrets(), fake.AdminKey()) })
 	var h http.Handler = s
 	if wrap != nil {
 		h = wrap(s)
@@ -191,7 +188,7 @@ func startBrowserOn(t *testing.T, wrap func(http.Handler) http.Handler, path, re
 	// When the test ends, no credential issued may have reached the
 	// page's console (registered after Start: it runs before the browser
 	// stops).
-	t.Cleanup(func() { testenv.NoSecret(t, "browser console", b.Console(), rec.secrets()...) })
+	t.Cleanup(func() { testenv.NoSecret(t, "browser console", b.Console(), rec.Secrets()...) })
 	b.ShowOnFailure(`document.getElementById('state').textContent`)
 	b.ShowOnFailure(`document.getElementById('error').textContent`)
 	b.ShowOnFailure(`[...document.querySelectorAll('#timeline li')].map((li) => li.textContent)`)
@@ -222,44 +219,6 @@ func (e *browserDemo) grants() int {
 		}
 	}
 	return n
-}
-
-// recordingKeys is a lease.KeyService that remembers the secrets it
-// issued, which the fake never shows: the test tries the page's key
-// itself, and checks that no secret reached the log.
-type recordingKeys struct {
-	lease.KeyService
-	mu   sync.Mutex
-	seen []string
-}
-
-func (r *recordingKeys) Create(ctx context.Context, s keys.Spec) (*keys.Key, error) {
-	k, err := r.KeyService.Create(ctx, s)
-	if err == nil {
-		r.saw(k.Secret)
-	}
-	return k, err
-}
-
-func (r *recordingKeys) Grant(ctx context.Context, ttl time.Duration) (*keys.Token, error) {
-	tok, err := r.KeyService.Grant(ctx, ttl)
-	if err == nil {
-		r.saw(tok.Secret)
-	}
-	return tok, err
-}
-
-func (r *recordingKeys) saw(secret string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.seen = append(r.seen, secret)
-}
-
-// secrets returns the secrets issued so far.
-func (r *recordingKeys) secrets() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.seen)
 }
 
 // TestBrowserShowsUnusableCredential: a proxy that answers the credential

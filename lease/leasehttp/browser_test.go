@@ -19,7 +19,6 @@ import (
 	"github.com/dglease/dglease/internal/browsertest"
 	"github.com/dglease/dglease/internal/testaudio"
 	"github.com/dglease/dglease/internal/testenv"
-	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
 	"github.com/dglease/dglease/lease/leasehttp"
@@ -129,7 +128,7 @@ var browserListenQuery = fmt.Sprintf("?encoding=%s&sample_rate=%d&channels=%d", 
 type browserSite struct {
 	t    *testing.T
 	fake *keystest.Server
-	keys *browserKeys
+	keys *testenv.SecretRecorder
 	m    *lease.Manager
 	mux  *http.ServeMux
 	ts   *httptest.Server
@@ -142,7 +141,7 @@ type browserSite struct {
 func newBrowserSite(t *testing.T, module string, mopts ...lease.Option) *browserSite {
 	t.Helper()
 	fake := keystest.NewServer(t)
-	rec := &browserKeys{KeyService: fake.Client()}
+	rec := &testenv.SecretRecorder{KeyService: fake.Client()}
 	m, err := lease.New(rec, append([]lease.Option{lease.WithTTL(time.Minute)}, mopts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -294,9 +293,9 @@ func (p *browserPage) checkTranscript(tr browserTranscript, frames int) {
 }
 
 // checkNoSecret checks that no credential issued reached the console.
-func (p *browserPage) checkNoSecret(k *browserKeys) {
+func (p *browserPage) checkNoSecret(k *testenv.SecretRecorder) {
 	p.t.Helper()
-	secrets := k.secrets()
+	secrets := k.Secrets()
 	if len(secrets) == 0 {
 		p.t.Fatal("no secret was issued: nothing to look for")
 	}
@@ -444,30 +443,6 @@ func TestBrowserRateLimitRejectsWithRetryAfter(t *testing.T) {
 		t.Errorf("%d keys created, want 1: the refusal mints nothing", n)
 	}
 	p.checkNoSecret(s.keys)
-}
-
-// browserKeys is a lease.KeyService that remembers the secrets it issued,
-// which the fake never shows, to look for them in the console.
-type browserKeys struct {
-	lease.KeyService
-	mu   sync.Mutex
-	seen []string
-}
-
-func (k *browserKeys) Create(ctx context.Context, s keys.Spec) (*keys.Key, error) {
-	key, err := k.KeyService.Create(ctx, s)
-	if err == nil {
-		k.mu.Lock()
-		k.seen = append(k.seen, key.Secret)
-		k.mu.Unlock()
-	}
-	return key, err
-}
-
-func (k *browserKeys) secrets() []string {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return slices.Clone(k.seen)
 }
 
 // browserRequests logs the requests a Handler answered, as "METHOD /path
