@@ -147,7 +147,7 @@ type browserDemo struct {
 	b    *browsertest.Browser
 	s    *server
 	fake *keystest.Server
-	keys *testenv.SecretRecorder
+	keys *browsertest.SecretRecorder
 }
 
 // startBrowserDemo starts the demo (API keys, no rate limit unless edit
@@ -164,7 +164,7 @@ func startBrowserOn(t *testing.T, wrap func(http.Handler) http.Handler, path, re
 	browsertest.FindChromium(t) // skip before starting anything
 
 	fake := keystest.NewServer(t)
-	rec := &testenv.SecretRecorder{KeyService: fake.Client()}
+	rec := &browsertest.SecretRecorder{KeyService: fake.Client()}
 	logs := &testenv.Buffer{}
 	cfg := testConfig(fake, rec, logs)
 	cfg.ListenURL = fake.ListenURL()

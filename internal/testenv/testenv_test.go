@@ -6,14 +6,11 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/dglease/dglease/internal/testenv"
-	"github.com/dglease/dglease/keys"
-	"github.com/dglease/dglease/keys/keystest"
 )
 
 func TestClearDeepgramProcess(t *testing.T) {
@@ -140,14 +137,4 @@ func (r *skipRecorder) Skip(args ...any) {
 func (r *skipRecorder) Fatal(args ...any) {
 	r.fatals = append(r.fatals, fmt.Sprint(args...))
 	runtime.Goexit()
-}
-
-func TestSecretRecorderRecordsKeysAndGrantTokens(t *testing.T) {
-	fake := keystest.NewServer(t, keystest.WithoutListener())
-	rec := &testenv.SecretRecorder{KeyService: fake.Client()}
-	k, err := rec.Create(t.Context(), keys.Spec{Comment: "recorded", Scopes: []string{"usage:write"}, TTL: time.Minute})
-	require.NoError(t, err)
-	tok, err := rec.Grant(t.Context(), time.Minute)
-	require.NoError(t, err)
-	assert.Equal(t, []string{k.Secret, tok.Secret}, rec.Secrets())
 }

@@ -128,7 +128,7 @@ var browserListenQuery = fmt.Sprintf("?encoding=%s&sample_rate=%d&channels=%d", 
 type browserSite struct {
 	t    *testing.T
 	fake *keystest.Server
-	keys *testenv.SecretRecorder
+	keys *browsertest.SecretRecorder
 	m    *lease.Manager
 	mux  *http.ServeMux
 	ts   *httptest.Server
@@ -141,7 +141,7 @@ type browserSite struct {
 func newBrowserSite(t *testing.T, module string, mopts ...lease.Option) *browserSite {
 	t.Helper()
 	fake := keystest.NewServer(t)
-	rec := &testenv.SecretRecorder{KeyService: fake.Client()}
+	rec := &browsertest.SecretRecorder{KeyService: fake.Client()}
 	m, err := lease.New(rec, append([]lease.Option{lease.WithTTL(time.Minute)}, mopts...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +293,7 @@ func (p *browserPage) checkTranscript(tr browserTranscript, frames int) {
 }
 
 // checkNoSecret checks that no credential issued reached the console.
-func (p *browserPage) checkNoSecret(k *testenv.SecretRecorder) {
+func (p *browserPage) checkNoSecret(k *browsertest.SecretRecorder) {
 	p.t.Helper()
 	secrets := k.Secrets()
 	if len(secrets) == 0 {
