@@ -2,23 +2,11 @@ package stubkeys
 
 import (
 	"context"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dglease/dglease/lease"
 )
-
-// CPUTime is the CPU time (user plus system) the process has used so far,
-// on every core: unlike wall time it counts work on other goroutines, such
-// as a Manager's deleter.
-func CPUTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		panic(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
 
 // CompareHooks runs Acquire+Release of batches of 1,000 leases (and their
 // deletion, until Close) against a Service, alternately without hooks and
