@@ -13,12 +13,12 @@ import (
 // Over HTTP/1.1 every request in flight holds a connection of its own, and
 // a connection handed back while the idle pool is full is closed: the next
 // request pays a new TCP and TLS handshake with Deepgram. A lease.Manager
-// may delete 256 keys at once (lease.DefaultDeleteConcurrency) while its
+// may delete 512 keys at once (lease.DefaultDeleteConcurrency) while its
 // callers create keys, so the pool holds a full deleter plus as many
 // creates. A pool costs nothing until concurrency fills it, and idle
 // connections close after IdleConnTimeout (90 s). Over HTTP/2 (attempted
 // whenever the server offers it) requests share connections instead.
-const maxIdleConnsPerHost = 512
+const maxIdleConnsPerHost = 1024
 
 // net/http's DefaultTransport values, for a stock transport that has none.
 const (

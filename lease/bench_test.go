@@ -32,9 +32,13 @@ type stub struct {
 	maxDelete  atomic.Int64
 	deleted    atomic.Int64
 	deleteWait time.Duration
+	createWait time.Duration
 }
 
 func (s *stub) Create(ctx context.Context, spec keys.Spec) (*keys.Key, error) {
+	if s.createWait > 0 {
+		time.Sleep(s.createWait)
+	}
 	return s.keys.Create(ctx, spec)
 }
 

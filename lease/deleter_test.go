@@ -3,6 +3,7 @@ package lease_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -41,6 +42,41 @@ func TestDeleteConcurrencyGrowsToKeepPace(t *testing.T) {
 		assert.Equal(t, int64(256), s.maxDelete.Load(), "reached its bound")
 		assert.LessOrEqual(t, elapsed, time.Second, "all deleted in %s", elapsed)
 		t.Logf("2,048 deletes of 50 ms: %s of fake time", elapsed)
+	})
+}
+
+// With the default bound, deletion outpaces 256 callers creating keys at
+// once (each: Acquire, Release, again), so the backlog left by its ramp-up
+// is worked off while the storm goes on. With a bound equal to the number
+// of creators (256, the old default) deletion only ties creation, and the
+// backlog (about 1,000 keys here) stays until the storm ends.
+func TestDeletionOutpacesAStormOfCreators(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const callers, each = 256, 32
+		s := &stub{createWait: 50 * time.Millisecond, deleteWait: 50 * time.Millisecond}
+		m := newManager(t, s, lease.WithRateLimit(0, 1), lease.WithMaxLeases(callers*each, callers*each))
+		var wg sync.WaitGroup
+		for c := range callers {
+			wg.Go(func() {
+				for range each {
+					l, err := m.Acquire(context.Background(), fmt.Sprint("user-", c))
+					if !assert.NoError(t, err) {
+						return
+					}
+					l.Release()
+				}
+			})
+		}
+		wg.Wait()
+		st := m.Stats()
+		t.Logf("at the storm's end: %d keys pending deletion (peak %d), %d deleted; at most %d deletes at once",
+			st.DeletePending, st.DeletePeak, st.Deleted, s.maxDelete.Load())
+		assert.Greater(t, s.maxDelete.Load(), int64(callers), "deletes outnumbered the creators at some point")
+		// In fake time the callers move in step: a round's releases and the
+		// round before's deletes, still running, are pending at the end.
+		assert.LessOrEqual(t, st.DeletePending, 2*callers, "the ramp-up's backlog was worked off during the storm")
+		require.NoError(t, m.Flush(context.Background()))
+		assert.Equal(t, int64(callers*each), s.deleted.Load())
 	})
 }
 

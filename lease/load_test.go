@@ -292,7 +292,7 @@ run; the deleter's peak backlog (Stats.DeletePeak) is at most the number of
 leases. `+"`go test -short`"+` runs 1,000 pairs from 100 goroutines.
 
 Release returns at once while the deleter adapts how many deletes run at
-once (from 16, up to lease.DefaultDeleteConcurrency, 256): under a Release
+once (from 16, up to lease.DefaultDeleteConcurrency, 512): under a Release
 storm deletions queue up while it ramps up, and the backlog is bounded by
 lease.WithMaxKeys (keys live plus keys pending deletion).
 

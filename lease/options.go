@@ -17,7 +17,7 @@ const (
 	DefaultExpiryMargin      = 5 * time.Second
 	DefaultMaxLeases         = 10000
 	DefaultMaxLeasesPerUser  = 10
-	DefaultDeleteConcurrency = 256
+	DefaultDeleteConcurrency = 512
 	DefaultCreateTimeout     = 30 * time.Second
 	DefaultDeleteTimeout     = 10 * time.Second
 	// MaxTTL bounds WithTTL for API keys: leases are meant to be short.
@@ -234,7 +234,12 @@ func WithGrantTokens() Option {
 // grows while deletes succeed and others wait, so that deletion keeps pace
 // with a storm of Releases, and halves on 429, 5xx, timeouts and transport
 // errors, pausing for a 429's Retry-After. Default
-// [DefaultDeleteConcurrency] (256); 1 to 1024.
+// [DefaultDeleteConcurrency] (512): twice the deletes of 256 callers
+// creating keys at once, so that deletion can work off the backlog a storm
+// leaves while the storm goes on. With as many callers creating at once as
+// the bound, deletion only ties creation and the backlog stays until the
+// storm ends (WithMaxKeys refuses Acquire past its cap meanwhile), so set
+// it to twice the number of callers creating at once. 1 to 1024.
 func WithDeleteConcurrency(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 || n > 1024 {

@@ -15,7 +15,7 @@ import (
 // (each: Acquire, then Release at once) against the in-memory fake with a
 // real round-trip latency on every create and delete, and reports, in one
 // run for the deleter bounded at 8 (the old fixed concurrency) and at the
-// default bound (256, adaptive): credentials handed out per second, keys
+// default bound (512, adaptive): credentials handed out per second, keys
 // deleted per second (from the first Acquire until the last delete), their
 // ratio (deleted/handed: keys deleted while credentials were being handed
 // out; overall-deleted/handed: all keys, until the last delete), the peak
