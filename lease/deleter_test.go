@@ -68,13 +68,17 @@ func TestDeletionOutpacesAStormOfCreators(t *testing.T) {
 			})
 		}
 		wg.Wait()
+		synctest.Wait() // the deletes due at the last Release's instant have run
 		st := m.Stats()
 		t.Logf("at the storm's end: %d keys pending deletion (peak %d), %d deleted; at most %d deletes at once",
 			st.DeletePending, st.DeletePeak, st.Deleted, s.maxDelete.Load())
 		assert.Greater(t, s.maxDelete.Load(), int64(callers), "deletes outnumbered the creators at some point")
 		// In fake time the callers move in step: a round's releases and the
-		// round before's deletes, still running, are pending at the end.
-		assert.LessOrEqual(t, st.DeletePending, 2*callers, "the ramp-up's backlog was worked off during the storm")
+		// round before's deletes, still running, are pending at the end
+		// (up to 2*callers; how fast the window grew depends on the order
+		// goroutines run in within an instant, hence the margin). A backlog
+		// never worked off is about 4*callers.
+		assert.LessOrEqual(t, st.DeletePending, 3*callers, "the ramp-up's backlog was worked off during the storm")
 		require.NoError(t, m.Flush(context.Background()))
 		assert.Equal(t, int64(callers*each), s.deleted.Load())
 	})
