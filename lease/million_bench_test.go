@@ -103,7 +103,7 @@ func BenchmarkMillionUsers(b *testing.B) {
 		acquire.report(b, "acquire")
 		floor.report(b, "floor")
 		b.ReportMetric(float64(acquire.wall[n-1])/float64(floor.wall[n-1]), "max-vs-floor")
-		if acquire.cpuOK {
+		if acquire.cpuOK && floor.cpuOK {
 			b.ReportMetric(float64(acquire.cpu[n-1])/float64(floor.cpu[n-1]), "cpu-max-vs-floor")
 		}
 	}
