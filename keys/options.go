@@ -79,7 +79,7 @@ func parseHost(baseURL string) (*url.URL, error) {
 // verification on, whose connections are shared by the Clients built
 // without this option: a clone of http.DefaultTransport (its proxy from
 // the environment, dialer and TLS settings) that attempts HTTP/2 and keeps
-// up to 512 idle connections per host. http.DefaultTransport keeps 2, so
+// up to 1,024 idle connections per host. http.DefaultTransport keeps 2, so
 // calls made while others are in flight would each open a connection, a
 // TCP and TLS handshake. A program that replaces http.DefaultTransport
 // (httpmock.Activate, a tracing wrapper) is obeyed: the default client

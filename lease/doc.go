@@ -130,12 +130,16 @@
 //
 // # Memory at scale
 //
-// A live lease costs about 400 bytes (about 1 KiB with a cancellable
-// context of its own). A user's counters and, with the default limiter, its
-// token bucket stay for an hour after its last lease ends, about 470 bytes
-// per user: a million users seen within the hour hold about 470 MB. No
-// call scans that state; each Acquire for a new user forgets at most four
-// users idle for an hour. On two CPUs, a heap that size makes Go's
-// collector delay any goroutine by up to about 20 ms while it marks
-// (golang/go#21698); BENCHMARKS.md has the figures.
+// A live lease costs about 400 bytes, and about 1 KiB when each Acquire is
+// given its own cancellable context. A user's counters, its key labels
+// and, with the default limiter, its token bucket are kept at least an
+// hour after its last lease ends: about 550 bytes per user with API keys
+// (up to about 700 for 128-byte user IDs), about 400 with grant tokens,
+// plus the user ID itself, so a million users seen within the hour hold
+// about half a gigabyte. No call scans that state: it is forgotten only as
+// new users arrive, each Acquire for a new user forgetting at most four
+// users idle for over an hour from each of the Manager's and the default
+// limiter's tables. On two CPUs, a heap that size lets Go's collector
+// delay a goroutine by up to about 20 ms while it marks (golang/go#21698);
+// BENCHMARKS.md has the figures.
 package lease

@@ -234,12 +234,14 @@ func WithGrantTokens() Option {
 // grows while deletes succeed and others wait, so that deletion keeps pace
 // with a storm of Releases, and halves on 429, 5xx, timeouts and transport
 // errors, pausing for a 429's Retry-After. Default
-// [DefaultDeleteConcurrency] (512): twice the deletes of 256 callers
-// creating keys at once, so that deletion can work off the backlog a storm
-// leaves while the storm goes on. With as many callers creating at once as
-// the bound, deletion only ties creation and the backlog stays until the
-// storm ends (WithMaxKeys refuses Acquire past its cap meanwhile), so set
-// it to twice the number of callers creating at once. 1 to 1024.
+// [DefaultDeleteConcurrency] (512): twice the 256 creates that 256 callers
+// keep in flight, so that deletion can work off the backlog a storm leaves
+// while the storm goes on. When the bound equals the number of callers
+// creating keys at once, deletion only keeps up with creation, and the
+// backlog stays until the storm ends (WithMaxKeys refuses Acquire past its
+// cap meanwhile): set it to at least twice the number of callers creating
+// keys at once. 1 to 1024, so with more than 512 such callers a backlog
+// builds during a storm and WithMaxKeys bounds it.
 func WithDeleteConcurrency(n int) Option {
 	return optionFunc(func(c *config) error {
 		if n < 1 || n > 1024 {
