@@ -1,10 +1,7 @@
 package lease
 
 // Locks. Each guards bookkeeping only and is released before any other is
-// taken, with one exception: admit's back-pressure count takes deleter.mu
-// (only while keys given up on still work) with Manager.mu held, and
-// nothing takes Manager.mu with deleter.mu held, so the order is fixed. No
-// hook and no KeyService call ever runs with a lock held:
+// taken. No hook and no KeyService call ever runs with a lock held:
 //
 //	Manager.mu      live leases, users, counters, closed, creates in flight
 //	record.mu       one lease's ending (reason, context, detach, announce)
@@ -18,8 +15,8 @@ package lease
 //
 //	Manager.creating  every Acquire admitted so far has settled its key: the
 //	                  lease is in live, or its key is with the deleter
-//	Manager.ending    every lease whose end began has handed its key to the
-//	                  deleter
+//	Manager.ending    every lease whose end began, and every foreign release
+//	                  accepted, has handed its key to the deleter
 //	deleter.wg        no deleter goroutine is running a KeyService call
 //
 // Close waits for each only as long as its context allows.
@@ -264,7 +261,11 @@ func (m *Manager) ReleaseForeign(l ForeignLease) error {
 		return nil // released through this Manager before: one delete is enough
 	}
 	m.stats.ForeignReleases++
+	// Close, once it has set m.closed, waits for m.ending before it drains
+	// the deleter: the key is then handed over in time to be deleted.
+	m.ending.Add(1)
 	m.mu.Unlock()
+	defer m.ending.Done()
 	m.del.add(&job{keyID: l.KeyID, leaseID: l.LeaseID, user: l.User, serverExpires: l.ServerExpires}, nil)
 	return nil
 }
