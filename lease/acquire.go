@@ -109,6 +109,9 @@ func (e userError) Is(target error) bool { return target == ErrInvalidUser }
 func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	now := time.Now()
 	leaseID, key := newKeyedID() // before m.mu: it takes a lock of its own
+	// Read before m.mu: it may take deleter.mu. The count is approximate
+	// anyway (the deleter moves on meanwhile).
+	pending := m.del.count() + m.del.stillWorking(now)
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -117,7 +120,7 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	// Back-pressure: keys in existence (live or in flight, waiting to be
 	// deleted, or given up on and still working until their expiry) are
 	// bounded, whatever the per-user limits say.
-	if len(m.live)+len(m.creates)+m.del.count()+m.del.stillWorking(now) >= m.cfg.maxKeys {
+	if len(m.live)+len(m.creates)+pending >= m.cfg.maxKeys {
 		m.deniedLocked(m.userLocked(user, now))
 		m.mu.Unlock()
 		return nil, m.emitDenied(&DeniedError{User: user, Limit: LimitKeys, RetryAfter: keysRetryAfter}, Event{Time: now})
