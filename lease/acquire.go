@@ -123,7 +123,7 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	if len(m.live)+len(m.creates)+pending >= m.cfg.maxKeys {
 		m.deniedLocked(m.userLocked(user, now))
 		m.mu.Unlock()
-		return nil, m.emitDenied(&DeniedError{User: user, Limit: LimitKeys, RetryAfter: keysRetryAfter}, Event{Time: now})
+		return nil, m.emitDenied(&DeniedError{User: user, Limit: LimitKeys, RetryAfter: keysRetryAfter}, Event{Time: now, User: user})
 	}
 	us := m.userLocked(user, now)
 	r := &record{us: us, leaseID: leaseID, key: key}
@@ -156,7 +156,8 @@ func (m *Manager) admit(ctx context.Context, user string) (*record, error) {
 	m.creating.Done()
 	switch {
 	case isDenied:
-		return nil, m.emitDenied(denied, Event{Time: now})
+		// The user is Acquire's: a Limiter need not fill DeniedError.User.
+		return nil, m.emitDenied(denied, Event{Time: now, User: user})
 	case ctx.Err() != nil:
 		return nil, fmt.Errorf("lease: acquire for user %q: %w", user, ctx.Err())
 	}
@@ -174,7 +175,7 @@ func (m *Manager) deniedLocked(us *userState) {
 // emitDenied runs the OnDenied hooks for d, with e's other fields, and
 // returns d.
 func (m *Manager) emitDenied(d *DeniedError, e Event) *DeniedError {
-	e.User, e.Err, e.RetryAfter = d.User, d, d.RetryAfter
+	e.Err, e.RetryAfter = d, d.RetryAfter
 	m.hooks.run(m.hooks.denied, e)
 	return d
 }
@@ -294,7 +295,7 @@ func (m *Manager) failAcquire(r *record, err error, now time.Time, latency time.
 	m.mu.Unlock()
 	m.dropCreate(r, gen) // a key that came without a usable answer is deleted
 	if denied != nil {
-		return m.emitDenied(denied, Event{Time: now, LeaseID: r.leaseID, Latency: latency})
+		return m.emitDenied(denied, Event{Time: now, User: r.us.name, LeaseID: r.leaseID, Latency: latency})
 	}
 	err = fmt.Errorf("lease: acquire for user %q: %w", r.us.name, err)
 	m.hooks.run(m.hooks.errs, Event{Time: now, Op: "create", User: r.us.name, LeaseID: r.leaseID, KeyID: r.keyID, Err: err, Final: true, Latency: latency})

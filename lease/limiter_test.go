@@ -61,3 +61,23 @@ func TestLocalLimiterTakesEachAdmissionsRate(t *testing.T) {
 		r(true)
 	})
 }
+
+// refusingLimiter refuses every Acquire with a DeniedError that names no
+// user: the Limiter interface does not require one.
+type refusingLimiter struct{}
+
+func (refusingLimiter) Admit(context.Context, lease.Admission) (func(bool), error) {
+	return nil, &lease.DeniedError{Limit: lease.LimitRate, RetryAfter: time.Second}
+}
+
+// OnDenied names the user Acquire was called for, whatever the limiter's
+// error says.
+func TestDeniedEventNamesAcquiresUser(t *testing.T) {
+	var got []string
+	m := newManager(t, &stub{}, lease.WithLimiter(refusingLimiter{}), lease.WithHooks(lease.Hooks{OnDenied: func(e lease.Event) { got = append(got, e.User) }}))
+	_, err := m.Acquire(context.Background(), "alice")
+	var denied *lease.DeniedError
+	require.ErrorAs(t, err, &denied)
+	assert.Equal(t, []string{"alice"}, got)
+	assert.Equal(t, uint64(1), m.Usage("alice").Denied)
+}
