@@ -217,9 +217,10 @@ type issued struct {
 // issue creates the credential for r, bounded by the create timeout and by
 // Close.
 func (m *Manager) issue(r *record) issued {
-	ctx, cancel := context.WithTimeout(m.baseCtx, m.cfg.createTimeout)
-	defer cancel()
 	start := time.Now()
+	// WithDeadline from start: WithTimeout would read the clock again.
+	ctx, cancel := context.WithDeadline(m.baseCtx, start.Add(m.cfg.createTimeout))
+	defer cancel()
 	until, end, err := m.cred.issue(ctx, r, start)
 	return issued{usableUntil: until, end: end, latency: end.Sub(start), err: err}
 }

@@ -250,7 +250,7 @@ func (d *deleter) adaptLocked(err error, now time.Time) {
 // attempt makes one delete call, started at start, and decides what
 // comes next. It reads the clock once, after the call.
 func (d *deleter) attempt(j *job, start time.Time) {
-	ctx, cancel := context.WithTimeout(d.baseCtx, d.timeout)
+	ctx, cancel := context.WithDeadline(d.baseCtx, start.Add(d.timeout))
 	err := d.api.Delete(ctx, j.keyID)
 	now := time.Now()
 	j.latency = now.Sub(start)
