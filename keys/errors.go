@@ -214,9 +214,22 @@ func clean(s string, n int) string { return truncate(sanitize(s), n) }
 
 // cleanScrubbed is clean with scrub applied before and after the control
 // characters go (a key split by one is whole again once it is removed)
-// and before the cut (a key cut in two would no longer be found).
+// and before the cut (a key cut in two would no longer be found). A key
+// split by what clean keeps as a space or U+FFFD (a line break, a tab, a
+// byte that is not UTF-8) would survive both scrubs: when one appears once
+// those are gone too, nothing of s is kept.
 func cleanScrubbed(s string, n int, scrub func(string) string) string {
-	return truncate(scrub(sanitize(scrub(s))), n)
+	out := scrub(sanitize(scrub(s)))
+	squeezed := strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, out)
+	if scrub(squeezed) != squeezed {
+		return redacted
+	}
+	return truncate(out, n)
 }
 
 // sanitize makes s valid, printable UTF-8 on one line.

@@ -510,6 +510,9 @@ func TestErrorsNeverContainTheAPIKey(t *testing.T) {
 		{"echo split by an escaped NUL", `{"err_code":"X","err_msg":"token ` + testAPIKey[:20] + `\u0000` + testAPIKey[20:] + `"}`},
 		{"echo split by an escaped DEL", `{"err_code":"X","err_msg":"token ` + testAPIKey[:20] + `\u007f` + testAPIKey[20:] + `"}`},
 		{"plain text echo split by a NUL", "token " + testAPIKey[:20] + "\x00" + testAPIKey[20:]},
+		{"plain text echo split by a line break", "token " + testAPIKey[:20] + "\n" + testAPIKey[20:]},
+		{"plain text echo split by a byte that is not UTF-8", "token " + testAPIKey[:20] + "\xff" + testAPIKey[20:]},
+		{"echo split by an escaped tab", `{"err_code":"X","err_msg":"token ` + testAPIKey[:20] + `\t` + testAPIKey[20:] + `"}`},
 		{"escaped echo in object details", `{"category":"X","message":"bad","details":{"k":"` + jsonEscaped(testAPIKey) + `"}}`},
 		{"escaped echo straddling the details bound", `{"category":"X","message":"bad","details":"` + strings.Repeat("x", 500) + jsonEscaped(testAPIKey) + `"}`},
 	}
