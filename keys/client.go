@@ -215,7 +215,9 @@ func (c *Client) Project(ctx context.Context) (string, error) {
 	default:
 		names := make([]string, 0, len(out.Projects))
 		for _, p := range out.Projects {
-			names = append(names, fmt.Sprintf("%s (%s)", p.ProjectID, clean(p.Name, 64)))
+			// Quoted from an answer: scrubbed like any (a server that
+			// echoes the API key must not put it in the error).
+			names = append(names, fmt.Sprintf("%s (%s)", cleanScrubbed(p.ProjectID, 64, c.scrub), cleanScrubbed(p.Name, 64, c.scrub)))
 		}
 		return "", fmt.Errorf("keys: the API key sees %d projects; pass one of them to keys.New: %s", len(out.Projects), strings.Join(names, ", "))
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
 )
 
@@ -67,6 +68,11 @@ func TestProjectDiscoveryFailures(t *testing.T) {
 			wantContains: []string{"keys: ", "2 projects", "p-1 (Main)", "p-2 (Staging)"},
 		},
 		{
+			name:         "several projects, one echoing the API key",
+			answer:       jsonResponder(200, `{"projects":[{"project_id":"`+testAPIKey+`","name":"n"},{"project_id":"p-2","name":"`+testAPIKey+`"}]}`),
+			wantContains: []string{"keys: ", "2 projects", "[REDACTED] (n)", "p-2 ([REDACTED])"},
+		},
+		{
 			name:         "discovered ID unusable in a path",
 			answer:       jsonResponder(200, `{"projects":[{"project_id":"p/../../x","name":"Evil"}]}`),
 			wantContains: []string{"keys: ", "discovered project ID", "URL path"},
@@ -92,6 +98,7 @@ func TestProjectDiscoveryFailures(t *testing.T) {
 			for _, s := range tt.wantContains {
 				assert.Contains(t, err.Error(), s)
 			}
+			testenv.NoSecret(t, "Project's error", err.Error(), testAPIKey[:12])
 			// The operations that need a project fail the same way and
 			// make no other call.
 			_, err = c.Create(context.Background(), keys.Spec{Scopes: []string{"usage:write"}, TTL: time.Minute})
