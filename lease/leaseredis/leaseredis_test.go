@@ -223,6 +223,26 @@ func TestFailOpen(t *testing.T) {
 	assert.Equal(t, lease.Usage{Acquired: 1, Released: 1}, u, "decided by Redis again")
 }
 
+// With a rate limit, the caps script shares a transaction with
+// redis_rate's GCRA script; when Redis has forgotten that one, redis_rate
+// sends the transaction again, caps included. A refusal by a cap is then
+// counted once, not once per run.
+func TestCapRefusalAfterScriptFlushCountsOnce(t *testing.T) {
+	mr := miniredis.RunT(t)
+	f := newFleet(t, mr.Addr(), 1, nil, lease.WithRateLimit(time.Minute, 10), lease.WithMaxLeases(10, 1))
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	held, err := f.managers[0].Acquire(context.Background(), "alice")
+	require.NoError(t, err)
+	defer held.Release()
+	require.NoError(t, rdb.ScriptFlush(context.Background()).Err())
+	_, err = f.managers[0].Acquire(context.Background(), "alice")
+	assert.Equal(t, lease.LimitUserCap, denied(t, err).Limit)
+	u, err := f.limiters[0].Usage(context.Background(), "alice")
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1), u.Denied, "one refusal, counted once")
+}
+
 // An admission whose answer is lost (Redis ran it, but the answer came
 // after the round trip's timeout) does not leave its slot held until the
 // deadline: the limiter gives it back, so the user is not locked out.
