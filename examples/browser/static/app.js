@@ -148,7 +148,6 @@ async function start() {
     deletedAt: null,   // when the status said the key is gone
     afterDelete: 0,    // results received since then
     usageBefore: null, // GET /api/usage before the stream, or null
-    statusUnknown: false, // a status answered 404: see getStatus
   };
   session = s;
   startButton.disabled = true;
@@ -455,16 +454,15 @@ async function pollStatus(s) {
 }
 
 // getStatus returns the status of s's lease, or null (also while its ID
-// is unknown). A 404 is said once in the timeline: with several copies of
-// the demo behind one load balancer, only the copy that issued the
-// credential knows it (each keeps its own ledger), and the status request
-// may have reached another.
+// is unknown). A 404 is said in the timeline (one line: step rewrites a
+// line of the same name): with several copies of the demo behind one load
+// balancer, only the copy that issued the credential knows it (each keeps
+// its own ledger), and the status request may have reached another.
 async function getStatus(s) {
   if (!s.leaseId) return null;
   try {
     const res = await fetch(`/api/status/${encodeURIComponent(s.leaseId)}`, { cache: 'no-store', credentials: 'same-origin' });
-    if (res.status === 404 && current(s) && !s.statusUnknown) {
-      s.statusUnknown = true;
+    if (res.status === 404) {
       step(s, 'status-unknown', 'Status unknown here.',
         'Status is only known to the copy of the demo that issued this credential.', 'warn');
     }
