@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -260,7 +259,6 @@ func TestBrowserShowsUnusableCredential(t *testing.T) {
 // has handled both answers before it reads the timeline.
 func TestBrowserStaleStreamWritesNothing(t *testing.T) {
 	var (
-		held     atomic.Int32
 		heldNote = make(chan struct{}, 16)
 		gate     = make(chan struct{})
 		openGate = sync.OnceFunc(func() { close(gate) })
@@ -269,7 +267,6 @@ func TestBrowserStaleStreamWritesNothing(t *testing.T) {
 	wrap := func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if strings.HasPrefix(r.URL.Path, "/api/status") {
-				held.Add(1)
 				heldNote <- struct{}{}
 				select {
 				case <-gate:
@@ -288,11 +285,11 @@ func TestBrowserStaleStreamWritesNothing(t *testing.T) {
 	)
 	// Held: the page's question about its lease when the socket opened,
 	// and the first status poll after the release.
-	for held.Load() < 2 {
+	for i := range 2 {
 		select {
 		case <-heldNote:
-		case <-time.After(time.Until(e.b.Deadline())):
-			t.Fatalf("%d status requests held, want 2\n%s", held.Load(), e.b.Describe())
+		case <-e.b.Context().Done():
+			t.Fatalf("%d status requests held, want 2\n%s", i, e.b.Describe())
 		}
 	}
 	e.b.Do(
