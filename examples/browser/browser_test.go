@@ -185,9 +185,9 @@ func startBrowserOn(t *testing.T, wrap func(http.Handler) http.Handler, path, re
 
 	b := browsertest.Start(t) // stopped before ts: cleanups run last first
 	// When the test ends, no credential issued may have reached the
-	// page's console (registered after Start: it runs before the browser
-	// stops).
-	t.Cleanup(func() { testenv.NoSecret(t, "browser console", b.Console(), rec.Secrets()...) })
+	// page's console or its text (registered after Start: it runs before
+	// the browser stops).
+	t.Cleanup(func() { b.CheckNoSecret(rec.Secrets()...) })
 	b.ShowOnFailure(`document.getElementById('state').textContent`)
 	b.ShowOnFailure(`document.getElementById('error').textContent`)
 	b.ShowOnFailure(`[...document.querySelectorAll('#timeline li')].map((li) => li.textContent)`)

@@ -161,8 +161,16 @@ func (b *Browser) ShowOnFailure(expression string) {
 // Console returns what the page wrote to its console so far, one message
 // a line: console API calls (with the properties of logged objects),
 // uncaught exceptions and the browser's own log (network errors, CORS
-// refusals), or "(empty)". Search it for secrets with testenv.NoSecret.
+// refusals), or "(empty)". CheckNoSecret searches it for secrets.
 func (b *Browser) Console() string { return b.console.String() }
+
+// CheckNoSecret fails the test if any of secrets (credentials the page was
+// handed) reached the page's console or the text it shows.
+func (b *Browser) CheckNoSecret(secrets ...string) {
+	b.t.Helper()
+	testenv.NoSecret(b.t, "browser console", b.Console(), secrets...)
+	testenv.NoSecret(b.t, "page text", Eval[string](b, `document.body ? document.body.innerText : ''`), secrets...)
+}
 
 // Describe returns the values of the ShowOnFailure expressions and the
 // console, for failure messages. It waits for the page a short while even

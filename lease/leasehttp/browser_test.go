@@ -18,7 +18,6 @@ import (
 
 	"github.com/dglease/dglease/internal/browsertest"
 	"github.com/dglease/dglease/internal/testaudio"
-	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys/keystest"
 	"github.com/dglease/dglease/lease"
 	"github.com/dglease/dglease/lease/leasehttp"
@@ -292,14 +291,15 @@ func (p *browserPage) checkTranscript(tr browserTranscript, frames int) {
 	}
 }
 
-// checkNoSecret checks that no credential issued reached the console.
+// checkNoSecret checks that no credential issued reached the console or
+// the page's text.
 func (p *browserPage) checkNoSecret(k *browsertest.SecretRecorder) {
 	p.t.Helper()
 	secrets := k.Secrets()
 	if len(secrets) == 0 {
 		p.t.Fatal("no secret was issued: nothing to look for")
 	}
-	testenv.NoSecret(p.t, "browser console", p.b.Console(), secrets...)
+	p.b.CheckNoSecret(secrets...)
 }
 
 // TestBrowserConnectStreamsAndKeyIsDeleted: a same-origin page imports
