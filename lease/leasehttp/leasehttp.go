@@ -15,12 +15,10 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"weak"
 
 	"github.com/dglease/dglease/lease"
 )
@@ -67,9 +65,9 @@ type Option func(*Handler) error
 // password, on every replica behind a load balancer: a page's release
 // then verifies on whichever replica receives it, and a replica that does
 // not hold the lease deletes its key through its own Manager
-// (lease.Manager.ReleaseForeign). Without it the Handlers of each
-// Manager share one random key, drawn when the first is built, and only
-// the replica that issued a credential can release it (on the others the
+// (lease.Manager.ReleaseForeign). Without it the Handlers of a process
+// share one random key, drawn when the first is built, and only the
+// replica that issued a credential can release it (on the others the
 // release is refused with 403, and the key lives until its TTL). The key
 // is copied.
 //
@@ -135,33 +133,17 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// defaultKeys are the release keys of Handlers built without
-// WithReleaseKey: one per Manager, drawn at random when its first Handler
-// is built, so that several Handlers on one Manager (two mounts, a
-// Handler rebuilt on a configuration reload) accept each other's handles.
-// An entry goes when its Manager is collected.
-var defaultKeys = struct {
-	sync.Mutex
-	m map[weak.Pointer[lease.Manager]][]byte
-}{m: map[weak.Pointer[lease.Manager]][]byte{}}
-
-func defaultKey(m *lease.Manager) []byte {
-	wp := weak.Make(m)
-	defaultKeys.Lock()
-	defer defaultKeys.Unlock()
-	if k, ok := defaultKeys.m[wp]; ok {
-		return k
-	}
+// defaultKey is the release key of Handlers built without WithReleaseKey:
+// one for the process, drawn at random on first use, so that several
+// Handlers on one Manager (two mounts, a Handler rebuilt on a
+// configuration reload) accept each other's handles. Handlers on other
+// Managers accept none of them all the same: a handle names its Manager,
+// and without WithReleaseKey a Handler refuses another Manager's handles.
+var defaultKey = sync.OnceValue(func() []byte {
 	k := make([]byte, MinReleaseKeyLen)
 	_, _ = rand.Read(k) // never fails on supported platforms (crypto/rand's doc)
-	defaultKeys.m[wp] = k
-	runtime.AddCleanup(m, func(wp weak.Pointer[lease.Manager]) {
-		defaultKeys.Lock()
-		delete(defaultKeys.m, wp)
-		defaultKeys.Unlock()
-	}, wp)
 	return k
-}
+})
 
 // New serves credentials from m to the users that identify names.
 // identify returns the end user a request is for (e.g. from a session
@@ -191,7 +173,7 @@ func New(m *lease.Manager, identify func(*http.Request) (user string, err error)
 		}
 	}
 	if h.key == nil {
-		h.key = defaultKey(m)
+		h.key = defaultKey()
 	}
 	if h.logger == nil {
 		h.logger = slog.Default()
