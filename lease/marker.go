@@ -56,18 +56,6 @@ type Marker struct {
 	User string
 }
 
-// comment renders m as a key comment. m.User must pass checkUser.
-func (m Marker) comment() string {
-	field, _ := userMarks(m.User)
-	return markerComment(m.Lease, m.Manager, field)
-}
-
-// tags renders m as key tags. m.User must pass checkUser.
-func (m Marker) tags() []string {
-	_, tag := userMarks(m.User)
-	return markerTags(m.Lease, markerTag+":mgr="+m.Manager, tag, 0)
-}
-
 // markerComment is the comment of a key leased as lease leaseID by the
 // Manager mgr to the user whose comment field is userField (userMarks).
 // apiKeys.issue writes every key's comment with it, and Marker.comment
@@ -97,13 +85,6 @@ func userMarks(u string) (commentField, tag string) {
 	return " user64=" + base64.RawURLEncoding.EncodeToString([]byte(u)), userDigestTagPrefix + hex.EncodeToString(sum[:])
 }
 
-// userTag is the tag of every key leased to u, which must pass checkUser:
-// readable when it fits Deepgram's tag limit, else a digest.
-func userTag(u string) string {
-	_, tag := userMarks(u)
-	return tag
-}
-
 // UserTag returns the tag that every API key leased to user carries, by
 // which Deepgram attributes the audio streamed with those keys (its usage
 // reports filter by tag; see [StreamedAudio]) and by which the user's keys
@@ -116,7 +97,8 @@ func UserTag(user string) (string, error) {
 	if err := checkUser(user); err != nil {
 		return "", err
 	}
-	return userTag(user), nil
+	_, tag := userMarks(user)
+	return tag, nil
 }
 
 // ParseMarker recovers the marker from a key's comment and tags. It fails

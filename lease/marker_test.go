@@ -362,3 +362,16 @@ func TestIDKeyIsOneToOne(t *testing.T) {
 		assert.False(t, ok, "idKey(%q)", bad)
 	}
 }
+
+// comment renders m as a key comment, with the encoder real keys use (for
+// these tests only). m.User must pass checkUser.
+func (m Marker) comment() string {
+	field, _ := userMarks(m.User)
+	return markerComment(m.Lease, m.Manager, field)
+}
+
+// tags renders m as key tags. m.User must pass checkUser.
+func (m Marker) tags() []string {
+	_, tag := userMarks(m.User)
+	return markerTags(m.Lease, markerTag+":mgr="+m.Manager, tag, 0)
+}
