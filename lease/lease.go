@@ -42,7 +42,7 @@ type record struct {
 	key   uint64
 	keyID string // "" for a grant token, or until the key exists
 	// secret is never printed: fmt shows a Lease's handle as an address,
-	// and Lease's String, GoString and LogValue redact it.
+	// and Lease's String, Format and LogValue redact it.
 	secret   string
 	acquired time.Duration // when the lease became live, as time since us.m.epoch (8 bytes, not 24)
 	expires  time.Time

@@ -30,8 +30,9 @@ const (
 	// (or grant) with 429 Too Many Requests.
 	LimitDeepgram
 	// LimitKeys is the cap on keys in existence (WithMaxKeys): live
-	// leases plus keys the deleter has not deleted yet, each still a
-	// working credential until deleted or expired.
+	// leases and creates in flight, keys the deleter has not deleted yet,
+	// and keys it gave up on that still work, each a working credential
+	// until deleted or expired.
 	LimitKeys
 )
 
