@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strings"
 	"sync"
@@ -188,11 +189,15 @@ func benchLiveLeases(b *testing.B, cancellable bool) {
 
 // settleHeap collects garbage until the runtime's cleanups have run: the
 // leak cleanup of a collected lease holds its record until it runs, on the
-// runtime's own goroutine, after the collection.
+// runtime's own goroutine, after the collection. Three collections, each
+// waited out until every cleanup it queued has run (runtime/metrics).
 func settleHeap() {
+	ms := []metrics.Sample{{Name: "/gc/cleanups/queued:cleanups"}, {Name: "/gc/cleanups/executed:cleanups"}}
 	for range 3 {
 		runtime.GC()
-		time.Sleep(10 * time.Millisecond)
+		for metrics.Read(ms); ms[0].Value.Uint64() > ms[1].Value.Uint64(); metrics.Read(ms) {
+			runtime.Gosched()
+		}
 	}
 }
 
