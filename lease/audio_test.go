@@ -1,7 +1,6 @@
 package lease_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/dgday"
 	"github.com/dglease/dglease/internal/testaudio"
 	"github.com/dglease/dglease/internal/testenv"
 	"github.com/dglease/dglease/keys"
@@ -24,19 +24,12 @@ import (
 	"github.com/dglease/dglease/lease"
 )
 
-// pcm returns d of silence in testaudio's raw format (linear16, 16 kHz,
-// mono); d must be a whole number of samples.
-func pcm(d time.Duration) []byte {
-	return bytes.Repeat([]byte{0, 0}, int(d*testaudio.SampleRate/time.Second))
-}
-
 // awayFromMidnight moves srv's clock past the next UTC midnight if that is
 // less than a minute away, so that a test's streams and its usage queries
 // fall on one UTC day whatever the time it runs at.
 func awayFromMidnight(srv *keystest.Server) {
 	now := srv.Now()
-	next := now.UTC().Truncate(24 * time.Hour).Add(24 * time.Hour)
-	if left := next.Sub(now); left < time.Minute {
+	if left := dgday.Of(now).Add(24 * time.Hour).Sub(now); left < time.Minute {
 		srv.Advance(left)
 	}
 }
@@ -71,7 +64,7 @@ func TestStreamedAudioPerUser(t *testing.T) {
 	}
 	for _, u := range users {
 		for _, d := range u.streams {
-			streamLeased(t, srv, m, u.name, pcm(d))
+			streamLeased(t, srv, m, u.name, testaudio.Silence(d))
 		}
 	}
 	require.NoError(t, m.Flush(context.Background()))
@@ -93,7 +86,7 @@ func TestStreamedAudioPerUser(t *testing.T) {
 		require.NoError(t, err)
 		tag, err := lease.UserTag(u.name)
 		require.NoError(t, err)
-		day := now.UTC().Truncate(24 * time.Hour)
+		day := dgday.Of(now)
 		assert.Equal(t, lease.AudioUsage{User: u.name, Tag: tag, Start: day, End: day, Audio: want, Requests: len(u.streams)}, got)
 
 		ctx := context.WithValue(context.Background(), interfaces.ParametersContext{}, map[string][]string{"tag": {tag}})
@@ -238,7 +231,7 @@ func ExampleStreamedAudio() {
 		log.Fatal(err)
 	}
 	// A browser would stream its microphone; here, 1.5 s of raw audio.
-	if _, err := testaudio.Stream(srv.ListenURL(), l.Subprotocol(), pcm(1500*time.Millisecond)); err != nil {
+	if _, err := testaudio.Stream(srv.ListenURL(), l.Subprotocol(), testaudio.Silence(1500*time.Millisecond)); err != nil {
 		log.Fatal(err)
 	}
 	l.Release()

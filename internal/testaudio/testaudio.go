@@ -5,6 +5,7 @@ package testaudio
 import (
 	"bytes"
 	_ "embed"
+	"time"
 )
 
 //go:generate go run gen.go
@@ -25,4 +26,10 @@ const (
 // tone, 64000 bytes. Each call returns a fresh copy.
 func PCM() []byte {
 	return bytes.Clone(pcm)
+}
+
+// Silence returns d of silence in the clip's format (linear16, 16 kHz,
+// mono); d must be a whole number of samples.
+func Silence(d time.Duration) []byte {
+	return make([]byte, 2*int(d*SampleRate/time.Second))
 }

@@ -76,16 +76,9 @@ func requireRefused(t *testing.T, srv *keystest.Server, scheme, secret, why stri
 	}
 }
 
-func newUsageKey(t *testing.T, srv *keystest.Server, ttl time.Duration) *keys.Key {
-	t.Helper()
-	k, err := srv.Client().Create(context.Background(), keys.Spec{Comment: "stream", Scopes: []string{"usage:write"}, TTL: ttl})
-	require.NoError(t, err)
-	return k
-}
-
 func TestListenStreamOutlivesItsKey(t *testing.T) {
 	srv := keystest.NewServer(t)
-	k := newUsageKey(t, srv, time.Minute)
+	k := usageKey(t, srv, time.Minute)
 
 	conn, resp, err := dial(t, srv, "token", k.Secret)
 	require.NoError(t, err)
@@ -100,7 +93,7 @@ func TestListenStreamOutlivesItsKey(t *testing.T) {
 
 func TestListenRefusesUnusableCredentials(t *testing.T) {
 	srv := keystest.NewServer(t)
-	expired := newUsageKey(t, srv, time.Second)
+	expired := usageKey(t, srv, time.Second)
 	unscoped, err := srv.Client().Create(context.Background(), keys.Spec{Comment: "no usage", Scopes: []string{"keys:read"}, TTL: time.Hour})
 	require.NoError(t, err)
 	srv.Advance(time.Minute)
@@ -131,7 +124,7 @@ func TestListenWithGrantToken(t *testing.T) {
 
 func TestCloseEndsOpenStreams(t *testing.T) {
 	srv := keystest.NewServer(t)
-	k := newUsageKey(t, srv, time.Minute)
+	k := usageKey(t, srv, time.Minute)
 	conn, _, err := dial(t, srv, "token", k.Secret)
 	require.NoError(t, err)
 	closed := make(chan error, 1)
@@ -172,7 +165,7 @@ func (r *sdkRecorder) UnhandledEvent([]byte) error                              
 // fake issued.
 func TestOfficialSDKLiveClientStreams(t *testing.T) {
 	srv := keystest.NewServer(t)
-	k := newUsageKey(t, srv, time.Minute)
+	k := usageKey(t, srv, time.Minute)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rec := &sdkRecorder{results: make(chan *msginterfaces.MessageResponse, 100)}
@@ -198,7 +191,7 @@ func TestOfficialSDKLiveClientStreams(t *testing.T) {
 // first two and answers with the scheme.
 func TestListenTakesTheBrowserSDKSubprotocols(t *testing.T) {
 	srv := keystest.NewServer(t)
-	k := newUsageKey(t, srv, time.Minute)
+	k := usageKey(t, srv, time.Minute)
 	tok, err := srv.Client().Grant(context.Background(), 30*time.Second)
 	require.NoError(t, err)
 	for _, cred := range []struct{ scheme, secret string }{{"token", k.Secret}, {"bearer", tok.Secret}} {

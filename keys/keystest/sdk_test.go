@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/dglease/dglease/internal/testaudio"
 	"github.com/dglease/dglease/keys"
 	"github.com/dglease/dglease/keys/keystest"
 )
@@ -122,8 +123,8 @@ func TestOfficialSDK(t *testing.T) {
 
 	t.Run("GetUsage reads the recorded streams", func(t *testing.T) {
 		awayFromMidnight(s)
-		k := usageKey(t, s, "sdk-user")
-		stream(t, s, k.Secret, pcm(1250*time.Millisecond))
+		k := usageKey(t, s, time.Hour, "sdk-user")
+		stream(t, s, k.Secret, testaudio.Silence(1250*time.Millisecond))
 		// The SDK's GetUsage sends its UsageRequest as the body of the GET,
 		// which Deepgram (and the fake) ignore: filters go in the query,
 		// through the SDK's ParametersContext.

@@ -19,13 +19,6 @@ import (
 	"github.com/dglease/dglease/keys/keystest"
 )
 
-// pcm returns d of raw audio in testaudio's format (d a multiple of
-// 1/16000 s).
-func pcm(d time.Duration) []byte {
-	n := int(d*testaudio.SampleRate/time.Second) * 2
-	return bytes.Repeat([]byte{0}, n)
-}
-
 // stream streams audio through the fake with an API key secret, as a
 // browser does, and waits until the fake has recorded it.
 func stream(t *testing.T, srv *keystest.Server, secret string, audio []byte, tags ...string) {
@@ -34,10 +27,10 @@ func stream(t *testing.T, srv *keystest.Server, secret string, audio []byte, tag
 	require.NoError(t, err)
 }
 
-// usageKey mints a key that lives an hour with the given tags.
-func usageKey(t *testing.T, srv *keystest.Server, tags ...string) *keys.Key {
+// usageKey mints a usage:write key that lives ttl, with the given tags.
+func usageKey(t *testing.T, srv *keystest.Server, ttl time.Duration, tags ...string) *keys.Key {
 	t.Helper()
-	k, err := srv.Client().Create(context.Background(), keys.Spec{Comment: "stream", Scopes: []string{"usage:write"}, Tags: tags, TTL: time.Hour})
+	k, err := srv.Client().Create(context.Background(), keys.Spec{Comment: "stream", Scopes: []string{"usage:write"}, Tags: tags, TTL: ttl})
 	require.NoError(t, err)
 	return k
 }
@@ -63,11 +56,11 @@ func today(srv *keystest.Server) keys.UsageQuery {
 func TestUsageCountsStreamsByTagAndAccessor(t *testing.T) {
 	srv := keystest.NewServer(t)
 	awayFromMidnight(srv)
-	alice := usageKey(t, srv, "team-a", "user-alice")
-	bob := usageKey(t, srv, "team-a", "user-bob")
-	stream(t, srv, alice.Secret, pcm(1500*time.Millisecond))
-	stream(t, srv, alice.Secret, pcm(500*time.Millisecond))
-	stream(t, srv, bob.Secret, pcm(3*time.Second+62500*time.Microsecond))
+	alice := usageKey(t, srv, time.Hour, "team-a", "user-alice")
+	bob := usageKey(t, srv, time.Hour, "team-a", "user-bob")
+	stream(t, srv, alice.Secret, testaudio.Silence(1500*time.Millisecond))
+	stream(t, srv, alice.Secret, testaudio.Silence(500*time.Millisecond))
+	stream(t, srv, bob.Secret, testaudio.Silence(3*time.Second+62500*time.Microsecond))
 	require.NoError(t, srv.Client().Delete(context.Background(), alice.ID))
 	stream(t, srv, bob.Secret, nil) // no audio: a request of zero seconds
 
@@ -94,7 +87,7 @@ func TestUsageCountsStreamsByTagAndAccessor(t *testing.T) {
 			assert.Equal(t, tt.audio, u.Audio())
 			assert.Equal(t, tt.requests, u.Requests())
 			assert.Equal(t, keys.UsageResolution{Units: "day", Amount: 1}, u.Resolution)
-			day := srv.Now().UTC().Truncate(24 * time.Hour)
+			day := dgday.Of(srv.Now())
 			assert.Equal(t, day, u.Start)
 			assert.Equal(t, day, u.End)
 			if tt.requests > 0 {
@@ -154,14 +147,14 @@ func TestUsageNeedsUsageRead(t *testing.T) {
 func TestUsageByDay(t *testing.T) {
 	srv := keystest.NewServer(t)
 	awayFromMidnight(srv)
-	k := usageKey(t, srv, "user-alice")
+	k := usageKey(t, srv, time.Hour, "user-alice")
 	day1 := srv.Now()
-	stream(t, srv, k.Secret, pcm(time.Second))
+	stream(t, srv, k.Secret, testaudio.Silence(time.Second))
 	srv.Advance(48 * time.Hour)
-	k = usageKey(t, srv, "user-alice") // the first one has expired
+	k = usageKey(t, srv, time.Hour, "user-alice") // the first one has expired
 	day3 := srv.Now()
-	stream(t, srv, k.Secret, pcm(2*time.Second))
-	stream(t, srv, k.Secret, pcm(2*time.Second))
+	stream(t, srv, k.Secret, testaudio.Silence(2*time.Second))
+	stream(t, srv, k.Secret, testaudio.Silence(2*time.Second))
 
 	c := srv.Client()
 	u, err := c.Usage(context.Background(), keys.UsageQuery{Tag: "user-alice"}) // from the first request to today
@@ -187,8 +180,8 @@ func TestUsageByDay(t *testing.T) {
 func TestUsageCountsQueryTags(t *testing.T) {
 	srv := keystest.NewServer(t)
 	awayFromMidnight(srv)
-	mallory := usageKey(t, srv, "user-mallory")
-	stream(t, srv, mallory.Secret, pcm(time.Second), "user-bob", "user-mallory")
+	mallory := usageKey(t, srv, time.Hour, "user-mallory")
+	stream(t, srv, mallory.Secret, testaudio.Silence(time.Second), "user-bob", "user-mallory")
 
 	for _, tag := range []string{"user-bob", "user-mallory"} {
 		q := today(srv)
@@ -207,7 +200,7 @@ func TestUsageOfGrantTokenStreams(t *testing.T) {
 	awayFromMidnight(srv)
 	tok, err := srv.Client().Grant(context.Background(), time.Minute)
 	require.NoError(t, err)
-	_, err = testaudio.Stream(srv.ListenURL(), []string{"bearer", tok.Secret}, pcm(time.Second))
+	_, err = testaudio.Stream(srv.ListenURL(), []string{"bearer", tok.Secret}, testaudio.Silence(time.Second))
 	require.NoError(t, err)
 
 	got := srv.Streams()
