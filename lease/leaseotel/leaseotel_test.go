@@ -58,11 +58,17 @@ func newEnv(t *testing.T, opts ...lease.Option) *env {
 // collect returns the metrics recorded so far, by name.
 func (e *env) collect() map[string]metricdata.Metrics {
 	e.t.Helper()
+	return collect(e.t, e.reader)
+}
+
+// collect returns the metrics reader has recorded so far, by name.
+func collect(t *testing.T, reader *sdkmetric.ManualReader) map[string]metricdata.Metrics {
+	t.Helper()
 	var rm metricdata.ResourceMetrics
-	require.NoError(e.t, e.reader.Collect(context.Background(), &rm))
+	require.NoError(t, reader.Collect(context.Background(), &rm))
 	out := map[string]metricdata.Metrics{}
 	for _, sm := range rm.ScopeMetrics {
-		require.Equal(e.t, leaseotel.ScopeName, sm.Scope.Name)
+		require.Equal(t, leaseotel.ScopeName, sm.Scope.Name)
 		for _, m := range sm.Metrics {
 			out[m.Name] = m
 		}
@@ -279,21 +285,14 @@ func TestEveryLimitIsCounted(t *testing.T) {
 		n++
 	}
 	require.GreaterOrEqual(t, n, 5, "the lease package names at least five limits")
-	var rm metricdata.ResourceMetrics
-	require.NoError(t, reader.Collect(context.Background(), &rm))
+	refused, ok := collect(t, reader)["dglease.lease.refused"].Data.(metricdata.Sum[int64])
+	require.True(t, ok, "dglease.lease.refused is an int64 counter")
 	seen := map[string]bool{}
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			if m.Name != "dglease.lease.refused" {
-				continue
-			}
-			for _, p := range m.Data.(metricdata.Sum[int64]).DataPoints {
-				v, ok := p.Attributes.Value("dglease.limit")
-				require.True(t, ok)
-				assert.Equal(t, int64(1), p.Value, v.AsString())
-				seen[v.AsString()] = true
-			}
-		}
+	for _, p := range refused.DataPoints {
+		v, ok := p.Attributes.Value("dglease.limit")
+		require.True(t, ok)
+		assert.Equal(t, int64(1), p.Value, v.AsString())
+		seen[v.AsString()] = true
 	}
 	assert.Len(t, seen, n, "one attribute value per limit: %v", seen)
 }
