@@ -1,13 +1,17 @@
 package leasehttp
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"hash"
+	"io"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -69,8 +73,20 @@ func decodeID(id string) ([8]byte, bool) {
 	return b, true
 }
 
-// seal encodes h for user, signed with key.
-func seal(key []byte, h *handle, user string) string {
+// signer signs and verifies handles with one key. hmac.New hashes the key
+// on every call; a pooled HMAC, Reset after use, keeps that work, so a
+// credential or release pays for one HMAC, not for setting one up.
+type signer struct{ macs sync.Pool }
+
+func newSigner(key []byte) *signer {
+	key = bytes.Clone(key)
+	s := &signer{}
+	s.macs.New = func() any { return hmac.New(sha256.New, key) }
+	return s
+}
+
+// seal encodes h for user, signed.
+func (s *signer) seal(h *handle, user string) string {
 	b := make([]byte, 0, fixedLen+len(h.keyID)+macLen)
 	b = append(b, handleVersion)
 	b = append(b, h.manager[:]...)
@@ -79,20 +95,24 @@ func seal(key []byte, h *handle, user string) string {
 	b = binary.BigEndian.AppendUint64(b, uint64(h.serverExpires.UnixMilli()))
 	b = append(b, byte(len(h.keyID)))
 	b = append(b, h.keyID...)
-	b = append(b, mac(key, b, user)...)
+	b = s.mac(b, b, user)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// mac is the handle's signature over body for user.
-func mac(key, body []byte, user string) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write([]byte(macDomain))
+// mac appends to dst the handle's signature over body for user.
+func (s *signer) mac(dst, body []byte, user string) []byte {
+	m := s.macs.Get().(hash.Hash)
+	defer func() {
+		m.Reset()
+		s.macs.Put(m)
+	}()
+	io.WriteString(m, macDomain)
 	m.Write(body)
 	var n [2]byte
 	binary.BigEndian.PutUint16(n[:], uint16(len(user)))
 	m.Write(n[:])
-	m.Write([]byte(user))
-	return m.Sum(nil)
+	io.WriteString(m, user)
+	return m.Sum(dst)
 }
 
 // parse decodes s without verifying it: what it returns is only as good as
@@ -119,8 +139,8 @@ func parse(s string) (h handle, body, sig []byte, err error) {
 	return h, b[:fixedLen+n], b[fixedLen+n:], nil
 }
 
-// verify reports whether sig signs body for user under key, in constant
-// time.
-func verify(key, body, sig []byte, user string) bool {
-	return hmac.Equal(sig, mac(key, body, user))
+// verify reports whether sig signs body for user, in constant time.
+func (s *signer) verify(body, sig []byte, user string) bool {
+	var buf [macLen]byte
+	return hmac.Equal(sig, s.mac(buf[:0], body, user))
 }

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-var testKey = bytes.Repeat([]byte{7}, MinReleaseKeyLen)
+var testSigner = newSigner(bytes.Repeat([]byte{7}, MinReleaseKeyLen))
 
 func sample() (*handle, string) {
 	h := &handle{
@@ -18,14 +18,14 @@ func sample() (*handle, string) {
 		serverExpires: time.UnixMilli(1_800_000_005_123),
 		keyID:         "0d6bd9c4-5a4f-4f0e-9a8c-6a0a9c3e1f2b",
 	}
-	return h, seal(testKey, h, "alice")
+	return h, testSigner.seal(h, "alice")
 }
 
 func TestHandleRoundTrip(t *testing.T) {
 	for _, keyID := range []string{"", "k", "0d6bd9c4-5a4f-4f0e-9a8c-6a0a9c3e1f2b", string(bytes.Repeat([]byte{'x'}, maxKeyID))} {
 		h, _ := sample()
 		h.keyID = keyID
-		s := seal(testKey, h, "alice")
+		s := testSigner.seal(h, "alice")
 		if len(s) > maxHandleLen {
 			t.Fatalf("handle of %d characters is over maxHandleLen %d", len(s), maxHandleLen)
 		}
@@ -33,10 +33,10 @@ func TestHandleRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("parse(seal(%q)): %v", keyID, err)
 		}
-		if !verify(testKey, body, sig, "alice") {
+		if !testSigner.verify(body, sig, "alice") {
 			t.Fatalf("a sealed handle does not verify")
 		}
-		if verify(testKey, body, sig, "alicf") || verify(bytes.Repeat([]byte{8}, MinReleaseKeyLen), body, sig, "alice") {
+		if testSigner.verify(body, sig, "alicf") || newSigner(bytes.Repeat([]byte{8}, MinReleaseKeyLen)).verify(body, sig, "alice") {
 			t.Fatalf("a handle verifies for another user or key")
 		}
 		if got.manager != h.manager || got.lease != h.lease || !got.expires.Equal(h.expires) || !got.serverExpires.Equal(h.serverExpires) || got.keyID != h.keyID {
@@ -55,7 +55,7 @@ func TestHandleHasOneSpelling(t *testing.T) {
 	}
 	h, _ := sample()
 	h.keyID = "k" // 67 bytes: the last character carries 4 padding bits
-	short := seal(testKey, h, "alice")
+	short := testSigner.seal(h, "alice")
 	last := strings.IndexByte(alphabet, short[len(short)-1])
 	stray := short[:len(short)-1] + string(alphabet[last^1])
 	for _, s := range []string{good[:10] + "\n" + good[10:], good + "\r\n", stray} {
@@ -94,7 +94,7 @@ func FuzzParseHandle(f *testing.F) {
 		if len(h.keyID) > maxKeyID || len(sig) != macLen {
 			t.Fatalf("parse returned key ID of %d bytes, signature of %d", len(h.keyID), len(sig))
 		}
-		if verify(testKey, body, sig, "alice") && s != good {
+		if testSigner.verify(body, sig, "alice") && s != good {
 			t.Fatalf("%q verifies but is not the sealed handle", s)
 		}
 	})

@@ -50,7 +50,8 @@ type Handler struct {
 	m        *lease.Manager
 	identify func(*http.Request) (string, error)
 	key      []byte
-	shared   bool // the key was set with WithReleaseKey
+	sign     *signer // signs and verifies handles with key
+	shared   bool    // the key was set with WithReleaseKey
 	manager  [8]byte
 	cop      *http.CrossOriginProtection
 	origins  map[string]bool
@@ -175,6 +176,7 @@ func New(m *lease.Manager, identify func(*http.Request) (user string, err error)
 	if h.key == nil {
 		h.key = defaultKey()
 	}
+	h.sign = newSigner(h.key)
 	if h.logger == nil {
 		h.logger = slog.Default()
 	}
@@ -356,7 +358,7 @@ func (h *Handler) credential(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lid, _ := decodeID(l.ID()) // 16 hex characters (Lease.ID's doc)
-	rel := seal(h.key, &handle{manager: h.manager, lease: lid, expires: l.Expires(), serverExpires: l.ServerExpires(), keyID: l.KeyID()}, user)
+	rel := h.sign.seal(&handle{manager: h.manager, lease: lid, expires: l.Expires(), serverExpires: l.ServerExpires(), keyID: l.KeyID()}, user)
 	hd := w.Header()
 	hd.Set("Content-Type", "application/json")
 	hd.Set("Cache-Control", "no-store")
@@ -446,7 +448,7 @@ func (h *Handler) release(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusForbidden, "release handle was issued by another replica, and replicas share no release key: set the same leasehttp.WithReleaseKey on every replica")
 		return
 	}
-	if !verify(h.key, bodyBytes, sig, user) {
+	if !h.sign.verify(bodyBytes, sig, user) {
 		msg := errForged.Error()
 		if !mine {
 			msg += ", or the replicas do not all share the same leasehttp.WithReleaseKey"
