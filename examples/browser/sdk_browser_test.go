@@ -128,13 +128,7 @@ func TestOfficialBrowserSDKStreamsWithLeasedKey(t *testing.T) {
 	if err := e.s.leases.Flush(ctx); err != nil {
 		t.Fatalf("waiting for the released key's deletion: %v\n%s", err, e.b.Describe())
 	}
-	created := e.created()
-	if len(created) != 1 {
-		t.Fatalf("%d keys created, want 1", len(created))
-	}
-	if st, _ := e.fake.Key(created[0].Key.ID); st.Status != keystest.StatusDeleted || st.Deletes != 1 {
-		t.Fatalf("leased key is %q after %d deletes, want deleted once", st.Status, st.Deletes)
-	}
+	e.deletedOnce()
 	browsertest.Eval[bool](e.b, `(window.keyDeleted(), true)`)
 	e.b.Do(
 		chromedp.WaitVisible(chromedp.CSS(`li.final`)),
@@ -185,13 +179,7 @@ func TestDemoPageStreamsWithTheOfficialSDK(t *testing.T) {
 	if got := e.text(`#transcript p.final`); got != "hello from the fake deepgram" {
 		t.Errorf("first final transcript = %q, want the fake's first phrase", got)
 	}
-	created := e.created()
-	if len(created) != 1 {
-		t.Fatalf("%d keys created, want 1", len(created))
-	}
-	if st, _ := e.fake.Key(created[0].Key.ID); st.Status != keystest.StatusDeleted || st.Deletes != 1 {
-		t.Errorf("leased key is %q after %d deletes, want deleted once", st.Status, st.Deletes)
-	}
+	e.deletedOnce()
 }
 
 // Without the bundle the page offers only its own WebSocket.
