@@ -113,12 +113,12 @@ func main() {
 	}
 }
 
-// run serves the demo on addr until ctx ends, then shuts down gracefully:
-// it stops taking requests and deletes every credential still leased.
 // defaultSDKBundle is where npm ci in internal/conformance puts Deepgram's
 // browser SDK, relative to the module root (where go run runs).
 const defaultSDKBundle = "internal/conformance/node_modules/@deepgram/sdk/dist/browser/index.global.js"
 
+// run serves the demo on addr until ctx ends, then shuts down gracefully:
+// it stops taking requests and deletes every credential still leased.
 func run(ctx context.Context, logger *slog.Logger, addr string, grant bool, ttl time.Duration, redisURL, sdkBundle string) error {
 	releaseKey, err := releaseKeyFromEnv() // a bad one stops us before anything starts
 	if err != nil {

@@ -36,8 +36,9 @@ const Timeout = 60 * time.Second
 const describeTimeout = 2 * time.Second
 
 // Browser is one headless Chromium with one tab, started by Start for one
-// test. Its methods are for the test's goroutine; the console log it keeps
-// is safe to read at any time.
+// test. Its methods that drive the page are for the test's goroutine;
+// Console, ShowOnFailure and Describe are safe from any goroutine (a
+// handler's, say).
 type Browser struct {
 	t        testing.TB
 	ctx      context.Context // the tab's
