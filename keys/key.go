@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/dglease/dglease/internal/dgtag"
 )
 
 // redacted replaces every secret in printed values.
@@ -170,4 +172,26 @@ func formatRedacted(f fmt.State, verb rune, s string) {
 		return
 	}
 	fmt.Fprint(f, s)
+}
+
+// MaxTagLen is the longest tag Deepgram accepts: "Tags are limited to 128
+// characters per tag" (Deepgram's Tagging page,
+// https://developers.deepgram.com/docs/tagging). Deepgram does not say how
+// it counts characters; this package counts UTF-8 bytes, the strictest
+// reading, so a tag it lets through is within the limit however Deepgram
+// counts (for ASCII tags every reading agrees).
+const MaxTagLen = dgtag.MaxLen
+
+// checkTag reports a tag Deepgram would refuse (see internal/dgtag: empty
+// or only spaces, not UTF-8, or longer than MaxTagLen). Its error quotes
+// at most the tag's start.
+func checkTag(what, tag string) error {
+	p := dgtag.Problem(tag)
+	if p == "" {
+		return nil
+	}
+	if len(tag) > MaxTagLen {
+		p += ": shorten it, or send a digest of it"
+	}
+	return fmt.Errorf("keys: %s %q %s", what, clean(tag, 48), p)
 }
