@@ -127,6 +127,9 @@ func (s *Server) usage(c *call) answer {
 	tags, accessor := q["tag"], q.Get("accessor")
 	method, endpoint := q.Get("method"), q.Get("endpoint")
 
+	if !start.IsZero() && end.Before(start) { // a defaulted start never is
+		return bad("end is before start")
+	}
 	type dayUsage struct {
 		audio    time.Duration
 		requests int
@@ -159,9 +162,6 @@ func (s *Server) usage(c *call) answer {
 		if !first.IsZero() && first.Before(end) {
 			start = first
 		}
-	}
-	if end.Before(start) {
-		return bad("end is before start")
 	}
 	out := usageAnswer{
 		Start:      start.Format(dgday.Format),
